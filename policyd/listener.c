@@ -1,0 +1,1 @@
+/* listener.c - placeholder until written */

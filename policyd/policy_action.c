@@ -1,0 +1,1 @@
+/* policy_action.c - placeholder until written */

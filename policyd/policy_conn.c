@@ -1,0 +1,1 @@
+/* policy_conn.c - placeholder until written */

@@ -1,0 +1,1 @@
+/* policy_proto.c - placeholder until written */

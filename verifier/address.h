@@ -1,0 +1,52 @@
+/*
+ * address.h - RFC 5321 recipient address parsing and normalisation.
+ *
+ * Input is whatever the MTA put in the policy request's recipient attribute
+ * (or a milter's RCPT argument): possibly with angle brackets, possibly a
+ * quoted local part, possibly hostile. Output is a normalised address whose
+ * domain is case-folded without a trailing dot. Local parts are kept as given
+ * (a callout must pass them unchanged); address_key() builds the lookup form.
+ */
+#ifndef CALLAHEAD_ADDRESS_H
+#define CALLAHEAD_ADDRESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ADDRESS_LOCAL_MAX 64   /* RFC 5321 4.5.3.1.1 */
+#define ADDRESS_DOMAIN_MAX 255 /* RFC 5321 4.5.3.1.2 */
+#define ADDRESS_MAX (ADDRESS_LOCAL_MAX + 1 + ADDRESS_DOMAIN_MAX)
+
+struct address {
+    bool is_null;                         /* "<>" (null reverse-path); local/domain empty */
+    char local[ADDRESS_LOCAL_MAX + 3];    /* as given, quotes kept when they are needed */
+    char domain[ADDRESS_DOMAIN_MAX + 1];  /* lower case, no trailing dot; "[1.2.3.4]" kept */
+};
+
+/*
+ * address_parse - parse len bytes at in (need not be NUL-terminated).
+ * Accepts "user@dom", "<user@dom>", "\"quoted user\"@dom", "<>", domain
+ * literals. A quoted local part whose quotes are unnecessary is unquoted
+ * (RFC 5321 4.1.2 says they are equivalent). Returns 0 and fills out, or -1
+ * and writes a short reason to err (errlen bytes) for malformed input.
+ */
+int address_parse(const char *in, size_t len, struct address *out, char *err, size_t errlen);
+
+/* address_format - "local@domain" (or "" for <>) into buf; returns length or -1 if too small */
+int address_format(const struct address *a, char *buf, size_t size);
+
+/*
+ * address_strip_subaddress - remove a sub-address extension from the local
+ * part: the first character of local that is in delims, and everything after
+ * it, go ("user+ext" -> "user"). Quoted local parts and an empty delims are
+ * left alone. Returns true if something was removed.
+ */
+bool address_strip_subaddress(struct address *a, const char *delims);
+
+/*
+ * address_key - the lookup/cache key: "local@domain" with the local part
+ * lower-cased when fold_local is set. Returns length or -1 if too small.
+ */
+int address_key(const struct address *a, bool fold_local, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,1 @@
+/* backend_cdb.c - placeholder until written */

@@ -1,0 +1,84 @@
+/*
+ * cache.h - the verdict cache: in-process L1 in front of an optional shared
+ * Redis, with a TTL and a refresh time per verdict kind.
+ *
+ * Keys: "<prefix>rcpt:<address>" (prefix "callahead:" by default), values in
+ * the verdict_format() text form, set with "SET key value EX ttl", so
+ * "redis-cli GET callahead:rcpt:bob@example.org" shows e.g.
+ * "invalid 550 1732458000 cdb 5.1.1 User unknown".
+ * Without Redis (redis_server empty) L1 holds verdicts for their full TTL.
+ * With Redis, L1 holds them for at most l1_ttl seconds, and Redis failures
+ * only mean misses: the caller goes on to the backend.
+ */
+#ifndef CALLAHEAD_CACHE_H
+#define CALLAHEAD_CACHE_H
+
+#include <stddef.h>
+
+#include "cache_redis.h"
+#include "verdict.h"
+
+struct event_base;
+struct cache;     /* opaque */
+struct cache_req; /* opaque */
+
+struct cache_config {
+    const char *key_prefix;          /* "callahead:" */
+    size_t l1_max_entries;           /* bound on the in-process cache */
+    int l1_ttl;                      /* seconds, L1 lifetime when Redis is used */
+    int ttl[VERDICT_KIND_COUNT];     /* seconds per verdict kind; 0 = do not cache */
+    int refresh[VERDICT_KIND_COUNT]; /* seconds; a hit older than this needs refresh; 0 = never */
+    int use_redis;                   /* 0: L1 only */
+    struct cache_redis_config redis;
+};
+
+/*
+ * cache_get_cb - outcome of a pending get. found: 1 hit (v set, from Redis),
+ * 0 miss or Redis error. stale: the hit is older than its refresh time, so
+ * the caller should answer with it and re-verify in the background.
+ */
+typedef void (*cache_get_cb)(int found, const struct verdict *v, int stale, void *arg);
+
+enum cache_status {
+    CACHE_MISS = 0,    /* answered now: not cached (or Redis down) */
+    CACHE_HIT = 1,     /* answered now from L1: *out and *stale set */
+    CACHE_PENDING = 2  /* asking Redis: *req set, cb runs later */
+};
+
+struct cache *cache_new(struct event_base *base, const struct cache_config *cfg, char *err,
+                        size_t errlen);
+void cache_free(struct cache *c);
+
+/* cache_get - look addrkey (a normalised address) up; see enum cache_status */
+enum cache_status cache_get(struct cache *c, const char *addrkey, struct verdict *out, int *stale,
+                            cache_get_cb cb, void *arg, struct cache_req **req);
+
+/* cache_cancel - cb will not run */
+void cache_cancel(struct cache_req *req);
+
+/*
+ * cache_put - store v under addrkey with the TTL of its kind (not stored if
+ * that TTL is 0), in L1 and (fire and forget) in Redis.
+ */
+void cache_put(struct cache *c, const char *addrkey, const struct verdict *v);
+
+/*
+ * cache_put_if_changed - cache_put unless L1 already holds a verdict of the
+ * same kind and code for addrkey: write-through for authoritative local
+ * tables without a Redis write per request.
+ */
+void cache_put_if_changed(struct cache *c, const char *addrkey, const struct verdict *v);
+
+/* cache_key - "<prefix><kind>:<name>" into buf; returns length or -1 if too small */
+int cache_key(const struct cache *c, const char *kind, const char *name, char *buf, size_t size);
+
+/* cache_redis_handle - the Redis connection (NULL without Redis), for locks and stats */
+struct cache_redis *cache_redis_handle(struct cache *c);
+
+struct cache_stats {
+    unsigned long l1_hits, redis_hits, misses, puts;
+    size_t l1_entries;
+};
+void cache_get_stats(const struct cache *c, struct cache_stats *out);
+
+#endif

@@ -1,0 +1,1 @@
+/* cache_mem.c - placeholder until written */

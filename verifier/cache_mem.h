@@ -1,0 +1,44 @@
+/*
+ * cache_mem.h - the bounded in-process verdict cache (L1).
+ *
+ * A hash table with LRU eviction and a per-entry expiry. In front of Redis it
+ * keeps hot addresses from costing a round trip; without Redis it is the
+ * whole cache (the embedded default). Memory is bounded by max_entries.
+ */
+#ifndef CALLAHEAD_CACHE_MEM_H
+#define CALLAHEAD_CACHE_MEM_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "verdict.h"
+
+struct cache_mem; /* opaque */
+
+/* cache_mem_new - empty cache holding at most max_entries (>= 1); NULL on ENOMEM */
+struct cache_mem *cache_mem_new(size_t max_entries);
+void cache_mem_free(struct cache_mem *c);
+
+/*
+ * cache_mem_get - look key up at time now. On a live hit copies the verdict
+ * to out, sets *stored (when it was put) if stored is not NULL, moves the
+ * entry to the front of the LRU and returns 1. Expired entries are dropped
+ * and count as a miss (0).
+ */
+int cache_mem_get(struct cache_mem *c, const char *key, time_t now, struct verdict *out,
+                  time_t *stored);
+
+/* cache_mem_put - insert or replace key, live until expires; evicts the LRU entry when full */
+void cache_mem_put(struct cache_mem *c, const char *key, const struct verdict *v, time_t now,
+                   time_t expires);
+
+/* cache_mem_del - drop key if present; returns 1 if it was there */
+int cache_mem_del(struct cache_mem *c, const char *key);
+
+/* cache_mem_clear - drop everything */
+void cache_mem_clear(struct cache_mem *c);
+
+/* cache_mem_count - live + not yet collected entries */
+size_t cache_mem_count(const struct cache_mem *c);
+
+#endif

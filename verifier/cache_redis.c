@@ -1,0 +1,1 @@
+/* cache_redis.c - placeholder until written */

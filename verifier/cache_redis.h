@@ -1,0 +1,67 @@
+/*
+ * cache_redis.h - a Redis connection on the event loop (hiredis async with
+ * its libevent adapter), with our own deadlines and reconnect backoff.
+ *
+ * hiredis 0.14 has no async timeouts, so every command carries a libevent
+ * timer: a command that has no reply by its deadline completes with an error
+ * (its late reply is then ignored) and the connection is dropped and re-made,
+ * so a stalled Redis never stalls a lookup. While disconnected, commands fail
+ * at once (status -1) and a reconnect is tried with exponential backoff;
+ * failures are logged at most once per backoff interval.
+ * All arguments are sent binary-safe (argv/argvlen): an address can never
+ * inject a Redis command.
+ */
+#ifndef CALLAHEAD_CACHE_REDIS_H
+#define CALLAHEAD_CACHE_REDIS_H
+
+#include <stddef.h>
+
+struct event_base;
+struct cache_redis;     /* opaque */
+struct cache_redis_req; /* opaque */
+
+struct cache_redis_config {
+    const char *host;     /* "127.0.0.1"; ignored when unix_path is set */
+    int port;             /* 6379 */
+    const char *unix_path; /* NULL or a UNIX socket path */
+    int timeout_ms;       /* connect and per-command deadline */
+    int reconnect_min_ms; /* first backoff */
+    int reconnect_max_ms; /* backoff cap */
+};
+
+/*
+ * cache_redis_cb - a command's outcome. status: 1 = string/status reply
+ * (val/len set), 0 = nil reply, -1 = error, timeout or disconnect (val is
+ * an error message). val is valid only during the call.
+ */
+typedef void (*cache_redis_cb)(int status, const char *val, size_t len, void *arg);
+
+/* cache_redis_new - start connecting (asynchronously); NULL + err only on bad config/ENOMEM */
+struct cache_redis *cache_redis_new(struct event_base *base, const struct cache_redis_config *cfg,
+                                    char *err, size_t errlen);
+
+/* cache_redis_free - disconnect; pending callbacks do not run */
+void cache_redis_free(struct cache_redis *r);
+
+/* cache_redis_connected - 1 when commands can be sent now */
+int cache_redis_connected(const struct cache_redis *r);
+
+/*
+ * cache_redis_command - send argv (argc strings of argvlen bytes). cb may be
+ * NULL (fire and forget). Returns a handle for cancel, or NULL when the
+ * command was not sent (not connected): cb then does NOT run and the caller
+ * treats it as an error at once. cb never runs from inside this call.
+ */
+struct cache_redis_req *cache_redis_command(struct cache_redis *r, int argc, const char **argv,
+                                            const size_t *argvlen, cache_redis_cb cb, void *arg);
+
+/* cache_redis_cancel - cb will not run for req (the reply, if any, is discarded) */
+void cache_redis_cancel(struct cache_redis_req *req);
+
+/* statistics for stats output and tests */
+struct cache_redis_stats {
+    unsigned long commands, replies, errors, timeouts, reconnects;
+};
+void cache_redis_get_stats(const struct cache_redis *r, struct cache_redis_stats *out);
+
+#endif

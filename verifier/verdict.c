@@ -1,0 +1,1 @@
+/* verdict.c - placeholder until written */

@@ -1,0 +1,1 @@
+/* verifier.c - placeholder until written */

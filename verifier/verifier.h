@@ -1,0 +1,67 @@
+/*
+ * verifier.h - address in, verdict out, asynchronously.
+ *
+ * The library the policy daemon, the milter (through the daemon) and the CLI
+ * share. It knows nothing of Postfix or milters. A lookup normalises the
+ * address, follows the route table, asks the cache, and on a miss the
+ * route's backend; the verdict is cached and handed to the callback.
+ */
+#ifndef CALLAHEAD_VERIFIER_H
+#define CALLAHEAD_VERIFIER_H
+
+#include <stddef.h>
+
+#include "cache.h"
+#include "verdict.h"
+
+struct event_base;
+struct verifier;     /* opaque */
+struct verifier_req; /* opaque */
+
+struct verifier_config {
+    const char *route_table;         /* path of the route table file */
+    const char *recipient_delimiter; /* sub-address delimiters, e.g. "+"; "" for none */
+    int answer_budget_ms;            /* a lookup answers tempfail after this long */
+    struct cache_config cache;
+};
+
+/*
+ * verifier_cb - the result of one lookup; runs exactly once per lookup that
+ * was not cancelled, always from the event loop (never inside
+ * verifier_lookup). v is valid only during the call. key is the normalised
+ * address that was routed ("" when the address was malformed).
+ */
+typedef void (*verifier_cb)(const struct verdict *v, const char *key, void *arg);
+
+/*
+ * verifier_new - load the route table and open its backends and the cache.
+ * The config strings are copied. NULL + err on any error.
+ */
+struct verifier *verifier_new(struct event_base *base, const struct verifier_config *cfg,
+                              char *err, size_t errlen);
+
+/*
+ * verifier_reload - load a new route table and backends from cfg; on any
+ * error the old ones stay in use and -1 + err is returned. Lookups in
+ * progress finish against the tables they started with. The cache is kept.
+ */
+int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err,
+                    size_t errlen);
+
+/* verifier_free - cancels all lookups in progress (their callbacks do not run) */
+void verifier_free(struct verifier *v);
+
+/* verifier_lookup - start verifying len bytes of rcpt; never NULL except on ENOMEM */
+struct verifier_req *verifier_lookup(struct verifier *v, const char *rcpt, size_t len,
+                                     verifier_cb cb, void *arg);
+
+/* verifier_cancel - the callback will not run; safe to call from any callback but its own */
+void verifier_cancel(struct verifier_req *req);
+
+struct verifier_stats {
+    unsigned long lookups, valid, invalid, tempfail, unknown, malformed, budget_expired;
+    struct cache_stats cache;
+};
+void verifier_get_stats(const struct verifier *v, struct verifier_stats *out);
+
+#endif
