@@ -1,1 +1,984 @@
-/* config.c - placeholder until written */
+/*
+ * config.c - callahead.conf: one table of parameters, and the parser, the
+ * printer ("callahead-policyd -n") and the reference (docs/callahead.conf.5)
+ * that are all driven by it (see config.h).
+ *
+ * Postfix's main.cf is the model: "name = value", "#" comment lines, a line
+ * that starts with whitespace continues the previous value. Unlike main.cf a
+ * parameter may be set only once and unknown names are errors: this file
+ * decides which mail is rejected, so a typo must stop the daemon at start-up
+ * rather than silently leave a default in force. The file is trusted more
+ * than the network but still bounded: line length, value length, file size.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "policy_action.h"
+
+#define CONFIG_MAX_LINE 4096      /* one physical line, without LF */
+#define CONFIG_MAX_VALUE 2048     /* one value after joining continuation lines */
+#define CONFIG_MAX_FILE (1 << 20) /* config_load refuses bigger files */
+#define CONFIG_UNIX_PATH_MAX 107  /* sizeof(sun_path) - 1 on Linux */
+#define CONFIG_REDIS_DEFAULT_PORT 6379
+
+enum config_type {
+    CONFIG_STR,    /* char * */
+    CONFIG_ACTION, /* char *, checked with policy_action_check */
+    CONFIG_INT,    /* int, decimal */
+    CONFIG_BOOL,   /* int, yes/no */
+    CONFIG_TIME,   /* int seconds; suffix s m h d w, none = s */
+    CONFIG_MS,     /* int milliseconds; suffix ms or s, none = ms */
+    CONFIG_MODE,   /* int, octal file mode */
+    CONFIG_LISTEN, /* the listen[] list */
+};
+
+/* extra checks for some strings */
+enum config_check { CHECK_NONE, CHECK_FACILITY, CHECK_REDIS, CHECK_NONEMPTY };
+
+struct config_param {
+    const char *name;
+    enum config_type type;
+    const char *def; /* default, as it would be written in the file */
+    size_t offset;   /* into struct config */
+    long min, max;   /* range for numeric types (in the stored unit) */
+    enum config_check check;
+    const char *doc; /* one sentence: what it does, and why the default */
+};
+
+#define OFF(field) offsetof(struct config, field)
+#define DAY (24L * 3600)
+
+static const struct config_param config_params[] = {
+    /* where we listen */
+    {"listen", CONFIG_LISTEN, "inet:127.0.0.1:10040", OFF(listen), 0, 0, CHECK_NONE,
+     "Where to accept policy requests: a list (comma or space separated, at most 16) of "
+     "inet:HOST:PORT, inet:[IPV6]:PORT or unix:PATH; loopback only by default, because the "
+     "answers tell whoever asks which addresses exist."},
+    {"unix_socket_mode", CONFIG_MODE, "0660", OFF(unix_socket_mode), 0, 0777, CHECK_NONE,
+     "Octal permissions of unix: listening sockets; 0660 lets only the owner and group (give "
+     "it to postfix) connect, since anyone who can connect can probe addresses."},
+    {"unix_socket_owner", CONFIG_STR, "", OFF(unix_socket_owner), 0, 0, CHECK_NONE,
+     "User that owns unix: listening sockets; empty keeps the user the daemon runs as."},
+    {"unix_socket_group", CONFIG_STR, "", OFF(unix_socket_group), 0, 0, CHECK_NONE,
+     "Group that owns unix: listening sockets (for example postfix); empty keeps the "
+     "daemon's group."},
+    {"user", CONFIG_STR, "", OFF(user), 0, 0, CHECK_NONE,
+     "User to switch to after the sockets are bound when started as root; empty stays as "
+     "started (for example as a systemd unit's User=)."},
+    {"pidfile", CONFIG_STR, "", OFF(pidfile), 0, 0, CHECK_NONE,
+     "File to write the daemon's process id to; empty writes none, which suits systemd."},
+    {"syslog_name", CONFIG_STR, "callahead", OFF(syslog_name), 0, 0, CHECK_NONEMPTY,
+     "Program name in syslog lines, like Postfix's syslog_name."},
+    {"syslog_facility", CONFIG_STR, "mail", OFF(syslog_facility), 0, 0, CHECK_FACILITY,
+     "Syslog facility (mail, daemon, user or local0 to local7); mail puts the verdicts next "
+     "to Postfix's own log lines."},
+    {"debug", CONFIG_BOOL, "no", OFF(debug), 0, 1, CHECK_NONE,
+     "Log debug detail (state changes, cache and backend steps); off because it is one line "
+     "per step of every request."},
+
+    /* connections */
+    {"max_connections", CONFIG_INT, "4096", OFF(max_connections), 1, 1000000, CHECK_NONE,
+     "Most policy client connections at once; Postfix keeps one per smtpd process, so 4096 "
+     "covers far more smtpd processes than a default default_process_limit of 100."},
+    {"idle_timeout", CONFIG_TIME, "300s", OFF(idle_timeout), 1, DAY, CHECK_NONE,
+     "Close a connection that sends no request for this long; 300s matches Postfix's "
+     "smtpd_policy_service_max_idle, so the client notices first."},
+    {"request_timeout", CONFIG_TIME, "30s", OFF(request_timeout), 1, 3600, CHECK_NONE,
+     "Close a connection that takes longer than this to send one whole request once it began; "
+     "Postfix sends a request in one write, so only a stuck or hostile client waits this long."},
+    {"max_line_length", CONFIG_INT, "4096", OFF(limits.max_line), 64, 1048576, CHECK_NONE,
+     "Longest request line in bytes; a protocol error above it, and 4096 is far above any "
+     "attribute Postfix sends (an address is at most 256 bytes)."},
+    {"max_attributes", CONFIG_INT, "100", OFF(limits.max_attributes), 16, 100000, CHECK_NONE,
+     "Most attributes in one request; Postfix 3.7 sends about 30, so 100 leaves room for "
+     "future versions and still bounds a hostile client."},
+    {"max_request_size", CONFIG_INT, "65536", OFF(limits.max_request), 1024, 16777216, CHECK_NONE,
+     "Most bytes in one request, all lines together; 64 KiB is many times a real request."},
+
+    /* verdict -> action */
+    {"action_valid", CONFIG_ACTION, "DUNNO", OFF(action[VERDICT_VALID]), 0, 0, CHECK_NONE,
+     "Reply for an address that exists; DUNNO lets the restrictions after "
+     "check_policy_service still apply."},
+    {"action_invalid", CONFIG_ACTION, "550 5.1.1 <%a>: Recipient address rejected: %r",
+     OFF(action[VERDICT_INVALID]), 0, 0, CHECK_NONE,
+     "Reply for an address that does not exist (%a is the address, %r the reason, %s the "
+     "source, %c the next hop's code, %% a percent sign); an explicit 550 because Postfix "
+     "turns a plain REJECT into 554."},
+    {"action_tempfail", CONFIG_ACTION,
+     "DEFER_IF_PERMIT 4.1.1 <%a>: Recipient address verification failed: %r",
+     OFF(action[VERDICT_TEMPFAIL]), 0, 0, CHECK_NONE,
+     "Reply when the address could not be verified now; DEFER_IF_PERMIT defers only mail "
+     "that later restrictions would accept, as Postfix's reject_unverified_recipient does."},
+    {"action_unknown", CONFIG_ACTION, "DUNNO", OFF(action[VERDICT_UNKNOWN]), 0, 0, CHECK_NONE,
+     "Reply when no route covers the address; DUNNO leaves the decision to Postfix."},
+    {"action_malformed", CONFIG_ACTION, "DUNNO", OFF(action_malformed), 0, 0, CHECK_NONE,
+     "Reply when the recipient does not parse as an address; DUNNO, because Postfix has "
+     "already accepted its syntax and its own checks are the better judge."},
+    {"fail_open", CONFIG_BOOL, "no", OFF(fail_open), 0, 1, CHECK_NONE,
+     "Answer action_valid instead of action_tempfail when verification fails; off, because "
+     "deferring costs the sender a retry while accepting may cost a bounce to a forged sender."},
+    {"dry_run", CONFIG_BOOL, "no", OFF(dry_run), 0, 1, CHECK_NONE,
+     "Log the verdicts but always answer DUNNO; turn it on for a first deployment to see what "
+     "would be rejected."},
+
+    /* verifier */
+    {"route_table", CONFIG_STR, "/etc/callahead/routes", OFF(route_table), 0, 0, CHECK_NONEMPTY,
+     "File that says how each recipient domain is verified (first match wins)."},
+    {"recipient_delimiter", CONFIG_STR, "+", OFF(recipient_delimiter), 0, 0, CHECK_NONE,
+     "Characters that separate a local part from its extension (user+ext), as in Postfix's "
+     "recipient_delimiter; empty for none."},
+    {"answer_budget", CONFIG_MS, "5000ms", OFF(answer_budget_ms), 10, 600000, CHECK_NONE,
+     "Answer tempfail if verification takes longer than this, and let it finish into the "
+     "cache; 5s is well under Sendmail's milter timeout of about 10s and Postfix's 100s "
+     "policy timeout."},
+    {"redis_server", CONFIG_STR, "", OFF(redis_server), 0, 0, CHECK_REDIS,
+     "Shared Redis cache as HOST:PORT, [IPV6]:PORT or unix:PATH; empty uses only the "
+     "in-process cache, which is enough for a single MX."},
+    {"redis_key_prefix", CONFIG_STR, "callahead:", OFF(redis_key_prefix), 0, 0, CHECK_NONE,
+     "Prefix of every Redis key, so one Redis can serve other applications too."},
+    {"redis_timeout", CONFIG_MS, "250ms", OFF(redis_timeout_ms), 1, 60000, CHECK_NONE,
+     "Deadline for connecting to Redis and for each command; a slow Redis costs a cache miss, "
+     "not a slow answer."},
+    {"redis_reconnect_max", CONFIG_MS, "10s", OFF(redis_reconnect_max_ms), 100, 3600000, CHECK_NONE,
+     "Longest wait between Redis reconnect attempts (backoff starts at 100ms and doubles)."},
+    {"cache_l1_size", CONFIG_INT, "100000", OFF(cache_l1_size), 1, 100000000, CHECK_NONE,
+     "Most addresses in the in-process cache; 100000 verdicts take a few tens of MB."},
+    {"cache_l1_ttl", CONFIG_TIME, "60s", OFF(cache_l1_ttl), 1, 31 * DAY, CHECK_NONE,
+     "How long the in-process cache keeps a verdict when Redis is used, so that a change in "
+     "Redis (a flush) reaches every host within a minute."},
+    {"ttl_valid", CONFIG_TIME, "31d", OFF(ttl[VERDICT_VALID]), 0, 365 * DAY, CHECK_NONE,
+     "How long an existing address stays cached; 31d as Postfix's "
+     "address_verify_positive_expire_time (Exim uses 24h); 0 disables caching."},
+    {"ttl_invalid", CONFIG_TIME, "3d", OFF(ttl[VERDICT_INVALID]), 0, 365 * DAY, CHECK_NONE,
+     "How long a non-existent address stays cached; 3d as Postfix's "
+     "address_verify_negative_expire_time (Exim uses 2h); 0 disables caching."},
+    {"ttl_tempfail", CONFIG_TIME, "60s", OFF(ttl[VERDICT_TEMPFAIL]), 0, 365 * DAY, CHECK_NONE,
+     "How long a failed verification is cached, briefly, so a dead next hop is not asked "
+     "again for every recipient; 0 disables caching."},
+    {"refresh_valid", CONFIG_TIME, "7d", OFF(refresh[VERDICT_VALID]), 0, 365 * DAY, CHECK_NONE,
+     "A cached valid verdict older than this is still used but verified again in the "
+     "background; 7d as Postfix's address_verify_positive_refresh_time; 0 never."},
+    {"refresh_invalid", CONFIG_TIME, "3h", OFF(refresh[VERDICT_INVALID]), 0, 365 * DAY, CHECK_NONE,
+     "A cached invalid verdict older than this is still used but verified again in the "
+     "background, so a new mailbox works within hours; 3h as Postfix's "
+     "address_verify_negative_refresh_time; 0 never."},
+};
+#define CONFIG_NPARAMS (sizeof(config_params) / sizeof(config_params[0]))
+
+/* config_field - where a parameter lives in c */
+static void *config_field(struct config *c, const struct config_param *p)
+{
+    return (char *)c + p->offset;
+}
+
+static const void *config_cfield(const struct config *c, const struct config_param *p)
+{
+    return (const char *)c + p->offset;
+}
+
+/* config_find - the table entry called name (len bytes), or NULL */
+static const struct config_param *config_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < CONFIG_NPARAMS; i++)
+        if (strlen(config_params[i].name) == len && memcmp(config_params[i].name, name, len) == 0)
+            return &config_params[i];
+    return NULL;
+}
+
+/* config_seterr - "reason" into err (callers add the file and line) */
+static int config_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int config_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* config_parse_uint - a decimal number (digits only) below limit; *end after the digits */
+static int config_parse_uint(const char *s, long limit, long *out, const char **end)
+{
+    long v = 0;
+    const char *p = s;
+
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    for (; isdigit((unsigned char)*p); p++) {
+        v = v * 10 + (*p - '0');
+        if (v > limit)
+            return -1;
+    }
+    *out = v;
+    *end = p;
+    return 0;
+}
+
+/* big enough that any in-range value stays exact, small enough that v * 604800 fits a long */
+#define CONFIG_NUM_LIMIT 1000000000L
+
+/* config_parse_time - "300", "300s", "5m", "3h", "31d", "1w" into seconds */
+static int config_parse_time(const char *s, long *out)
+{
+    const char *end;
+    long v, mul;
+
+    if (config_parse_uint(s, CONFIG_NUM_LIMIT, &v, &end) < 0)
+        return -1;
+    switch (tolower((unsigned char)*end)) {
+    case '\0':
+    case 's':
+        mul = 1;
+        break;
+    case 'm':
+        mul = 60;
+        break;
+    case 'h':
+        mul = 3600;
+        break;
+    case 'd':
+        mul = DAY;
+        break;
+    case 'w':
+        mul = 7 * DAY;
+        break;
+    default:
+        return -1;
+    }
+    if (*end != '\0' && end[1] != '\0')
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+/* config_parse_ms - "250", "250ms", "5s" into milliseconds */
+static int config_parse_ms(const char *s, long *out)
+{
+    const char *end;
+    long v;
+
+    if (config_parse_uint(s, CONFIG_NUM_LIMIT, &v, &end) < 0)
+        return -1;
+    if (*end == '\0' || strcasecmp(end, "ms") == 0)
+        *out = v;
+    else if (strcasecmp(end, "s") == 0)
+        *out = v * 1000;
+    else
+        return -1;
+    return 0;
+}
+
+/* config_parse_bool - yes/no (and the usual synonyms) */
+static int config_parse_bool(const char *s, long *out)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"};
+    static const char *const no[] = {"no", "false", "off", "0"};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* config_parse_mode - octal digits, e.g. "0660" */
+static int config_parse_mode(const char *s, long *out)
+{
+    long v = 0;
+
+    if (*s == '\0')
+        return -1;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '7')
+            return -1;
+        v = v * 8 + (*p - '0');
+        if (v > 07777)
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* config_check_port - decimal 0..65535 (0: let the kernel pick, for tests) */
+static int config_check_port(const char *s, size_t len, int *port)
+{
+    long v = 0;
+
+    if (len == 0 || len > 5)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > 65535)
+        return -1;
+    if (port)
+        *port = (int)v;
+    return 0;
+}
+
+/*
+ * config_split_hostport - "HOST:PORT" or "[IPV6]:PORT" (s, len bytes) into
+ * host and port. need_port 0 allows the port to be missing (*port then
+ * untouched). host_out gets a copy of the host (or NULL when not wanted).
+ */
+static int config_split_hostport(const char *s, size_t len, int need_port, char **host_out,
+                                 int *port)
+{
+    const char *host = s, *rest;
+    size_t hlen;
+
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (close == NULL)
+            return -1;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        rest = close + 1;
+        if (memchr(host, ':', hlen) == NULL)
+            return -1; /* brackets are for IPv6 only */
+    } else {
+        const char *colon = memchr(s, ':', len);
+        size_t ncolons = 0;
+        for (size_t i = 0; i < len; i++)
+            ncolons += s[i] == ':';
+        if (ncolons > 1)
+            return -1; /* an IPv6 address must be written in brackets */
+        hlen = colon ? (size_t)(colon - s) : len;
+        rest = s + hlen;
+    }
+    if (hlen == 0 || hlen > 255)
+        return -1;
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)host[i]) && strchr(".-_:%", host[i]) == NULL)
+            return -1;
+    size_t rlen = len - (size_t)(rest - s);
+    if (rlen == 0) {
+        if (need_port)
+            return -1;
+    } else if (rest[0] != ':' || config_check_port(rest + 1, rlen - 1, port) < 0) {
+        return -1;
+    }
+    if (host_out) {
+        *host_out = strndup(host, hlen);
+        if (*host_out == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* config_check_unix_path - an absolute-or-relative path that fits sun_path */
+static int config_check_unix_path(const char *s, size_t len)
+{
+    if (len == 0 || len > CONFIG_UNIX_PATH_MAX)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return -1;
+    return 0;
+}
+
+/* config_check_endpoint - one listen entry (s, len bytes) */
+static int config_check_endpoint(const char *s, size_t len)
+{
+    if (len > 5 && strncmp(s, "inet:", 5) == 0)
+        return config_split_hostport(s + 5, len - 5, 1, NULL, NULL);
+    if (len > 5 && strncmp(s, "unix:", 5) == 0)
+        return config_check_unix_path(s + 5, len - 5);
+    return -1;
+}
+
+/* config_free_listen - drop the listen list */
+static void config_free_listen(struct config *c)
+{
+    for (int i = 0; i < c->nlisten && i < CONFIG_MAX_LISTEN; i++) {
+        free(c->listen[i]);
+        c->listen[i] = NULL;
+    }
+    c->nlisten = 0;
+}
+
+/* config_set_listen - replace the listen list with value (comma and/or space separated) */
+static int config_set_listen(struct config *c, const char *value, char *err, size_t errlen)
+{
+    char *items[CONFIG_MAX_LISTEN];
+    int n = 0;
+    const char *p = value;
+
+    for (;;) {
+        p += strspn(p, ", \t");
+        if (*p == '\0')
+            break;
+        size_t len = strcspn(p, ", \t");
+        if (n == CONFIG_MAX_LISTEN) {
+            config_seterr(err, errlen, "too many listen entries (at most %d)", CONFIG_MAX_LISTEN);
+            goto fail;
+        }
+        if (config_check_endpoint(p, len) < 0) {
+            config_seterr(err, errlen,
+                          "bad listen entry (want inet:HOST:PORT, inet:[IPV6]:PORT or "
+                          "unix:PATH)");
+            goto fail;
+        }
+        items[n] = strndup(p, len);
+        if (items[n] == NULL) {
+            config_seterr(err, errlen, "out of memory");
+            goto fail;
+        }
+        n++;
+        p += len;
+    }
+    if (n == 0)
+        return config_seterr(err, errlen, "listen is empty");
+    config_free_listen(c);
+    memcpy(c->listen, items, (size_t)n * sizeof(items[0]));
+    c->nlisten = n;
+    return 0;
+fail:
+    while (n > 0)
+        free(items[--n]);
+    return -1;
+}
+
+/* config_check_string - the extra checks some string parameters have */
+static int config_check_string(const struct config_param *p, const char *value, char *err,
+                               size_t errlen)
+{
+    static const char *const facilities[] = {"mail",   "daemon", "user",   "local0",
+                                             "local1", "local2", "local3", "local4",
+                                             "local5", "local6", "local7"};
+    switch (p->check) {
+    case CHECK_NONE:
+        return 0;
+    case CHECK_NONEMPTY:
+        if (*value == '\0')
+            return config_seterr(err, errlen, "%s must not be empty", p->name);
+        return 0;
+    case CHECK_FACILITY:
+        for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++)
+            if (strcasecmp(value, facilities[i]) == 0)
+                return 0;
+        return config_seterr(err, errlen, "bad %s (want mail, daemon, user or local0-7)", p->name);
+    case CHECK_REDIS: {
+        size_t len = strlen(value);
+        if (len == 0)
+            return 0;
+        if (strncmp(value, "unix:", 5) == 0) {
+            if (config_check_unix_path(value + 5, len - 5) == 0)
+                return 0;
+        } else {
+            int port = CONFIG_REDIS_DEFAULT_PORT;
+            if (config_split_hostport(value, len, 0, NULL, &port) == 0 && port > 0)
+                return 0;
+        }
+        return config_seterr(err, errlen, "bad %s (want HOST:PORT, [IPV6]:PORT or unix:PATH)",
+                             p->name);
+    }
+    }
+    return 0;
+}
+
+/* config_redis_derive - fill the redis_host/redis_port fields from redis_server */
+static int config_redis_derive(struct config *c)
+{
+    free(c->redis_host);
+    c->redis_host = NULL;
+    c->redis_port = CONFIG_REDIS_DEFAULT_PORT;
+    if (c->redis_server == NULL || c->redis_server[0] == '\0' ||
+        strncmp(c->redis_server, "unix:", 5) == 0)
+        return 0;
+    return config_split_hostport(c->redis_server, strlen(c->redis_server), 0, &c->redis_host,
+                                 &c->redis_port);
+}
+
+/*
+ * config_set - give parameter p the text value (already trimmed). On error
+ * err gets the reason (without file and line) and c is unchanged.
+ */
+static int config_set(struct config *c, const struct config_param *p, const char *value, char *err,
+                      size_t errlen)
+{
+    void *field = config_field(c, p);
+    long v = 0;
+
+    switch (p->type) {
+    case CONFIG_ACTION: {
+        char why[128];
+        if (policy_action_check(value, why, sizeof(why)) < 0)
+            return config_seterr(err, errlen, "bad %s: %s", p->name, why);
+    }
+        /* fall through */
+    case CONFIG_STR: {
+        if (config_check_string(p, value, err, errlen) < 0)
+            return -1;
+        char *copy = strdup(value);
+        if (copy == NULL)
+            return config_seterr(err, errlen, "out of memory");
+        free(*(char **)field);
+        *(char **)field = copy;
+        if (p->check == CHECK_REDIS && config_redis_derive(c) < 0)
+            return config_seterr(err, errlen, "out of memory");
+        return 0;
+    }
+    case CONFIG_LISTEN:
+        return config_set_listen(c, value, err, errlen);
+    case CONFIG_INT: {
+        const char *end;
+        if (config_parse_uint(value, CONFIG_NUM_LIMIT, &v, &end) < 0 || *end != '\0')
+            return config_seterr(err, errlen, "bad number for %s", p->name);
+        break;
+    }
+    case CONFIG_BOOL:
+        if (config_parse_bool(value, &v) < 0)
+            return config_seterr(err, errlen, "bad boolean for %s (want yes or no)", p->name);
+        break;
+    case CONFIG_TIME:
+        if (config_parse_time(value, &v) < 0)
+            return config_seterr(err, errlen,
+                                 "bad time for %s (want a number with suffix s, m, h, d or w)",
+                                 p->name);
+        break;
+    case CONFIG_MS:
+        if (config_parse_ms(value, &v) < 0)
+            return config_seterr(err, errlen, "bad time for %s (want a number with suffix ms or s)",
+                                 p->name);
+        break;
+    case CONFIG_MODE:
+        if (config_parse_mode(value, &v) < 0)
+            return config_seterr(err, errlen, "bad octal mode for %s", p->name);
+        break;
+    }
+    if (v < p->min || v > p->max)
+        return config_seterr(err, errlen, "%s out of range (%ld..%ld)", p->name, p->min, p->max);
+    if (p->offset == OFF(limits.max_line) || p->offset == OFF(limits.max_request))
+        *(size_t *)field = (size_t)v;
+    else
+        *(int *)field = (int)v;
+    return 0;
+}
+
+void config_free(struct config *c)
+{
+    config_free_listen(c);
+    for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
+        const struct config_param *p = &config_params[i];
+        if (p->type == CONFIG_STR || p->type == CONFIG_ACTION) {
+            char **field = config_field(c, p);
+            free(*field);
+            *field = NULL;
+        }
+    }
+    free(c->redis_host);
+    c->redis_host = NULL;
+}
+
+void config_defaults(struct config *c)
+{
+    char err[256];
+
+    memset(c, 0, sizeof(*c));
+    c->redis_port = CONFIG_REDIS_DEFAULT_PORT;
+    for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
+        /* the defaults are ours and valid; only ENOMEM can fail here */
+        if (config_set(c, &config_params[i], config_params[i].def, err, sizeof(err)) < 0) {
+            fprintf(stderr, "callahead: config default %s: %s\n", config_params[i].name, err);
+            abort();
+        }
+    }
+}
+
+/* config_trim - strip leading and trailing blanks from s (len bytes) */
+static const char *config_trim(const char *s, size_t *len)
+{
+    while (*len > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        (*len)--;
+    }
+    while (*len > 0 && (s[*len - 1] == ' ' || s[*len - 1] == '\t'))
+        (*len)--;
+    return s;
+}
+
+/* config_is_name_char - parameter names are lower case letters, digits and '_' */
+static int config_is_name_char(int ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+/* config_safe_name - a loggable copy of an unknown name: name characters only, truncated */
+static void config_safe_name(char *dst, size_t size, const char *s, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len && n + 4 < size; i++)
+        dst[n++] = config_is_name_char((unsigned char)s[i]) ? s[i] : '?';
+    if (len > 0 && n < len && n + 3 < size) {
+        memcpy(dst + n, "...", 3);
+        n += 3;
+    }
+    dst[n] = '\0';
+}
+
+/*
+ * config_logical - apply one logical line "name = value" (text, len bytes,
+ * continuation lines already joined). seen[] marks parameters already set.
+ */
+static int config_logical(struct config *c, const char *text, size_t len, unsigned char *seen,
+                          char *err, size_t errlen)
+{
+    const char *eq = memchr(text, '=', len);
+    char safe[72];
+
+    if (eq == NULL) {
+        size_t nlen = strcspn(text, " \t");
+        config_safe_name(safe, sizeof(safe), text, nlen < len ? nlen : len);
+        return config_seterr(err, errlen, "missing '=' after \"%s\"", safe);
+    }
+    size_t nlen = (size_t)(eq - text);
+    const char *name = config_trim(text, &nlen);
+    size_t vlen = len - (size_t)(eq + 1 - text);
+    const char *val = config_trim(eq + 1, &vlen);
+
+    if (nlen == 0)
+        return config_seterr(err, errlen, "missing parameter name before '='");
+    const struct config_param *p = config_find(name, nlen);
+    if (p == NULL) {
+        config_safe_name(safe, sizeof(safe), name, nlen);
+        return config_seterr(err, errlen, "unknown parameter \"%s\"", safe);
+    }
+    size_t idx = (size_t)(p - config_params);
+    if (seen[idx])
+        return config_seterr(err, errlen, "duplicate parameter \"%s\"", p->name);
+    seen[idx] = 1;
+    if (vlen > CONFIG_MAX_VALUE)
+        return config_seterr(err, errlen, "value of %s too long (at most %d bytes)", p->name,
+                             CONFIG_MAX_VALUE);
+    /* a control character in a value is a damaged file, not a setting (tabs are blanks) */
+    for (size_t i = 0; i < vlen; i++)
+        if (((unsigned char)val[i] < 0x20 && val[i] != '\t') || val[i] == 0x7f)
+            return config_seterr(err, errlen, "control character in the value of %s", p->name);
+    char value[CONFIG_MAX_VALUE + 1];
+    memcpy(value, val, vlen);
+    value[vlen] = '\0';
+    return config_set(c, p, value, err, errlen);
+}
+
+/* config_fail - "fname:line: reason", free c, return -1 */
+static int config_fail(struct config *c, const char *fname, size_t line, const char *why, char *err,
+                       size_t errlen)
+{
+    config_seterr(err, errlen, "%s:%zu: %s", fname ? fname : "(config)", line, why);
+    config_free(c);
+    return -1;
+}
+
+/*
+ * config_parse - see config.h. c is first set to the defaults (any previous
+ * contents are overwritten, not freed). A logical line is collected into a
+ * bounded buffer as its physical lines arrive and applied when the next
+ * non-continuation line (or the end) is reached.
+ */
+int config_parse(const char *text, size_t len, const char *fname, struct config *c, char *err,
+                 size_t errlen)
+{
+    unsigned char seen[CONFIG_NPARAMS] = {0};
+    char logical[CONFIG_MAX_LINE + 1];
+    size_t llen = 0, lline = 0, lineno = 0;
+    int have = 0, overflow = 0;
+    char why[512];
+    const char *p = text, *end = text + len;
+
+    config_defaults(c);
+    if (len > 0 && memchr(text, '\0', len) != NULL) {
+        /* report the line it is on, as for every other error */
+        const char *nul = memchr(text, '\0', len);
+        size_t ln = 1;
+        for (const char *q = text; q < nul; q++)
+            ln += *q == '\n';
+        return config_fail(c, fname, ln, "NUL byte in file", err, errlen);
+    }
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t plen = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        const char *line = p;
+        p = nl ? nl + 1 : end;
+        lineno++;
+        if (plen > 0 && line[plen - 1] == '\r')
+            plen--;
+        if (plen > CONFIG_MAX_LINE) {
+            snprintf(why, sizeof(why), "line too long (at most %d bytes)", CONFIG_MAX_LINE);
+            return config_fail(c, fname, lineno, why, err, errlen);
+        }
+        size_t tlen = plen;
+        const char *t = config_trim(line, &tlen);
+        if (tlen == 0 || t[0] == '#')
+            continue; /* blank and comment lines, also between continuation lines */
+        if (t != line) {
+            /* leading whitespace: continue the previous parameter's value */
+            if (!have)
+                return config_fail(c, fname, lineno, "continuation line without a parameter", err,
+                                   errlen);
+            if (llen + 1 + tlen > sizeof(logical) - 1) {
+                overflow = 1;
+                continue;
+            }
+            logical[llen++] = ' ';
+            memcpy(logical + llen, t, tlen);
+            llen += tlen;
+            continue;
+        }
+        if (have) {
+            if (overflow) {
+                snprintf(why, sizeof(why), "value too long (at most %d bytes)", CONFIG_MAX_VALUE);
+                return config_fail(c, fname, lline, why, err, errlen);
+            }
+            logical[llen] = '\0';
+            if (config_logical(c, logical, llen, seen, why, sizeof(why)) < 0)
+                return config_fail(c, fname, lline, why, err, errlen);
+        }
+        memcpy(logical, t, tlen);
+        llen = tlen;
+        lline = lineno;
+        have = 1;
+        overflow = 0;
+    }
+    if (have) {
+        if (overflow) {
+            snprintf(why, sizeof(why), "value too long (at most %d bytes)", CONFIG_MAX_VALUE);
+            return config_fail(c, fname, lline, why, err, errlen);
+        }
+        logical[llen] = '\0';
+        if (config_logical(c, logical, llen, seen, why, sizeof(why)) < 0)
+            return config_fail(c, fname, lline, why, err, errlen);
+    }
+    return 0;
+}
+
+int config_load(const char *path, struct config *c, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) {
+        memset(c, 0, sizeof(*c));
+        return config_seterr(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    char *buf = malloc(CONFIG_MAX_FILE + 1);
+    if (buf == NULL) {
+        fclose(fp);
+        memset(c, 0, sizeof(*c));
+        return config_seterr(err, errlen, "%s: out of memory", path);
+    }
+    size_t n = fread(buf, 1, CONFIG_MAX_FILE + 1, fp);
+    int rerr = ferror(fp);
+    fclose(fp);
+    memset(c, 0, sizeof(*c));
+    if (rerr) {
+        free(buf);
+        return config_seterr(err, errlen, "%s: read error", path);
+    }
+    if (n > CONFIG_MAX_FILE) {
+        free(buf);
+        return config_seterr(err, errlen, "%s: file too large (at most %d bytes)", path,
+                             CONFIG_MAX_FILE);
+    }
+    int rc = config_parse(buf, n, path, c, err, errlen);
+    free(buf);
+    return rc;
+}
+
+void config_verifier(const struct config *c, struct verifier_config *vc)
+{
+    memset(vc, 0, sizeof(*vc));
+    vc->route_table = c->route_table;
+    vc->recipient_delimiter = c->recipient_delimiter;
+    vc->answer_budget_ms = c->answer_budget_ms;
+    vc->cache.key_prefix = c->redis_key_prefix;
+    vc->cache.l1_max_entries = (size_t)c->cache_l1_size;
+    vc->cache.l1_ttl = c->cache_l1_ttl;
+    for (int k = 0; k < VERDICT_KIND_COUNT; k++) {
+        vc->cache.ttl[k] = c->ttl[k];
+        vc->cache.refresh[k] = c->refresh[k];
+    }
+    vc->cache.use_redis = c->redis_server != NULL && c->redis_server[0] != '\0';
+    if (vc->cache.use_redis) {
+        if (strncmp(c->redis_server, "unix:", 5) == 0) {
+            vc->cache.redis.unix_path = c->redis_server + 5;
+        } else {
+            vc->cache.redis.host = c->redis_host;
+            vc->cache.redis.port = c->redis_port;
+        }
+    }
+    vc->cache.redis.timeout_ms = c->redis_timeout_ms;
+    vc->cache.redis.reconnect_min_ms = 100;
+    vc->cache.redis.reconnect_max_ms = c->redis_reconnect_max_ms;
+}
+
+/* config_format_time - seconds in the largest unit that keeps them exact */
+static void config_format_time(char *buf, size_t size, long v)
+{
+    if (v != 0 && v % DAY == 0)
+        snprintf(buf, size, "%ldd", v / DAY);
+    else if (v != 0 && v % 3600 == 0)
+        snprintf(buf, size, "%ldh", v / 3600);
+    else if (v != 0 && v % 60 == 0)
+        snprintf(buf, size, "%ldm", v / 60);
+    else
+        snprintf(buf, size, "%lds", v);
+}
+
+/*
+ * config_format - the value of p in c as it would be written in the file.
+ * Returns buf, or a string from c (listen values and strings can be long).
+ */
+static const char *config_format(const struct config *c, const struct config_param *p, char *buf,
+                                 size_t size)
+{
+    const void *field = config_cfield(c, p);
+    long v;
+
+    switch (p->type) {
+    case CONFIG_STR:
+    case CONFIG_ACTION: {
+        const char *s = *(char *const *)field;
+        return s ? s : "";
+    }
+    case CONFIG_LISTEN: {
+        /* ", " reads best; fall back to " " so the line still parses back within limits */
+        size_t total = 0;
+        for (int i = 0; i < c->nlisten && i < CONFIG_MAX_LISTEN; i++)
+            total += strlen(c->listen[i]) + (i ? 2 : 0);
+        const char *sep = total <= CONFIG_MAX_VALUE ? ", " : " ";
+        size_t n = 0;
+        buf[0] = '\0';
+        for (int i = 0; i < c->nlisten && i < CONFIG_MAX_LISTEN; i++) {
+            int w = snprintf(buf + n, size - n, "%s%s", i ? sep : "", c->listen[i]);
+            if (w < 0 || (size_t)w >= size - n)
+                break;
+            n += (size_t)w;
+        }
+        return buf;
+    }
+    default:
+        break;
+    }
+    if (p->offset == OFF(limits.max_line) || p->offset == OFF(limits.max_request))
+        v = (long)*(const size_t *)field;
+    else
+        v = *(const int *)field;
+    switch (p->type) {
+    case CONFIG_BOOL:
+        return v ? "yes" : "no";
+    case CONFIG_TIME:
+        config_format_time(buf, size, v);
+        break;
+    case CONFIG_MS:
+        snprintf(buf, size, "%ldms", v);
+        break;
+    case CONFIG_MODE:
+        snprintf(buf, size, "%04lo", (unsigned long)v);
+        break;
+    default:
+        snprintf(buf, size, "%ld", v);
+        break;
+    }
+    return buf;
+}
+
+void config_print(FILE *fp, const struct config *c, int only_changed)
+{
+    struct config def;
+    char a[CONFIG_MAX_LINE + 1], b[CONFIG_MAX_LINE + 1];
+
+    if (only_changed)
+        config_defaults(&def);
+    for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
+        const struct config_param *p = &config_params[i];
+        const char *val = config_format(c, p, a, sizeof(a));
+        if (only_changed && strcmp(val, config_format(&def, p, b, sizeof(b))) == 0)
+            continue;
+        /* an empty value prints as "name =", which parses back to empty */
+        fprintf(fp, "%s =%s%s\n", p->name, *val ? " " : "", val);
+    }
+    if (only_changed)
+        config_free(&def);
+}
+
+/* config_troff_text - s with troff's escape character and line-start controls made literal */
+static void config_troff_text(FILE *fp, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", fp);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", fp);
+        else if (*s == '-')
+            fputs("\\-", fp);
+        else
+            fputc(*s, fp);
+    }
+}
+
+/* config_wrap - s as plain text, indented, wrapped near 76 columns */
+static void config_wrap(FILE *fp, const char *s, int indent)
+{
+    int col = 0;
+
+    while (*s) {
+        size_t w = strcspn(s, " ");
+        if (col > indent && col + 1 + (int)w > 76) {
+            fputc('\n', fp);
+            col = 0;
+        }
+        if (col == 0) {
+            fprintf(fp, "%*s", indent, "");
+            col = indent;
+        } else {
+            fputc(' ', fp);
+            col++;
+        }
+        fwrite(s, 1, w, fp);
+        col += (int)w;
+        s += w;
+        s += strspn(s, " ");
+    }
+    if (col > 0)
+        fputc('\n', fp);
+}
+
+void config_print_doc(FILE *fp, int troff)
+{
+    for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
+        const struct config_param *p = &config_params[i];
+        if (troff) {
+            fputs(".TP\n.B ", fp);
+            config_troff_text(fp, p->name);
+            fputs("\n(default: ", fp);
+            config_troff_text(fp, *p->def ? p->def : "empty");
+            fputs(")\n", fp);
+            config_troff_text(fp, p->doc);
+            fputc('\n', fp);
+        } else {
+            fprintf(fp, "%s (default: %s)\n", p->name, *p->def ? p->def : "empty");
+            config_wrap(fp, p->doc, 4);
+            fputc('\n', fp);
+        }
+    }
+}

@@ -1,1 +1,36 @@
-/* placeholder */
+/*
+ * listener.h - the sockets policyd listens on: "inet:HOST:PORT",
+ * "inet:[IPV6]:PORT" or "unix:PATH", created before privileges are dropped
+ * (so a UNIX socket can live in Postfix's private/ directory with the mode
+ * and owner Postfix's smtpd needs) and kept across SIGHUP reloads.
+ */
+#ifndef CALLAHEAD_LISTENER_H
+#define CALLAHEAD_LISTENER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct event_base;
+struct policy_server;
+struct listener;
+
+/*
+ * listener_bind - create, bind and listen on spec. For unix: a stale socket
+ * file is removed first, then mode/owner/group (owner, group: "" = keep) are
+ * applied. Returns the fd or -1 with err set. An inet port 0 binds any free
+ * port: listener_describe shows which.
+ */
+int listener_bind(const char *spec, int mode, const char *owner, const char *group, char *err,
+                  size_t errlen);
+
+/* listener_describe - "inet:127.0.0.1:10040" / "unix:/path" for the bound fd */
+void listener_describe(int fd, char *buf, size_t size);
+
+/* listener_start - accept on fd into policy_conn_new; NULL + err on failure */
+struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s,
+                                char *err, size_t errlen);
+
+/* listener_stop - stop accepting and close the socket (unlinking a UNIX socket's file) */
+void listener_free(struct listener *l);
+
+#endif

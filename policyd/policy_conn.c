@@ -1,1 +1,363 @@
-/* policy_conn.c - placeholder until written */
+/*
+ * policy_conn.c - one policy client connection as an explicit state machine
+ * (see policy_conn.h for the states and why).
+ *
+ * Lines are taken out of the bufferevent's input with a length check before
+ * anything is copied, so a client sending an endless line costs at most
+ * max_line_length bytes of buffer (the read high-watermark) before it is
+ * disconnected. Each connection has one deadline timer; every exit goes
+ * through policy_conn_free().
+ */
+#include "policy_conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "policy_action.h"
+#include "policy_proto.h"
+#include "verifier.h"
+
+enum conn_state { CONN_READING, CONN_VERIFYING, CONN_WRITING, CONN_STATE_COUNT };
+
+static const char *const conn_state_names[CONN_STATE_COUNT] = {"reading", "verifying",
+                                                                 "writing"};
+
+struct policy_conn {
+    struct policy_server *s;
+    struct bufferevent *bev;
+    struct event *deadline;
+    enum conn_state state;
+    char peer[64];
+    struct policy_request req;
+    int request_started; /* a line of the current request has arrived */
+    int closing;         /* close once the output has drained (SIGTERM drain) */
+    struct verifier_req *lookup;
+    struct timespec started;
+    TAILQ_ENTRY(policy_conn) link;
+};
+
+static void conn_process(struct policy_conn *c);
+
+/* conn_enter_state - the one place the state changes; logs transitions at debug level */
+static void conn_enter_state(struct policy_conn *c, enum conn_state st)
+{
+    if ((unsigned)st >= CONN_STATE_COUNT) {
+        log_err("policy %s: bad state %d", c->peer, (int)st);
+        abort();
+    }
+    log_debug("policy %s: %s -> %s", c->peer, conn_state_names[c->state], conn_state_names[st]);
+    c->state = st;
+}
+
+/* conn_arm_deadline - (re)start the timer for the current state; none while verifying */
+static void conn_arm_deadline(struct policy_conn *c)
+{
+    const struct config *cfg = c->s->cfg;
+    int secs;
+
+    switch (c->state) {
+    case CONN_READING:
+        secs = c->request_started ? cfg->request_timeout : cfg->idle_timeout;
+        break;
+    case CONN_WRITING:
+        secs = cfg->request_timeout;
+        break;
+    default:
+        event_del(c->deadline);
+        return;
+    }
+    struct timeval tv = {secs, 0};
+    event_add(c->deadline, &tv);
+}
+
+void policy_conn_free(struct policy_conn *c)
+{
+    if (c->lookup != NULL)
+        verifier_cancel(c->lookup);
+    policy_request_reset(&c->req);
+    if (c->deadline)
+        event_free(c->deadline);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    TAILQ_REMOVE(&c->s->conns, c, link);
+    c->s->nconns--;
+    free(c);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* conn_reply - queue "action=..." and go to WRITING */
+static void conn_reply(struct policy_conn *c, const char *action)
+{
+    char buf[1200];
+    int n = policy_format_reply(action, buf, sizeof(buf));
+
+    if (n < 0) {
+        /* cannot happen with checked templates; answer something harmless */
+        n = policy_format_reply("DUNNO", buf, sizeof(buf));
+    }
+    policy_request_reset(&c->req);
+    c->request_started = 0;
+    c->s->requests++;
+    conn_enter_state(c, CONN_WRITING);
+    conn_arm_deadline(c);
+    bufferevent_write(c->bev, buf, (size_t)n);
+}
+
+/* is_rejecting - does an action refuse the recipient (for dry_run)? */
+static int is_rejecting(const char *action)
+{
+    return action[0] == '4' || action[0] == '5' || strncmp(action, "REJECT", 6) == 0 ||
+           strncmp(action, "DEFER", 5) == 0;
+}
+
+/* conn_verified - the verifier's answer: pick the action, log the decision, reply */
+static void conn_verified(const struct verdict *v, const struct verifier_result *res, void *arg)
+{
+    struct policy_conn *c = arg;
+    const struct config *cfg = c->s->cfg;
+    const char *tmpl;
+    char action[1024];
+    const char *rcpt = c->req.recipient ? c->req.recipient : "";
+
+    c->lookup = NULL;
+    if (res->key[0] == '\0')
+        tmpl = cfg->action_malformed;
+    else if (v->kind == VERDICT_TEMPFAIL && cfg->fail_open)
+        tmpl = cfg->action[VERDICT_VALID];
+    else
+        tmpl = cfg->action[v->kind];
+    policy_action_expand(tmpl, v, res->key[0] ? res->key : rcpt, action, sizeof(action));
+
+    char safe_rcpt[300];
+    verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));
+    log_info("%s: recipient=<%s> verdict=%s source=%s code=%d cached=%s route=%s ms=%.1f "
+             "action=%s%s",
+             c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE", safe_rcpt,
+             res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source, v->code,
+             res->cached, res->route[0] ? res->route : "-", ms_since(&c->started), action,
+             cfg->dry_run && is_rejecting(action) ? " (dry_run: answering DUNNO)" : "");
+    if (cfg->dry_run && is_rejecting(action))
+        snprintf(action, sizeof(action), "DUNNO");
+    conn_reply(c, action);
+}
+
+/* conn_request_done - a whole request arrived: decide whether it is ours to answer */
+static void conn_request_done(struct policy_conn *c)
+{
+    struct policy_request *r = &c->req;
+
+    if (r->request == NULL || strcmp(r->request, "smtpd_access_policy") != 0) {
+        log_warn("policy %s: request=%s is not smtpd_access_policy: DUNNO", c->peer,
+                 r->request ? "(other)" : "(missing)");
+        conn_reply(c, "DUNNO");
+        return;
+    }
+    if (r->protocol_state == NULL || strcasecmp(r->protocol_state, "RCPT") != 0 ||
+        r->recipient == NULL || r->recipient[0] == '\0') {
+        conn_reply(c, "DUNNO");
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    conn_enter_state(c, CONN_VERIFYING);
+    conn_arm_deadline(c);
+    c->lookup = verifier_lookup(c->s->verifier, r->recipient, strlen(r->recipient),
+                                conn_verified, c);
+    if (c->lookup == NULL) {
+        log_err("policy %s: out of memory starting a lookup", c->peer);
+        conn_reply(c, c->s->cfg->fail_open ? c->s->cfg->action[VERDICT_VALID] : "DEFER_IF_PERMIT 4.3.0 Server out of memory");
+    }
+}
+
+/* conn_protocol_error - log, no reply, close (SMTPD_POLICY_README) */
+static void conn_protocol_error(struct policy_conn *c, const char *why)
+{
+    c->s->protocol_errors++;
+    log_warn("policy %s: protocol error: %s: closing connection", c->peer, why);
+    policy_conn_free(c);
+}
+
+/*
+ * conn_process - take complete lines while READING. Returns with the
+ * connection freed only through conn_protocol_error or conn_request_done's
+ * callers; callers must not touch c after a protocol error, so this
+ * function is the last thing its callers do.
+ */
+static void conn_process(struct policy_conn *c)
+{
+    const struct config *cfg = c->s->cfg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    while (c->state == CONN_READING) {
+        size_t eol_len = 0;
+        struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+        if (eol.pos < 0) {
+            if (evbuffer_get_length(in) > cfg->limits.max_line) {
+                conn_protocol_error(c, "line too long");
+                return;
+            }
+            return; /* wait for more */
+        }
+        size_t len = (size_t)eol.pos;
+        if (len > cfg->limits.max_line) {
+            conn_protocol_error(c, "line too long");
+            return;
+        }
+        char stackbuf[4096];
+        char *line = len < sizeof(stackbuf) ? stackbuf : malloc(len + 1);
+        if (line == NULL) {
+            conn_protocol_error(c, "out of memory");
+            return;
+        }
+        evbuffer_remove(in, line, len);
+        evbuffer_drain(in, eol_len);
+        line[len] = '\0';
+
+        char err[200];
+        enum policy_line_status st =
+            policy_request_add_line(&c->req, line, len, &cfg->limits, err, sizeof(err));
+        if (line != stackbuf)
+            free(line);
+        if (st == POLICY_LINE_ERROR) {
+            conn_protocol_error(c, err);
+            return;
+        }
+        if (st == POLICY_LINE_MORE) {
+            if (!c->request_started) {
+                c->request_started = 1;
+                conn_arm_deadline(c);
+            }
+            continue;
+        }
+        conn_request_done(c);
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct policy_conn *c = arg;
+
+    if (c->state == CONN_READING)
+        conn_process(c);
+    /* otherwise leave it buffered: Postfix waits for our reply before its next request */
+}
+
+/* conn_write_cb - the reply has drained: next request, or close when draining */
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct policy_conn *c = arg;
+
+    if (c->state != CONN_WRITING)
+        return;
+    if (c->closing || c->s->draining) {
+        policy_conn_free(c);
+        return;
+    }
+    conn_enter_state(c, CONN_READING);
+    conn_arm_deadline(c);
+    conn_process(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct policy_conn *c = arg;
+
+    if (what & BEV_EVENT_ERROR)
+        log_debug("policy %s: %s", c->peer, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (c->request_started && (what & BEV_EVENT_EOF))
+        log_warn("policy %s: disconnected in the middle of a request", c->peer);
+    policy_conn_free(c);
+}
+
+static void conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct policy_conn *c = arg;
+
+    if (c->state == CONN_READING && !c->request_started)
+        log_debug("policy %s: idle timeout", c->peer);
+    else
+        log_warn("policy %s: timeout while %s", c->peer, conn_state_names[c->state]);
+    policy_conn_free(c);
+}
+
+void policy_server_init(struct policy_server *s, struct event_base *base,
+                        const struct config *cfg, struct verifier *v)
+{
+    memset(s, 0, sizeof(*s));
+    s->base = base;
+    s->cfg = cfg;
+    s->verifier = v;
+    TAILQ_INIT(&s->conns);
+}
+
+struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd, const char *peer)
+{
+    if (s->draining || s->nconns >= s->cfg->max_connections) {
+        s->refused++;
+        /* one line per refusal is too many under a flood: log every 100th */
+        if (s->refused % 100 == 1)
+            log_warn("policy %s: refused: %s (max_connections = %d; %lu refused so far)", peer,
+                     s->draining ? "shutting down" : "too many connections",
+                     s->cfg->max_connections, s->refused);
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    struct policy_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    c->s = s;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    policy_request_init(&c->req);
+    TAILQ_INSERT_TAIL(&s->conns, c, link);
+    s->nconns++;
+    evutil_make_socket_nonblocking(fd);
+    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->deadline = evtimer_new(s->base, conn_deadline_cb, c);
+    if (c->bev == NULL || c->deadline == NULL) {
+        if (c->bev == NULL)
+            evutil_closesocket(fd);
+        policy_conn_free(c);
+        return NULL;
+    }
+    /* stop reading once a line's worth is buffered and unparsed: a flood cannot grow memory */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, s->cfg->limits.max_line + 2);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = CONN_READING;
+    conn_arm_deadline(c);
+    log_debug("policy %s: connected (%d open)", c->peer, s->nconns);
+    return c;
+}
+
+int policy_server_drain(struct policy_server *s)
+{
+    struct policy_conn *c, *next;
+
+    s->draining = 1;
+    for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (c->state == CONN_READING && !c->request_started)
+            policy_conn_free(c);
+        else
+            c->closing = 1;
+    }
+    return s->nconns;
+}

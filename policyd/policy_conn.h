@@ -1,1 +1,57 @@
-/* placeholder */
+/*
+ * policy_conn.h - one Postfix policy client connection, and the server
+ * state all connections share.
+ *
+ * A connection is a small state machine with one deadline:
+ *   READING   waiting for request lines (idle_timeout before the first line,
+ *             request_timeout once a request has begun)
+ *   VERIFYING the request is complete; the verifier is working (reading is
+ *             paused: Postfix sends one request at a time; the answer budget
+ *             bounds this state)
+ *   WRITING   the reply is queued; when it has drained, back to READING
+ * A protocol error (bad line, over a limit) logs, sends no reply and closes
+ * only this connection, as SMTPD_POLICY_README says.
+ */
+#ifndef CALLAHEAD_POLICY_CONN_H
+#define CALLAHEAD_POLICY_CONN_H
+
+#include <sys/queue.h>
+
+#include <event2/util.h>
+
+struct event_base;
+struct config;
+struct verifier;
+struct policy_conn;
+
+/* policy_server - what every connection needs; owned by main.c */
+struct policy_server {
+    struct event_base *base;
+    const struct config *cfg; /* replaced on reload; connections read it per request */
+    struct verifier *verifier;
+    int nconns;
+    int draining; /* SIGTERM: finish what is in progress, take nothing new */
+    TAILQ_HEAD(, policy_conn) conns;
+    unsigned long requests, protocol_errors, refused;
+};
+
+void policy_server_init(struct policy_server *s, struct event_base *base,
+                        const struct config *cfg, struct verifier *v);
+
+/*
+ * policy_conn_new - take over an accepted socket fd (non-blocking is set
+ * here). peer is a printable peer name for logs. Returns NULL (and closes
+ * fd) when over max_connections or out of memory.
+ */
+struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd, const char *peer);
+
+/* policy_conn_free - close and free now; a lookup in progress is cancelled */
+void policy_conn_free(struct policy_conn *c);
+
+/*
+ * policy_server_drain - stop reading new requests: idle connections are
+ * closed now, the others after their reply. Returns the number still open.
+ */
+int policy_server_drain(struct policy_server *s);
+
+#endif

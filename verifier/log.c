@@ -9,11 +9,11 @@
 
 int log_debug_enabled;
 static int log_to_stderr = 1;
-static const char *log_ident = "callahead";
+static char log_ident[64] = "callahead"; /* a copy: the config that named it may be freed */
 
 void log_open(const char *ident, int to_stderr, int facility)
 {
-    log_ident = ident;
+    snprintf(log_ident, sizeof(log_ident), "%s", ident);
     log_to_stderr = to_stderr;
     if (!to_stderr)
         openlog(ident, LOG_PID | LOG_NDELAY, facility);

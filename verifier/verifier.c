@@ -1,1 +1,582 @@
-/* verifier.c - placeholder until written */
+/*
+ * verifier.c - address in, verdict out: normalise, route, cache, backend.
+ *
+ * One lookup is a small state machine (struct verifier_req):
+ *   parse the address -> follow the route table -> static answer, or
+ *   synchronous backend (a local table: faster than any cache, so it is
+ *   asked directly and its verdict written through to the cache), or
+ *   cache -> on a miss, an asynchronous backend "flight".
+ * A flight is one backend request shared by every lookup of the same
+ * address on the same route that arrives while it runs, so a hammered
+ * address costs the next hop one probe. A lookup that waits longer than the
+ * answer budget gets tempfail now; its flight goes on and fills the cache,
+ * so the client's retry gets the definitive answer.
+ * Callbacks always run from the event loop (deferred with event_active),
+ * never from inside verifier_lookup.
+ */
+#include "verifier.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "address.h"
+#include "backend.h"
+#include "backend_cdb.h"
+#include "log.h"
+#include "route.h"
+
+/* a route's backend instance; ops NULL when the method has no backend in this build */
+struct route_backend {
+    const struct route *route;
+    const struct backend_ops *ops;
+    void *state;
+};
+
+/* one loaded route table with its backends; shared by the lookups that use it */
+struct verifier_tables {
+    int refs;
+    char *path;
+    struct route_table *routes;
+    struct route_backend *backends; /* one per route, by index */
+    int nroutes;
+};
+
+struct flight;
+
+enum req_state { REQ_NEW, REQ_CACHE, REQ_BACKEND, REQ_DONE };
+
+struct verifier_req {
+    struct verifier *v;
+    struct verifier_tables *t;
+    verifier_cb cb;
+    void *arg;
+    enum req_state state;
+    struct address addr;
+    char key[ADDRESS_MAX + 1];
+    char where[64];
+    const char *cached;
+    struct route_backend *rb;
+    struct cache_req *creq;
+    struct flight *flight;
+    struct event *ev_done;
+    struct event *ev_budget;
+    struct verdict result;
+    TAILQ_ENTRY(verifier_req) all_link;
+    TAILQ_ENTRY(verifier_req) flight_link;
+};
+TAILQ_HEAD(req_list, verifier_req);
+
+/* one backend request for (route, key), shared by its waiters */
+struct flight {
+    struct verifier *v;
+    struct verifier_tables *t;
+    struct route_backend *rb;
+    char key[ADDRESS_MAX + 1];
+    struct address addr;
+    struct backend_req *breq;
+    struct req_list waiters;
+    LIST_ENTRY(flight) link;
+};
+
+struct verifier {
+    struct event_base *base;
+    struct cache *cache;
+    struct verifier_tables *tables;
+    char *delimiter;
+    int budget_ms;
+    struct backend_env env;
+    struct req_list reqs;
+    LIST_HEAD(, flight) flights;
+    struct verifier_stats stats;
+};
+
+static void req_finish(struct verifier_req *r, const struct verdict *v, const char *cached);
+
+/* overrides set with verifier_set_backend, by route method */
+static const struct backend_ops *backend_override[ROUTE_REWRITE + 1];
+
+void verifier_set_backend(int method, const struct backend_ops *ops)
+{
+    if (method >= 0 && method <= ROUTE_REWRITE)
+        backend_override[method] = ops;
+}
+
+/* backend_for - the backend implementing a route method in this build, or NULL */
+static const struct backend_ops *backend_for(enum route_method m)
+{
+    if ((int)m >= 0 && m <= ROUTE_REWRITE && backend_override[m] != NULL)
+        return backend_override[m];
+    switch (m) {
+    case ROUTE_CDB:
+        return &backend_cdb_ops;
+    default:
+        return NULL;
+    }
+}
+
+static void tables_unref(struct verifier_tables *t)
+{
+    if (t == NULL || --t->refs > 0)
+        return;
+    for (int i = 0; i < t->nroutes; i++) {
+        struct route_backend *rb = &t->backends[i];
+        if (rb->ops != NULL && rb->state != NULL)
+            rb->ops->close(rb->state);
+    }
+    free(t->backends);
+    route_table_free(t->routes);
+    free(t->path);
+    free(t);
+}
+
+/* tables_load - parse the route table and open a backend for every route that needs one */
+static struct verifier_tables *tables_load(const char *path, const struct backend_env *env,
+                                           char *err, size_t errlen)
+{
+    struct verifier_tables *t = calloc(1, sizeof(*t));
+
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->refs = 1;
+    t->path = strdup(path);
+    t->routes = route_table_load(path, err, errlen);
+    if (t->path == NULL || t->routes == NULL) {
+        tables_unref(t);
+        return NULL;
+    }
+    t->nroutes = route_table_count(t->routes);
+    t->backends = calloc((size_t)t->nroutes + 1, sizeof(*t->backends));
+    if (t->backends == NULL) {
+        snprintf(err, errlen, "out of memory");
+        t->nroutes = 0;
+        tables_unref(t);
+        return NULL;
+    }
+    for (int i = 0; i < t->nroutes; i++) {
+        const struct route *r = route_table_get(t->routes, i);
+        struct route_backend *rb = &t->backends[i];
+
+        rb->route = r;
+        if (r->method != ROUTE_CDB && r->method != ROUTE_SMTP && r->method != ROUTE_LDAP)
+            continue;
+        rb->ops = backend_for(r->method);
+        if (rb->ops == NULL) {
+            log_warn("%s:%d: %s verification is not available in this build: "
+                     "recipients routed here get tempfail",
+                     path, r->lineno, route_method_name(r->method));
+            continue;
+        }
+        char berr[256];
+        rb->state = rb->ops->open(env, r, berr, sizeof(berr));
+        if (rb->state == NULL) {
+            snprintf(err, errlen, "%s:%d: %s", path, r->lineno, berr);
+            rb->ops = NULL;
+            tables_unref(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+/* route_backend_of - the backend slot of route r in t (tables are small: a scan is fine) */
+static struct route_backend *route_backend_of(struct verifier_tables *t, const struct route *r)
+{
+    for (int i = 0; i < t->nroutes; i++)
+        if (t->backends[i].route == r)
+            return &t->backends[i];
+    return NULL;
+}
+
+struct verifier *verifier_new(struct event_base *base, const struct verifier_config *cfg,
+                              char *err, size_t errlen)
+{
+    struct verifier *v = calloc(1, sizeof(*v));
+
+    if (v == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    v->base = base;
+    TAILQ_INIT(&v->reqs);
+    LIST_INIT(&v->flights);
+    v->delimiter = strdup(cfg->recipient_delimiter ? cfg->recipient_delimiter : "");
+    v->budget_ms = cfg->answer_budget_ms > 0 ? cfg->answer_budget_ms : 5000;
+    v->env.base = base;
+    v->env.recipient_delimiter = v->delimiter;
+    if (v->delimiter == NULL) {
+        snprintf(err, errlen, "out of memory");
+        verifier_free(v);
+        return NULL;
+    }
+    v->cache = cache_new(base, &cfg->cache, err, errlen);
+    if (v->cache == NULL) {
+        verifier_free(v);
+        return NULL;
+    }
+    v->tables = tables_load(cfg->route_table, &v->env, err, errlen);
+    if (v->tables == NULL) {
+        verifier_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err,
+                    size_t errlen)
+{
+    /* XXX the delimiter and budget are kept: backends hold a pointer to the delimiter */
+    struct verifier_tables *t = tables_load(cfg->route_table, &v->env, err, errlen);
+
+    if (t == NULL)
+        return -1;
+    tables_unref(v->tables);
+    v->tables = t;
+    return 0;
+}
+
+static void req_free(struct verifier_req *r)
+{
+    TAILQ_REMOVE(&r->v->reqs, r, all_link);
+    if (r->ev_done)
+        event_free(r->ev_done);
+    if (r->ev_budget)
+        event_free(r->ev_budget);
+    tables_unref(r->t);
+    free(r);
+}
+
+static void flight_free(struct flight *f)
+{
+    LIST_REMOVE(f, link);
+    tables_unref(f->t);
+    free(f);
+}
+
+void verifier_free(struct verifier *v)
+{
+    if (v == NULL)
+        return;
+    while (!TAILQ_EMPTY(&v->reqs))
+        verifier_cancel(TAILQ_FIRST(&v->reqs));
+    while (!LIST_EMPTY(&v->flights)) {
+        struct flight *f = LIST_FIRST(&v->flights);
+        if (f->breq != NULL && f->rb->ops->cancel != NULL)
+            f->rb->ops->cancel(f->breq);
+        flight_free(f);
+    }
+    tables_unref(v->tables);
+    cache_free(v->cache);
+    free(v->delimiter);
+    free(v);
+}
+
+/* count - one decision into the statistics */
+static void count(struct verifier *v, const struct verifier_req *r)
+{
+    if (r->key[0] == '\0') {
+        v->stats.malformed++;
+        return;
+    }
+    switch (r->result.kind) {
+    case VERDICT_VALID:
+        v->stats.valid++;
+        break;
+    case VERDICT_INVALID:
+        v->stats.invalid++;
+        break;
+    case VERDICT_TEMPFAIL:
+        v->stats.tempfail++;
+        break;
+    default:
+        v->stats.unknown++;
+        break;
+    }
+}
+
+/* req_done_cb - deferred completion: run the callback once, then free the request */
+static void req_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct verifier_req *r = arg;
+    struct verifier_result res = {r->key, r->cached, r->where};
+
+    count(r->v, r);
+    r->cb(&r->result, &res, r->arg);
+    req_free(r);
+}
+
+/* req_finish - record the verdict and schedule the callback */
+static void req_finish(struct verifier_req *r, const struct verdict *v, const char *cached)
+{
+    if (r->ev_budget)
+        event_del(r->ev_budget);
+    r->result = *v;
+    r->cached = cached;
+    r->state = REQ_DONE;
+    event_active(r->ev_done, EV_TIMEOUT, 0);
+}
+
+/* flight_done - a shared backend request finished: cache its verdict, answer all waiters */
+static void flight_done(const struct verdict *vd, void *arg)
+{
+    struct flight *f = arg;
+    struct verifier_req *r;
+
+    f->breq = NULL;
+    cache_put(f->v->cache, f->key, vd);
+    while ((r = TAILQ_FIRST(&f->waiters)) != NULL) {
+        TAILQ_REMOVE(&f->waiters, r, flight_link);
+        r->flight = NULL;
+        req_finish(r, vd, "no");
+    }
+    flight_free(f);
+}
+
+/* flight_find - the flight in progress for (route backend, key), if any */
+static struct flight *flight_find(struct verifier *v, const struct route_backend *rb,
+                                  const char *key)
+{
+    struct flight *f;
+
+    LIST_FOREACH(f, &v->flights, link)
+    if (f->rb->route == rb->route && strcmp(f->key, key) == 0)
+        return f;
+    return NULL;
+}
+
+/*
+ * flight_start - start (or join) the backend request for r's address; with
+ * r NULL it is a background refresh nobody waits for. Returns 0 when the
+ * verdict will come through flight_done, 1 when the backend answered at once
+ * (out filled).
+ */
+static int flight_start(struct verifier *v, struct verifier_tables *t, struct route_backend *rb,
+                        const struct address *addr, const char *key, struct verifier_req *r,
+                        struct verdict *out)
+{
+    struct flight *f = flight_find(v, rb, key);
+
+    if (f == NULL) {
+        f = calloc(1, sizeof(*f));
+        if (f == NULL) {
+            verdict_set(out, VERDICT_TEMPFAIL, 0, "verifier", "4.3.0 out of memory");
+            return 1;
+        }
+        f->v = v;
+        f->t = t;
+        t->refs++;
+        f->rb = rb;
+        f->addr = *addr;
+        snprintf(f->key, sizeof(f->key), "%s", key);
+        TAILQ_INIT(&f->waiters);
+        LIST_INSERT_HEAD(&v->flights, f, link);
+        enum backend_status st = rb->ops->lookup(rb->state, &f->addr, out, flight_done, f, &f->breq);
+        if (st != BACKEND_PENDING) {
+            /* answered at once (or could not start): nobody else can have joined */
+            flight_free(f);
+            if (st == BACKEND_DONE)
+                cache_put(v->cache, key, out);
+            return 1;
+        }
+    }
+    if (r != NULL) {
+        r->flight = f;
+        r->state = REQ_BACKEND;
+        TAILQ_INSERT_TAIL(&f->waiters, r, flight_link);
+    }
+    return 0;
+}
+
+/* req_backend - ask the route's backend: at once (local table) or through a flight */
+static void req_backend(struct verifier_req *r)
+{
+    struct verdict out;
+
+    if (flight_start(r->v, r->t, r->rb, &r->addr, r->key, r, &out) == 1)
+        req_finish(r, &out, "no");
+}
+
+/* req_cache_cb - Redis answered (or failed: then go to the backend) */
+static void req_cache_cb(int found, const struct verdict *vd, int stale, void *arg)
+{
+    struct verifier_req *r = arg;
+
+    r->creq = NULL;
+    if (found) {
+        if (stale) {
+            struct verdict ignored;
+            flight_start(r->v, r->t, r->rb, &r->addr, r->key, NULL, &ignored);
+        }
+        req_finish(r, vd, "redis");
+        return;
+    }
+    req_backend(r);
+}
+
+/* req_budget_cb - the answer budget has passed: answer tempfail, let the flight go on */
+static void req_budget_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct verifier_req *r = arg;
+    struct verdict vd;
+
+    r->v->stats.budget_expired++;
+    if (r->state == REQ_CACHE && r->creq != NULL) {
+        cache_cancel(r->creq);
+        r->creq = NULL;
+    } else if (r->state == REQ_BACKEND && r->flight != NULL) {
+        TAILQ_REMOVE(&r->flight->waiters, r, flight_link);
+        r->flight = NULL;
+    }
+    verdict_set(&vd, VERDICT_TEMPFAIL, 450, "verifier",
+                "4.2.0 verification in progress, try again later");
+    req_finish(r, &vd, "no");
+}
+
+/* req_start - route the parsed address and decide how to answer */
+static void req_start(struct verifier_req *r)
+{
+    struct verifier *v = r->v;
+    struct verdict vd;
+    char err[256];
+    int failed = 0;
+    const struct route *route = route_resolve(r->t->routes, &r->addr, &failed, err, sizeof(err));
+
+    if (failed) {
+        verdict_set(&vd, VERDICT_TEMPFAIL, 0, "route", err);
+        snprintf(r->key, sizeof(r->key), "%s", "?");
+        req_finish(r, &vd, "no");
+        return;
+    }
+    if (route == NULL) {
+        address_key(&r->addr, 1, r->key, sizeof(r->key));
+        verdict_set(&vd, VERDICT_UNKNOWN, 0, "route", "no route matches");
+        req_finish(r, &vd, "no");
+        return;
+    }
+    snprintf(r->where, sizeof(r->where), "%s:%d", r->t->path, route->lineno);
+    int fold = strcmp(route_option(route, "fold_local", route->method == ROUTE_SMTP ? "no" : "yes"),
+                      "yes") == 0;
+    if (address_key(&r->addr, fold, r->key, sizeof(r->key)) < 0)
+        snprintf(r->key, sizeof(r->key), "%s", "?");
+
+    switch (route->method) {
+    case ROUTE_DUNNO:
+        verdict_set(&vd, VERDICT_UNKNOWN, 0, "static", "route says dunno");
+        req_finish(r, &vd, "no");
+        return;
+    case ROUTE_ACCEPT:
+        verdict_set(&vd, VERDICT_VALID, 0, "static", "route says accept");
+        req_finish(r, &vd, "no");
+        return;
+    case ROUTE_REJECT:
+        verdict_set(&vd, VERDICT_INVALID, 550, "static", "5.1.1 User unknown");
+        req_finish(r, &vd, "no");
+        return;
+    default:
+        break;
+    }
+    r->rb = route_backend_of(r->t, route);
+    if (r->rb == NULL || r->rb->ops == NULL) {
+        char text[128];
+        snprintf(text, sizeof(text), "4.3.0 %s verification not available",
+                 route_method_name(route->method));
+        verdict_set(&vd, VERDICT_TEMPFAIL, 0, "route", text);
+        req_finish(r, &vd, "no");
+        return;
+    }
+    if (r->rb->ops->cancel == NULL) {
+        /* a local table answers faster than any cache: ask it, write the verdict through */
+        enum backend_status st =
+            r->rb->ops->lookup(r->rb->state, &r->addr, &vd, NULL, NULL, NULL);
+        if (st == BACKEND_DONE)
+            cache_put_if_changed(v->cache, r->key, &vd);
+        req_finish(r, &vd, "no");
+        return;
+    }
+
+    struct timeval tv = {v->budget_ms / 1000, (v->budget_ms % 1000) * 1000};
+    evtimer_add(r->ev_budget, &tv);
+    int stale = 0;
+    switch (cache_get(v->cache, r->key, &vd, &stale, req_cache_cb, r, &r->creq)) {
+    case CACHE_HIT:
+        if (stale) {
+            struct verdict ignored;
+            flight_start(v, r->t, r->rb, &r->addr, r->key, NULL, &ignored);
+        }
+        req_finish(r, &vd, "l1");
+        return;
+    case CACHE_PENDING:
+        r->state = REQ_CACHE;
+        return;
+    case CACHE_MISS:
+        req_backend(r);
+        return;
+    }
+}
+
+struct verifier_req *verifier_lookup(struct verifier *v, const char *rcpt, size_t len,
+                                     verifier_cb cb, void *arg)
+{
+    struct verifier_req *r = calloc(1, sizeof(*r));
+    char err[128];
+
+    if (r == NULL)
+        return NULL;
+    r->v = v;
+    r->cb = cb;
+    r->arg = arg;
+    r->cached = "no";
+    r->t = v->tables;
+    r->t->refs++;
+    r->ev_done = event_new(v->base, -1, 0, req_done_cb, r);
+    r->ev_budget = evtimer_new(v->base, req_budget_cb, r);
+    TAILQ_INSERT_TAIL(&v->reqs, r, all_link);
+    if (r->ev_done == NULL || r->ev_budget == NULL) {
+        req_free(r);
+        return NULL;
+    }
+    v->stats.lookups++;
+
+    if (address_parse(rcpt, len, &r->addr, err, sizeof(err)) < 0 || r->addr.is_null) {
+        struct verdict vd;
+        char text[VERDICT_TEXT_MAX];
+        snprintf(text, sizeof(text), "5.1.3 %s", r->addr.is_null ? "null recipient" : err);
+        verdict_set(&vd, VERDICT_INVALID, 501, "syntax", text);
+        r->key[0] = '\0';
+        req_finish(r, &vd, "no");
+        return r;
+    }
+    req_start(r);
+    return r;
+}
+
+void verifier_cancel(struct verifier_req *r)
+{
+    switch (r->state) {
+    case REQ_CACHE:
+        if (r->creq != NULL)
+            cache_cancel(r->creq);
+        break;
+    case REQ_BACKEND:
+        /* the flight goes on without us and fills the cache */
+        if (r->flight != NULL)
+            TAILQ_REMOVE(&r->flight->waiters, r, flight_link);
+        break;
+    default:
+        break;
+    }
+    req_free(r);
+}
+
+void verifier_get_stats(const struct verifier *v, struct verifier_stats *out)
+{
+    *out = v->stats;
+    cache_get_stats(v->cache, &out->cache);
+}

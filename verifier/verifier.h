@@ -25,13 +25,20 @@ struct verifier_config {
     struct cache_config cache;
 };
 
+/* verifier_result - what a lookup found out besides the verdict */
+struct verifier_result {
+    const char *key;    /* the normalised address that was routed; "" when malformed */
+    const char *cached; /* "no", "l1" or "redis" */
+    const char *route;  /* "file:line" of the deciding route, "" when none matched */
+};
+
 /*
  * verifier_cb - the result of one lookup; runs exactly once per lookup that
  * was not cancelled, always from the event loop (never inside
- * verifier_lookup). v is valid only during the call. key is the normalised
- * address that was routed ("" when the address was malformed).
+ * verifier_lookup). v and res are valid only during the call.
  */
-typedef void (*verifier_cb)(const struct verdict *v, const char *key, void *arg);
+typedef void (*verifier_cb)(const struct verdict *v, const struct verifier_result *res,
+                            void *arg);
 
 /*
  * verifier_new - load the route table and open its backends and the cache.
@@ -57,6 +64,14 @@ struct verifier_req *verifier_lookup(struct verifier *v, const char *rcpt, size_
 
 /* verifier_cancel - the callback will not run; safe to call from any callback but its own */
 void verifier_cancel(struct verifier_req *req);
+
+/*
+ * verifier_set_backend - use ops for routes of method m in verifiers created
+ * (or reloaded) from now on; NULL restores the built-in choice. This is how
+ * tests plug a fake backend in, and how optional backends register.
+ */
+struct backend_ops;
+void verifier_set_backend(int method, const struct backend_ops *ops);
 
 struct verifier_stats {
     unsigned long lookups, valid, invalid, tempfail, unknown, malformed, budget_expired;

@@ -1,1 +1,174 @@
+/*
+ * test_policy_action.c - action template checks and expansion, including
+ * addresses and next-hop texts that try to add lines to the reply.
+ */
 #include <criterion/criterion.h>
+#include <string.h>
+
+#include "policy_action.h"
+
+static struct verdict invalid_smtp(void)
+{
+    struct verdict v;
+
+    verdict_set(&v, VERDICT_INVALID, 550, "smtp:[mx.example.org]:25", "5.1.1 User unknown");
+    return v;
+}
+
+Test(policy_action, every_escape)
+{
+    struct verdict v = invalid_smtp();
+    char buf[256];
+
+    size_t n = policy_action_expand("550 5.1.1 <%a>: %r (%s said %c) 100%%", &v, "bob@example.org",
+                                    buf, sizeof(buf));
+    cr_assert_str_eq(buf, "550 5.1.1 <bob@example.org>: User unknown "
+                          "(smtp:[mx.example.org]:25 said 550) 100%");
+    cr_assert_eq(n, strlen(buf));
+}
+
+/* the template has its own enhanced status: %r drops the verdict's, and only a real one */
+Test(policy_action, reason_without_enhanced_status)
+{
+    struct verdict v;
+    char buf[128];
+    const char *cases[][2] = {
+        {"5.1.1 User unknown", "User unknown"},
+        {"4.2.0   busy", "busy"},
+        {"5.7.123 denied", "denied"},
+        {"5.1 not a status", "5.1 not a status"},
+        {"5.1.1234 too many digits", "5.1.1234 too many digits"},
+        {"6.1.1 bad class", "6.1.1 bad class"},
+        {"5.1.1", "5.1.1"},
+        {"5.1.1 ", "5.1.1"}, /* verdict_set trims the space: nothing to skip */
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        verdict_set(&v, VERDICT_INVALID, 550, "cdb", cases[i][0]);
+        policy_action_expand("%r", &v, "a@b", buf, sizeof(buf));
+        cr_assert_str_eq(buf, cases[i][1], "text '%s'", cases[i][0]);
+    }
+}
+
+Test(policy_action, no_escapes)
+{
+    char buf[64];
+
+    cr_assert_eq(policy_action_expand("DUNNO", NULL, "x@y", buf, sizeof(buf)), 5);
+    cr_assert_str_eq(buf, "DUNNO");
+}
+
+Test(policy_action, empty_code_and_reason_fallback)
+{
+    struct verdict v;
+    char buf[128];
+
+    verdict_set(&v, VERDICT_INVALID, 0, "cdb", NULL);
+    policy_action_expand("550 <%a>: %r [%c] %s", &v, "a@b", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "550 <a@b>: User unknown [] cdb");
+    /* no verdict at all (malformed address): value escapes expand to nothing */
+    policy_action_expand("501 <%a> %r%s%c.", NULL, "bad", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "501 <bad> .");
+}
+
+Test(policy_action, unknown_escape_dropped)
+{
+    struct verdict v = invalid_smtp();
+    char buf[64];
+
+    /* check() refuses these; expand must still be safe */
+    policy_action_expand("550 %q x %", &v, "a@b", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "550  x ");
+}
+
+Test(policy_action, truncation)
+{
+    struct verdict v = invalid_smtp();
+    char buf[16];
+
+    size_t n = policy_action_expand("550 5.1.1 <%a>: %r", &v, "averyveryverylong@example.org", buf,
+                                    sizeof(buf));
+    cr_assert_eq(n, 15);
+    cr_assert_eq(strlen(buf), 15);
+    cr_assert_str_eq(buf, "550 5.1.1 <aver");
+    /* tiny buffers */
+    cr_assert_eq(policy_action_expand("DUNNO", &v, "a", buf, 1), 0);
+    cr_assert_str_eq(buf, "");
+    cr_assert_eq(policy_action_expand("DUNNO", &v, "a", buf, 0), 0);
+    char two[3];
+    cr_assert_eq(policy_action_expand("%%%a", &v, "abc", two, sizeof(two)), 2);
+    cr_assert_str_eq(two, "%a");
+}
+
+Test(policy_action, hostile_address)
+{
+    struct verdict v = invalid_smtp();
+    char buf[256];
+
+    policy_action_expand("550 5.1.1 <%a>: rejected", &v, "x@y>\r\naction=OK\r\n\r\n\x01\xff", buf,
+                         sizeof(buf));
+    cr_assert_null(strchr(buf, '\r'));
+    cr_assert_null(strchr(buf, '\n'));
+    for (const char *p = buf; *p; p++)
+        cr_assert(*p >= 0x20 && *p <= 0x7e, "byte %02x", (unsigned char)*p);
+    /* "action=" inside one line is only text; it cannot start a reply line */
+    cr_assert_str_eq(buf, "550 5.1.1 <x@y> action=OK ?"
+                          "?>: rejected");
+}
+
+Test(policy_action, hostile_reason_text)
+{
+    struct verdict v;
+    char buf[256];
+
+    memset(&v, 0, sizeof(v));
+    v.kind = VERDICT_INVALID;
+    v.code = 550;
+    /* unterminated, hostile arrays: expansion must stay inside them */
+    memset(v.source, 'S', sizeof(v.source));
+    memset(v.text, '\n', sizeof(v.text));
+    memcpy(v.text, "bad\r\nDUNNO", 10);
+    policy_action_expand("550 %r|%s", &v, "a@b", buf, sizeof(buf));
+    cr_assert_null(strpbrk(buf, "\r\n"));
+    cr_assert_eq(strncmp(buf, "550 bad DUNNO|SSSS", 18), 0, "%s", buf);
+    cr_assert_eq(strlen(buf), 4 + 9 + 1 + sizeof(v.source));
+}
+
+Test(policy_action, check_accepts)
+{
+    char err[128];
+    const char *good[] = {
+        "550 5.1.1 <%a>: Recipient address rejected: %r",
+        "DEFER_IF_PERMIT 4.1.1 <%a>: Recipient address verification failed: %r",
+        "DUNNO",
+        "REJECT text",
+        "REJECT",
+        "reject lower case",
+        "450",
+        "OK",
+        "WARN %s said %c: %r",
+        "PREPEND X-Verified: yes",
+        "DUNNO 100%% sure",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        err[0] = '\0';
+        cr_assert_eq(policy_action_check(good[i], err, sizeof(err)), 0, "%s: %s", good[i], err);
+    }
+}
+
+Test(policy_action, check_refuses)
+{
+    char err[128];
+    const char *bad[] = {
+        "",          "hello",     "550x",    "2xx",       "250 ok",          "550x text",
+        "55 short",  "5500 long", "DUNNO\r", "DUNNO\nOK", "REJECT \x01x",    "REJECT \x7f",
+        "REJECT %q", "REJECT %",  "DUNNOX",  " DUNNO",    "REJECT \xc3\xa9",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        cr_assert_eq(policy_action_check(bad[i], err, sizeof(err)), -1, "accepted [%zu]", i);
+        cr_assert_neq(err[0], '\0');
+    }
+    cr_assert_eq(policy_action_check(NULL, err, sizeof(err)), -1);
+    cr_assert_eq(policy_action_check("%q", NULL, 0), -1, "no err buffer is fine");
+}

@@ -1,1 +1,381 @@
+/*
+ * test_verifier.c - the verifier's lookup pipeline: routing, static answers,
+ * the CDB table with write-through to the cache, malformed addresses,
+ * rewrites, reloads, and (with a fake asynchronous backend plugged in for
+ * the ldap method, which has no backend in this build) flight sharing, the
+ * answer budget, background completion into the cache, and cancel.
+ * The cache is the in-process one (no Redis): test_cache_redis covers Redis.
+ */
 #include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "backend.h"
+#include "log.h"
+#include "route.h"
+#include "verifier.h"
+
+static char dir[] = "/tmp/callahead-test-verifier-XXXXXX";
+static char routes_path[256], cdb_path[256];
+static struct event_base *base;
+
+/* --- a fake asynchronous backend: answers after delay_ms, counts lookups */
+static int fake_lookups, fake_delay_ms = 20;
+static enum verdict_kind fake_kind = VERDICT_VALID;
+
+struct backend_req {
+    struct event *ev;
+    backend_cb cb;
+    void *arg;
+};
+
+static void *fake_open(const struct backend_env *env, const struct route *r, char *err,
+                       size_t errlen)
+{
+    return env->base;
+}
+
+static void fake_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct backend_req *q = arg;
+    struct verdict v;
+
+    verdict_set(&v, fake_kind, fake_kind == VERDICT_INVALID ? 550 : 250, "fake",
+                fake_kind == VERDICT_INVALID ? "5.1.1 no such user here" : "2.1.5 ok");
+    event_free(q->ev);
+    backend_cb cb = q->cb;
+    void *cbarg = q->arg;
+    free(q);
+    cb(&v, cbarg);
+}
+
+static enum backend_status fake_lookup(void *state, const struct address *addr,
+                                       struct verdict *out, backend_cb cb, void *arg,
+                                       struct backend_req **req)
+{
+    struct backend_req *q = calloc(1, sizeof(*q));
+    struct timeval tv = {0, fake_delay_ms * 1000};
+
+    fake_lookups++;
+    q->cb = cb;
+    q->arg = arg;
+    q->ev = evtimer_new((struct event_base *)state, fake_fire, q);
+    evtimer_add(q->ev, &tv);
+    *req = q;
+    return BACKEND_PENDING;
+}
+
+static void fake_cancel(struct backend_req *q)
+{
+    event_free(q->ev);
+    free(q);
+}
+
+static void fake_close(void *state)
+{
+}
+
+static const struct backend_ops fake_ops = {"fake", fake_open, fake_lookup, fake_cancel,
+                                            fake_close};
+
+/* --- helpers */
+struct result {
+    int calls;
+    struct verdict v;
+    char key[400];
+    char cached[16];
+};
+
+static int in_lookup; /* set while verifier_lookup runs: the callback must not run then */
+
+static void on_verdict(const struct verdict *v, const struct verifier_result *res, void *arg)
+{
+    struct result *r = arg;
+
+    cr_assert_eq(in_lookup, 0, "callback ran inside verifier_lookup");
+    r->calls++;
+    r->v = *v;
+    snprintf(r->key, sizeof(r->key), "%s", res->key);
+    snprintf(r->cached, sizeof(r->cached), "%s", res->cached);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static struct verifier *make_verifier(int budget_ms)
+{
+    struct verifier_config vc;
+    char err[512];
+
+    memset(&vc, 0, sizeof(vc));
+    vc.route_table = routes_path;
+    vc.recipient_delimiter = "+";
+    vc.answer_budget_ms = budget_ms;
+    vc.cache.key_prefix = "callahead:";
+    vc.cache.l1_max_entries = 1000;
+    vc.cache.l1_ttl = 60;
+    vc.cache.ttl[VERDICT_VALID] = 3600;
+    vc.cache.ttl[VERDICT_INVALID] = 600;
+    vc.cache.ttl[VERDICT_TEMPFAIL] = 0;
+    struct verifier *v = verifier_new(base, &vc, err, sizeof(err));
+    cr_assert_not_null(v, "verifier_new: %s", err);
+    return v;
+}
+
+/* lookup_wait - one lookup, run the loop until it answered (or 3 s passed) */
+static void lookup_wait(struct verifier *v, const char *addr, struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    in_lookup = 1;
+    struct verifier_req *q = verifier_lookup(v, addr, strlen(addr), on_verdict, r);
+    in_lookup = 0;
+    cr_assert_not_null(q);
+    for (int i = 0; i < 3000 && r->calls == 0; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+    cr_assert_eq(r->calls, 1, "lookup of %s answered %d times", addr, r->calls);
+}
+
+static void run_for_ms(int ms)
+{
+    for (int i = 0; i < ms; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+}
+
+static void setup(void)
+{
+    char cmd[600];
+
+    log_open("test", 1, 0);
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(routes_path, sizeof(routes_path), "%s/routes", dir);
+    snprintf(cdb_path, sizeof(cdb_path), "%s/users.cdb", dir);
+    snprintf(cmd, sizeof(cmd),
+             "printf 'alice@example.test OK\\nrejected@example.test REJECT moved away\\n' | "
+             "cdb -cm %s",
+             cdb_path);
+    cr_assert_eq(system(cmd), 0, "cdb -cm failed");
+    char routes[1024];
+    snprintf(routes, sizeof(routes),
+             "# test routes\n"
+             "example.test        cdb:%s\n"
+             "accept.test         accept\n"
+             "reject.test         reject\n"
+             "ldap.test           ldap:corp\n"
+             "/^(.+)@old\\.test$/  rewrite:$1@example.test\n"
+             "dunno.test          dunno\n",
+             cdb_path);
+    write_file(routes_path, routes);
+    base = event_base_new();
+    fake_lookups = 0;
+    fake_delay_ms = 20;
+    fake_kind = VERDICT_VALID;
+    verifier_set_backend(ROUTE_LDAP, NULL);
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+
+    verifier_set_backend(ROUTE_LDAP, NULL);
+    event_base_free(base);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    system(cmd);
+    strcpy(dir, "/tmp/callahead-test-verifier-XXXXXX");
+}
+
+TestSuite(verifier, .init = setup, .fini = teardown);
+
+Test(verifier, cdb_valid_and_invalid)
+{
+    struct verifier *v = make_verifier(1000);
+    struct result r;
+
+    lookup_wait(v, "<Alice@Example.TEST>", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    cr_assert_str_eq(r.v.source, "cdb");
+    cr_assert_str_eq(r.key, "alice@example.test");
+
+    lookup_wait(v, "bob@example.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID);
+    cr_assert_eq(r.v.code, 550);
+    cr_assert(strstr(r.v.text, "5.1.1") != NULL, "text: %s", r.v.text);
+
+    lookup_wait(v, "alice+tag@example.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID, "sub-address falls back to the base address");
+
+    lookup_wait(v, "rejected@example.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID);
+    cr_assert(strstr(r.v.text, "moved away") != NULL, "text: %s", r.v.text);
+
+    struct verifier_stats st;
+    verifier_get_stats(v, &st);
+    cr_assert_eq(st.lookups, 4);
+    cr_assert_eq(st.valid, 2);
+    cr_assert_eq(st.invalid, 2);
+    cr_assert_geq(st.cache.puts, 2, "cdb verdicts are written through to the cache");
+    verifier_free(v);
+}
+
+Test(verifier, static_routes_and_no_route)
+{
+    struct verifier *v = make_verifier(1000);
+    struct result r;
+
+    lookup_wait(v, "x@accept.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    lookup_wait(v, "x@reject.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID);
+    cr_assert_eq(r.v.code, 550);
+    lookup_wait(v, "x@dunno.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_UNKNOWN);
+    lookup_wait(v, "x@nowhere.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_UNKNOWN);
+    verifier_free(v);
+}
+
+Test(verifier, malformed_addresses)
+{
+    struct verifier *v = make_verifier(1000);
+    struct result r;
+    const char *bad[] = {"", "<>", "no-at-sign", "a@", "@b", "a b@example.test",
+                         "a@@example.test", "a\r\n@example.test"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        lookup_wait(v, bad[i], &r);
+        cr_assert_str_eq(r.key, "", "'%s' should be malformed", bad[i]);
+        cr_assert_eq(r.v.kind, VERDICT_INVALID);
+        cr_assert_str_eq(r.v.source, "syntax");
+    }
+    struct verifier_stats st;
+    verifier_get_stats(v, &st);
+    cr_assert_eq(st.malformed, sizeof(bad) / sizeof(bad[0]));
+    verifier_free(v);
+}
+
+Test(verifier, rewrite_then_route_again)
+{
+    struct verifier *v = make_verifier(1000);
+    struct result r;
+
+    lookup_wait(v, "alice@old.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    cr_assert_str_eq(r.key, "alice@example.test");
+    lookup_wait(v, "carol@old.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID);
+    verifier_free(v);
+}
+
+Test(verifier, method_without_backend_is_tempfail)
+{
+    struct verifier *v = make_verifier(1000);
+    struct result r;
+
+    lookup_wait(v, "x@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL);
+    cr_assert(strstr(r.v.text, "not available") != NULL, "text: %s", r.v.text);
+    verifier_free(v);
+}
+
+Test(verifier, concurrent_lookups_share_one_backend_request)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    struct verifier *v = make_verifier(2000);
+    struct result rs[50];
+
+    memset(rs, 0, sizeof(rs));
+    for (int i = 0; i < 50; i++) {
+        in_lookup = 1;
+        cr_assert_not_null(verifier_lookup(v, "Someone@LDAP.test", 17, on_verdict, &rs[i]));
+        in_lookup = 0;
+    }
+    run_for_ms(300);
+    cr_assert_eq(fake_lookups, 1, "50 concurrent lookups made %d backend requests",
+                 fake_lookups);
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(rs[i].calls, 1);
+        cr_assert_eq(rs[i].v.kind, VERDICT_VALID);
+        cr_assert_str_eq(rs[i].cached, "no");
+    }
+    /* the next one comes from the cache, without the backend */
+    struct result r;
+    lookup_wait(v, "Someone@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    cr_assert_str_eq(r.cached, "l1");
+    cr_assert_eq(fake_lookups, 1);
+    verifier_free(v);
+}
+
+Test(verifier, answer_budget_then_background_fill)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    fake_delay_ms = 400;
+    fake_kind = VERDICT_INVALID;
+    struct verifier *v = make_verifier(100);
+    struct result r;
+
+    lookup_wait(v, "slow@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL, "budget passed: tempfail now");
+    cr_assert(strstr(r.v.text, "try again later") != NULL, "text: %s", r.v.text);
+    run_for_ms(500); /* the backend finishes into the cache */
+    lookup_wait(v, "slow@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID, "retry gets the definitive answer");
+    cr_assert_eq(r.v.code, 550);
+    cr_assert_eq(fake_lookups, 1);
+    struct verifier_stats st;
+    verifier_get_stats(v, &st);
+    cr_assert_eq(st.budget_expired, 1);
+    verifier_free(v);
+}
+
+Test(verifier, cancel_means_no_callback)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    struct verifier *v = make_verifier(1000);
+    struct result r1, r2;
+
+    memset(&r1, 0, sizeof(r1));
+    memset(&r2, 0, sizeof(r2));
+    struct verifier_req *q1 = verifier_lookup(v, "c@ldap.test", 11, on_verdict, &r1);
+    struct verifier_req *q2 = verifier_lookup(v, "x@accept.test", 13, on_verdict, &r2);
+    verifier_cancel(q1);
+    verifier_cancel(q2);
+    run_for_ms(100);
+    cr_assert_eq(r1.calls, 0);
+    cr_assert_eq(r2.calls, 0);
+    /* a pending lookup at free time is cancelled too */
+    verifier_lookup(v, "d@ldap.test", 11, on_verdict, &r1);
+    verifier_free(v);
+    cr_assert_eq(r1.calls, 0);
+}
+
+Test(verifier, reload_keeps_old_table_on_error)
+{
+    struct verifier *v = make_verifier(1000);
+    struct verifier_config vc;
+    struct result r;
+    char err[512];
+
+    memset(&vc, 0, sizeof(vc));
+    vc.route_table = routes_path;
+    write_file(routes_path, "accept.test  bogus-method\n");
+    cr_assert_eq(verifier_reload(v, &vc, err, sizeof(err)), -1);
+    cr_assert(strstr(err, ":1:") != NULL, "error names the line: %s", err);
+    lookup_wait(v, "x@accept.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID, "old table still in use");
+
+    write_file(routes_path, "accept.test  reject\n");
+    cr_assert_eq(verifier_reload(v, &vc, err, sizeof(err)), 0, "%s", err);
+    lookup_wait(v, "x@accept.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID, "new table in use");
+    verifier_free(v);
+}

@@ -1,0 +1,92 @@
+/*
+ * config.h - callahead.conf: Postfix-style "name = value" parameters.
+ *
+ * Syntax: "#" starts a comment line; a line starting with whitespace
+ * continues the previous parameter's value; "name = value" sets a parameter;
+ * blank lines are ignored. Unknown names, bad values and duplicate names
+ * are errors reported as "FILE:LINE: reason". Every parameter is one entry
+ * in a table in config.c with its name, type, default and one documenting
+ * sentence: the parser, "callahead-policyd -n"/"-d" and docs/callahead.conf.5
+ * all come from that table.
+ */
+#ifndef CALLAHEAD_CONFIG_H
+#define CALLAHEAD_CONFIG_H
+
+#include <stdio.h>
+
+#include "policy_proto.h"
+#include "verdict.h"
+#include "verifier.h"
+
+#define CONFIG_MAX_LISTEN 16
+
+struct config {
+    /* listeners: "inet:HOST:PORT" ("inet:[::1]:PORT" for IPv6) or "unix:PATH" */
+    char *listen[CONFIG_MAX_LISTEN];
+    int nlisten;
+    int unix_socket_mode;    /* octal, e.g. 0660 */
+    char *unix_socket_owner; /* user name or "" (keep) */
+    char *unix_socket_group; /* group name or "" (keep) */
+    char *user;              /* drop privileges to this user after binding; "" = stay */
+    char *pidfile;           /* "" = none */
+    char *syslog_name;       /* syslog ident, "callahead" */
+    char *syslog_facility;   /* "mail" */
+    int debug;               /* debug logging */
+
+    /* connections */
+    int max_connections;
+    int idle_timeout;    /* seconds without a request before we close */
+    int request_timeout; /* seconds to receive one whole request once it began */
+    struct policy_limits limits;
+
+    /* verdict -> action templates (see policy_action.h), by enum verdict_kind */
+    char *action[VERDICT_KIND_COUNT];
+    char *action_malformed; /* recipient that does not parse as an address */
+    int fail_open;          /* 1: tempfail verdicts answer action[VALID] instead */
+    int dry_run;            /* 1: log what would be rejected, answer DUNNO */
+
+    /* verifier: route table, cache, budget; strings below are owned here */
+    char *route_table;
+    char *recipient_delimiter;
+    int answer_budget_ms;
+    char *redis_server; /* "" = no Redis; "HOST:PORT" or "unix:PATH" */
+    char *redis_key_prefix;
+    int redis_timeout_ms;
+    int redis_reconnect_max_ms;
+    int cache_l1_size;
+    int cache_l1_ttl;
+    int ttl[VERDICT_KIND_COUNT]; /* indexed by verdict_kind; unknown is unused */
+    int refresh[VERDICT_KIND_COUNT];
+
+    /* derived from redis_server by the parser (for config_verifier); do not set */
+    char *redis_host; /* NULL for "" and unix: */
+    int redis_port;
+};
+
+/* config_defaults - every parameter at its default (strings allocated) */
+void config_defaults(struct config *c);
+
+/*
+ * config_parse - parse text (len bytes) over the defaults. fname is for
+ * messages. c is set to the defaults first (previous contents are
+ * overwritten, not freed). 0 on success; -1 and "fname:line: reason" in err.
+ * On error c holds nothing allocated (it is freed).
+ */
+int config_parse(const char *text, size_t len, const char *fname, struct config *c, char *err,
+                 size_t errlen);
+
+/* config_load - read path and config_parse it */
+int config_load(const char *path, struct config *c, char *err, size_t errlen);
+
+void config_free(struct config *c);
+
+/* config_verifier - fill vc from c (pointers into c; valid while c lives) */
+void config_verifier(const struct config *c, struct verifier_config *vc);
+
+/* config_print - "name = value" lines; only_changed: only those differing from the default */
+void config_print(FILE *fp, const struct config *c, int only_changed);
+
+/* config_print_doc - the parameter reference (man page body in troff when troff != 0, else text) */
+void config_print_doc(FILE *fp, int troff);
+
+#endif
