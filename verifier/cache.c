@@ -1,1 +1,316 @@
-/* cache.c - placeholder until written */
+/*
+ * cache.c - the verdict cache: in-process L1 in front of optional Redis
+ * (see cache.h).
+ *
+ * L1 answers at once. Redis is asked only when it is connected right now:
+ * a down or stalled Redis must cost a lookup nothing but a miss, because the
+ * caller can always ask the backend instead. Writes to Redis are fire and
+ * forget; a lost write only means one more backend lookup later. Values read
+ * back from Redis are untrusted (anyone with access may write them) and go
+ * through verdict_parse(); a value that does not parse is a miss.
+ */
+#include "cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache_mem.h"
+#include "log.h"
+
+#define CACHE_KEY_MAX 1024   /* "<prefix>rcpt:<address>"; longer addresses are not cached */
+#define CACHE_VALUE_MAX 512  /* verdict_format() output: kind code time source text */
+#define CACHE_PREFIX_MAX 128 /* bound on key_prefix */
+
+struct cache {
+    struct event_base *base;
+    struct cache_config cfg; /* key_prefix points at prefix below */
+    char prefix[CACHE_PREFIX_MAX];
+    struct cache_mem *l1;
+    struct cache_redis *redis; /* NULL without Redis */
+    struct cache_req *pending; /* gets waiting for Redis */
+    int corrupt_logged;        /* a bad value in Redis was logged once */
+    struct cache_stats stats;
+};
+
+struct cache_req {
+    struct cache *c;
+    cache_get_cb cb;
+    void *arg;
+    struct cache_redis_req *rreq;
+    struct cache_req *prev, *next; /* c->pending */
+    char *addrkey;                 /* for the L1 fill on a Redis hit */
+};
+
+/* cache_ttl_of - the configured TTL for a kind (0 for a kind out of range) */
+static int cache_ttl_of(const struct cache *c, enum verdict_kind kind)
+{
+    if ((int)kind < 0 || (int)kind >= VERDICT_KIND_COUNT)
+        return 0;
+    return c->cfg.ttl[kind] > 0 ? c->cfg.ttl[kind] : 0;
+}
+
+/* cache_is_stale - the verdict is older than its kind's refresh time */
+static int cache_is_stale(const struct cache *c, const struct verdict *v, time_t now)
+{
+    int refresh;
+
+    if ((int)v->kind < 0 || (int)v->kind >= VERDICT_KIND_COUNT)
+        return 0;
+    refresh = c->cfg.refresh[v->kind];
+    return refresh > 0 && now - v->when >= (time_t)refresh;
+}
+
+struct cache *cache_new(struct event_base *base, const struct cache_config *cfg, char *err,
+                        size_t errlen)
+{
+    struct cache *c;
+    const char *prefix = cfg->key_prefix ? cfg->key_prefix : "callahead:";
+
+    if (strlen(prefix) >= CACHE_PREFIX_MAX) {
+        snprintf(err, errlen, "cache: key prefix longer than %d bytes", CACHE_PREFIX_MAX - 1);
+        return NULL;
+    }
+    if (cfg->l1_max_entries < 1) {
+        snprintf(err, errlen, "cache: l1_max_entries must be at least 1");
+        return NULL;
+    }
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+        snprintf(err, errlen, "cache: out of memory");
+        return NULL;
+    }
+    c->base = base;
+    c->cfg = *cfg;
+    snprintf(c->prefix, sizeof(c->prefix), "%s", prefix);
+    c->cfg.key_prefix = c->prefix;
+    /* the redis config strings are only needed by cache_redis_new, which copies them */
+    c->cfg.redis.host = NULL;
+    c->cfg.redis.unix_path = NULL;
+    if ((c->l1 = cache_mem_new(cfg->l1_max_entries)) == NULL) {
+        snprintf(err, errlen, "cache: out of memory");
+        free(c);
+        return NULL;
+    }
+    if (cfg->use_redis) {
+        if (base == NULL) {
+            snprintf(err, errlen, "cache: Redis needs an event base");
+            cache_mem_free(c->l1);
+            free(c);
+            return NULL;
+        }
+        if ((c->redis = cache_redis_new(base, &cfg->redis, err, errlen)) == NULL) {
+            cache_mem_free(c->l1);
+            free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* cache_req_unlink - take req off c->pending */
+static void cache_req_unlink(struct cache *c, struct cache_req *req)
+{
+    if (req->prev)
+        req->prev->next = req->next;
+    else if (c->pending == req)
+        c->pending = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+}
+
+/* cache_req_free - free a get request (its Redis side must be finished or cancelled) */
+static void cache_req_free(struct cache_req *req)
+{
+    free(req->addrkey);
+    free(req);
+}
+
+void cache_free(struct cache *c)
+{
+    struct cache_req *req, *next;
+
+    if (c == NULL)
+        return;
+    /* cache_redis_free drops pending commands without callbacks: free their requests here */
+    cache_redis_free(c->redis);
+    for (req = c->pending; req; req = next) {
+        next = req->next;
+        cache_req_free(req);
+    }
+    cache_mem_free(c->l1);
+    free(c);
+}
+
+/* cache_rcpt_key - the Redis key for an address; -1 if it does not fit */
+static int cache_rcpt_key(const struct cache *c, const char *addrkey, char *buf, size_t size)
+{
+    return cache_key(c, "rcpt", addrkey, buf, size);
+}
+
+/*
+ * cache_got - the GET reply. Every outcome but a well-formed value is a
+ * miss: the caller then asks the backend, which is always correct.
+ */
+static void cache_got(int status, const char *val, size_t len, void *arg)
+{
+    struct cache_req *req = arg;
+    struct cache *c = req->c;
+    cache_get_cb cb = req->cb;
+    void *cbarg = req->arg;
+    struct verdict v;
+    int found = 0, stale = 0;
+    time_t now = time(NULL);
+
+    cache_req_unlink(c, req);
+    if (status == 1) {
+        if (verdict_parse(val, len, &v) == 0) {
+            found = 1;
+            stale = cache_is_stale(c, &v, now);
+            /* keep it near: the L1 lifetime, but never past the kind's own TTL */
+            int l1 = c->cfg.l1_ttl;
+            int ttl = cache_ttl_of(c, v.kind);
+            if (ttl > 0 && ttl < l1)
+                l1 = ttl;
+            if (l1 > 0)
+                cache_mem_put(c->l1, req->addrkey, &v, now, now + l1);
+        } else if (!c->corrupt_logged) {
+            char shown[80], who[160];
+            verdict_sanitize(shown, sizeof(shown), val, len < 70 ? len : 70);
+            verdict_sanitize(who, sizeof(who), req->addrkey, strlen(req->addrkey));
+            log_warn("cache: unreadable value in Redis under %srcpt:%s (\"%s\"), treated as a "
+                     "miss; further ones are not logged",
+                     c->prefix, who, shown);
+            c->corrupt_logged = 1;
+        }
+    } else if (status == -1) {
+        log_debug("cache: redis get failed: %.*s", (int)(len < 200 ? len : 200), val ? val : "");
+    }
+    if (found)
+        c->stats.redis_hits++;
+    else
+        c->stats.misses++;
+    cache_req_free(req);
+    cb(found, found ? &v : NULL, stale, cbarg);
+}
+
+enum cache_status cache_get(struct cache *c, const char *addrkey, struct verdict *out, int *stale,
+                            cache_get_cb cb, void *arg, struct cache_req **reqp)
+{
+    char key[CACHE_KEY_MAX];
+    struct verdict v;
+    time_t now = time(NULL);
+    struct cache_req *req;
+    int keylen;
+
+    if (reqp)
+        *reqp = NULL;
+    if (cache_mem_get(c->l1, addrkey, now, &v, NULL)) {
+        c->stats.l1_hits++;
+        if (out)
+            *out = v;
+        if (stale)
+            *stale = cache_is_stale(c, &v, now);
+        return CACHE_HIT;
+    }
+    if (c->redis == NULL || cb == NULL || !cache_redis_connected(c->redis) ||
+        (keylen = cache_rcpt_key(c, addrkey, key, sizeof(key))) < 0)
+        goto miss;
+    if ((req = calloc(1, sizeof(*req))) == NULL || (req->addrkey = strdup(addrkey)) == NULL) {
+        free(req);
+        goto miss;
+    }
+    req->c = c;
+    req->cb = cb;
+    req->arg = arg;
+    const char *argv[2] = {"GET", key};
+    size_t argvlen[2] = {3, (size_t)keylen};
+    if ((req->rreq = cache_redis_command(c->redis, 2, argv, argvlen, cache_got, req)) == NULL) {
+        cache_req_free(req);
+        goto miss;
+    }
+    req->next = c->pending;
+    if (c->pending)
+        c->pending->prev = req;
+    c->pending = req;
+    if (reqp)
+        *reqp = req;
+    return CACHE_PENDING;
+
+miss:
+    c->stats.misses++;
+    return CACHE_MISS;
+}
+
+void cache_cancel(struct cache_req *req)
+{
+    if (req == NULL)
+        return;
+    cache_redis_cancel(req->rreq);
+    cache_req_unlink(req->c, req);
+    cache_req_free(req);
+}
+
+void cache_put(struct cache *c, const char *addrkey, const struct verdict *v)
+{
+    char key[CACHE_KEY_MAX], val[CACHE_VALUE_MAX], ttlbuf[24];
+    time_t now = time(NULL);
+    int ttl = cache_ttl_of(c, v->kind);
+    int l1, keylen, vallen, ttllen;
+
+    if (ttl <= 0)
+        return;
+    l1 = ttl;
+    if (c->redis && c->cfg.l1_ttl < ttl)
+        l1 = c->cfg.l1_ttl;
+    if (l1 > 0)
+        cache_mem_put(c->l1, addrkey, v, now, now + l1);
+    else
+        cache_mem_del(c->l1, addrkey); /* never leave an older verdict behind */
+    c->stats.puts++;
+
+    if (c->redis == NULL || !cache_redis_connected(c->redis))
+        return;
+    if ((keylen = cache_rcpt_key(c, addrkey, key, sizeof(key))) < 0)
+        return;
+    if ((vallen = verdict_format(v, val, sizeof(val))) < 0)
+        return;
+    ttllen = snprintf(ttlbuf, sizeof(ttlbuf), "%d", ttl);
+    const char *argv[5] = {"SET", key, val, "EX", ttlbuf};
+    size_t argvlen[5] = {3, (size_t)keylen, (size_t)vallen, 2, (size_t)ttllen};
+    (void)cache_redis_command(c->redis, 5, argv, argvlen, NULL, NULL);
+}
+
+void cache_put_if_changed(struct cache *c, const char *addrkey, const struct verdict *v)
+{
+    struct verdict old;
+
+    if (cache_mem_get(c->l1, addrkey, time(NULL), &old, NULL) && old.kind == v->kind &&
+        old.code == v->code)
+        return;
+    cache_put(c, addrkey, v);
+}
+
+int cache_key(const struct cache *c, const char *kind, const char *name, char *buf, size_t size)
+{
+    int n;
+
+    if (buf == NULL || size == 0 || kind == NULL || name == NULL)
+        return -1;
+    n = snprintf(buf, size, "%s%s:%s", c->prefix, kind, name);
+    if (n < 0 || (size_t)n >= size)
+        return -1;
+    return n;
+}
+
+struct cache_redis *cache_redis_handle(struct cache *c)
+{
+    return c->redis;
+}
+
+void cache_get_stats(const struct cache *c, struct cache_stats *out)
+{
+    *out = c->stats;
+    out->l1_entries = cache_mem_count(c->l1);
+}

@@ -1,1 +1,966 @@
+/*
+ * test_cache_redis.c - the Redis side of the cache against a real
+ * redis-server: every test starts its own on a free loopback port in a
+ * private temp dir and stops it by pid in the fixture's teardown (and, should
+ * the test process die outright, PR_SET_PDEATHSIG takes the server with it).
+ *
+ * Covered: round trip through cache.c and what redis-cli sees, SET EX, nil
+ * and corrupt values as misses, binary-safe keys (no command injection),
+ * a stopped (tarpit) Redis answered by the deadline, a killed Redis failing
+ * fast, reconnect after a restart, cancel, and freeing with work pending or
+ * from inside a callback.
+ */
 #include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <event2/event.h>
+
+#include "cache.h"
+#include "cache_redis.h"
+
+#define TIMEOUT_MS 300
+#define RECONNECT_MIN_MS 50
+#define RECONNECT_MAX_MS 400
+
+static struct {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char unixsock[128]; /* also listen here when set */
+} srv;
+
+static struct event_base *base;
+
+/* now_ms - monotonic milliseconds */
+static long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* free_port - a loopback port nobody listens on right now */
+static int free_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* cli - run redis-cli against our server, output (trailing newline cut) into out */
+static void cli(char *out, size_t size, const char *args)
+{
+    char cmd[512];
+    FILE *p;
+    size_t n;
+
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s 2>&1", srv.port, args);
+    p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    n = fread(out, 1, size - 1, p);
+    out[n] = 0;
+    pclose(p);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = 0;
+}
+
+/* cli_set_raw - SET key to len arbitrary bytes (fed through redis-cli -x) */
+static void cli_set_raw(const char *key, const char *val, size_t len)
+{
+    char cmd[512];
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d -x SET %s >/dev/null 2>&1", srv.port, key);
+    p = popen(cmd, "w");
+    cr_assert_not_null(p);
+    cr_assert_eq(fwrite(val, 1, len, p), len);
+    cr_assert_eq(pclose(p), 0);
+}
+
+/* srv_start - fork/exec redis-server on srv.port and wait until it answers PING */
+static void srv_start(void)
+{
+    char port[16], out[64];
+    pid_t pid;
+
+    snprintf(port, sizeof(port), "%d", srv.port);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char log[128];
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        snprintf(log, sizeof(log), "%s/redis.log", srv.dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (srv.unixsock[0])
+            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
+                   "", "--appendonly", "no", "--daemonize", "no", "--dir", srv.dir, "--unixsocket",
+                   srv.unixsock, (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
+                   "", "--appendonly", "no", "--daemonize", "no", "--dir", srv.dir, (char *)NULL);
+        _exit(127);
+    }
+    srv.pid = pid;
+    for (int i = 0; i < 100; i++) {
+        int status;
+        cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "redis-server exited at start");
+        cli(out, sizeof(out), "PING");
+        if (strcmp(out, "PONG") == 0)
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("redis-server on port %d did not answer PING", srv.port);
+}
+
+/* srv_kill - stop the server by pid (SIGKILL works on a SIGSTOPped one too) */
+static void srv_kill(void)
+{
+    if (srv.pid > 0) {
+        kill(srv.pid, SIGKILL);
+        waitpid(srv.pid, NULL, 0);
+        srv.pid = 0;
+    }
+}
+
+static void setup(void)
+{
+    snprintf(srv.dir, sizeof(srv.dir), "/tmp/test-cache-redis-XXXXXX");
+    cr_assert_not_null(mkdtemp(srv.dir));
+    srv.port = free_port();
+    srv_start();
+    base = event_base_new();
+    cr_assert_not_null(base);
+}
+
+static void teardown(void)
+{
+    char cmd[160];
+
+    srv_kill();
+    if (srv.dir[0]) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", srv.dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", srv.dir);
+    }
+    if (base)
+        event_base_free(base);
+    base = NULL;
+}
+
+TestSuite(cache_redis, .init = setup, .fini = teardown, .timeout = 60);
+
+/* --- driving the loop */
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/*
+ * run_until - event_base_loop(EVLOOP_ONCE) until pred(arg) or ms passed; a
+ * 10 ms tick makes every iteration return so the deadline is checked.
+ */
+static int run_until(int (*pred)(void *), void *arg, int ms)
+{
+    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
+    struct timeval tv = {0, 10000};
+    long end = now_ms() + ms;
+    int ok;
+
+    event_add(t, &tv);
+    while (!(ok = pred(arg)) && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(t);
+    return ok;
+}
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* pump - just run the loop for ms */
+static void pump(int ms)
+{
+    run_until(never, NULL, ms);
+}
+
+static int flag_set(void *arg)
+{
+    return *(int *)arg != 0;
+}
+
+static int is_connected(void *arg)
+{
+    return cache_redis_connected(arg);
+}
+
+static int is_disconnected(void *arg)
+{
+    return !cache_redis_connected(arg);
+}
+
+struct replies_at_least {
+    struct cache_redis *r;
+    unsigned long n;
+};
+
+static int replies_reached(void *arg)
+{
+    struct replies_at_least *w = arg;
+    struct cache_redis_stats st;
+
+    cache_redis_get_stats(w->r, &st);
+    return st.replies >= w->n;
+}
+
+/* wait_replies - until r has seen n replies in total */
+static void wait_replies(struct cache_redis *r, unsigned long n)
+{
+    struct replies_at_least w = {r, n};
+
+    cr_assert(run_until(replies_reached, &w, 3000), "no reply from redis");
+}
+
+/* --- configs */
+
+static struct cache_redis_config redis_cfg(int port)
+{
+    struct cache_redis_config rc = {
+        .host = "127.0.0.1",
+        .port = port,
+        .unix_path = NULL,
+        .timeout_ms = TIMEOUT_MS,
+        .reconnect_min_ms = RECONNECT_MIN_MS,
+        .reconnect_max_ms = RECONNECT_MAX_MS,
+    };
+    return rc;
+}
+
+static struct cache_config cache_cfg(void)
+{
+    struct cache_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.key_prefix = "callahead:";
+    cfg.l1_max_entries = 100;
+    cfg.l1_ttl = 30;
+    cfg.ttl[VERDICT_VALID] = 86400;
+    cfg.ttl[VERDICT_INVALID] = 3600;
+    cfg.ttl[VERDICT_TEMPFAIL] = 0;
+    cfg.refresh[VERDICT_INVALID] = 600;
+    cfg.use_redis = 1;
+    cfg.redis = redis_cfg(srv.port);
+    return cfg;
+}
+
+/* new_cache - a Redis-backed cache, connected */
+static struct cache *new_cache(void)
+{
+    struct cache_config cfg = cache_cfg();
+    char err[256] = "";
+    struct cache *c = cache_new(base, &cfg, err, sizeof(err));
+
+    cr_assert_not_null(c, "cache_new: %s", err);
+    cr_assert(run_until(is_connected, cache_redis_handle(c), 3000), "cache never connected");
+    return c;
+}
+
+static struct cache_redis *new_redis(void)
+{
+    struct cache_redis_config rc = redis_cfg(srv.port);
+    char err[256] = "";
+    struct cache_redis *r = cache_redis_new(base, &rc, err, sizeof(err));
+
+    cr_assert_not_null(r, "cache_redis_new: %s", err);
+    cr_assert(run_until(is_connected, r, 3000), "redis never connected");
+    return r;
+}
+
+/* --- callbacks that record what they got */
+
+struct got {
+    int done;
+    int found, stale;
+    struct verdict v;
+};
+
+static void got_cb(int found, const struct verdict *v, int stale, void *arg)
+{
+    struct got *g = arg;
+
+    g->done++;
+    g->found = found;
+    g->stale = stale;
+    if (found)
+        g->v = *v;
+}
+
+struct cmd {
+    int done;
+    int status;
+    char val[256];
+    size_t len;
+    long at;
+};
+
+static void cmd_cb(int status, const char *val, size_t len, void *arg)
+{
+    struct cmd *c = arg;
+
+    c->done++;
+    c->status = status;
+    c->len = len;
+    c->at = now_ms();
+    memset(c->val, 0, sizeof(c->val));
+    if (val)
+        memcpy(c->val, val, len < sizeof(c->val) - 1 ? len : sizeof(c->val) - 1);
+}
+
+/* command - send argv (NUL-terminated strings) */
+static struct cache_redis_req *command(struct cache_redis *r, struct cmd *c, int argc,
+                                       const char **argv)
+{
+    size_t lens[8];
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return cache_redis_command(r, argc, argv, lens, c ? cmd_cb : NULL, c);
+}
+
+/* --- tests */
+
+Test(cache_redis, put_get_round_trip_and_redis_cli_view)
+{
+    struct cache *c1 = new_cache(), *c2 = new_cache();
+    struct cache_redis *r1 = cache_redis_handle(c1);
+    struct verdict v, out;
+    struct cache_req *req = NULL;
+    struct got g = {0};
+    char buf[512];
+    int stale = -1;
+
+    verdict_set(&v, VERDICT_INVALID, 550, "cdb", "5.1.1 User unknown");
+    v.when = 1732458000;
+    cache_put(c1, "bob@example.org", &v);
+    wait_replies(r1, 1);
+
+    cli(buf, sizeof(buf), "GET callahead:rcpt:bob@example.org");
+    cr_assert_str_eq(buf, "invalid 550 1732458000 cdb 5.1.1 User unknown");
+    cli(buf, sizeof(buf), "TTL callahead:rcpt:bob@example.org");
+    long ttl = strtol(buf, NULL, 10);
+    cr_assert(ttl > 3500 && ttl <= 3600, "TTL %s should be the invalid TTL (3600)", buf);
+
+    /* c1 answers from L1; c2 (another host) has an empty L1 and asks Redis */
+    cr_assert_eq(cache_get(c1, "bob@example.org", &out, &stale, got_cb, &g, &req), CACHE_HIT);
+    cr_assert_eq(cache_get(c2, "bob@example.org", &out, &stale, got_cb, &g, &req), CACHE_PENDING);
+    cr_assert_not_null(req);
+    cr_assert_eq(g.done, 0, "never called back from inside cache_get");
+    cr_assert(run_until(flag_set, &g.done, 2000));
+    cr_assert_eq(g.done, 1);
+    cr_assert_eq(g.found, 1);
+    cr_assert_eq(g.v.kind, VERDICT_INVALID);
+    cr_assert_eq(g.v.code, 550);
+    cr_assert_eq(g.v.when, 1732458000);
+    cr_assert_str_eq(g.v.source, "cdb");
+    cr_assert_str_eq(g.v.text, "5.1.1 User unknown");
+    cr_assert_eq(g.stale, 1, "a 2024 verdict is older than the 600 s refresh");
+
+    /* now in c2's L1 */
+    cr_assert_eq(cache_get(c2, "bob@example.org", &out, &stale, got_cb, &g, &req), CACHE_HIT);
+    cr_assert_eq(out.code, 550);
+    cr_assert_eq(stale, 1);
+    struct cache_stats st;
+    cache_get_stats(c2, &st);
+    cr_assert_eq(st.redis_hits, 1);
+    cr_assert_eq(st.l1_hits, 1);
+    cr_assert_eq(st.l1_entries, 1);
+
+    /* a TTL-0 kind is not written to Redis at all */
+    struct verdict t;
+    verdict_set(&t, VERDICT_TEMPFAIL, 450, "smtp", "4.4.1 try later");
+    cache_put(c1, "temp@example.org", &t);
+    pump(100);
+    cli(buf, sizeof(buf), "EXISTS callahead:rcpt:temp@example.org");
+    cr_assert_str_eq(buf, "0");
+
+    cache_free(c1);
+    cache_free(c2);
+}
+
+Test(cache_redis, nil_is_a_miss)
+{
+    struct cache *c = new_cache();
+    struct cache_req *req = NULL;
+    struct got g = {0};
+    struct verdict out;
+    int stale;
+
+    cr_assert_eq(cache_get(c, "nobody@example.org", &out, &stale, got_cb, &g, &req), CACHE_PENDING);
+    cr_assert(run_until(flag_set, &g.done, 2000));
+    cr_assert_eq(g.found, 0);
+    struct cache_stats st;
+    cache_get_stats(c, &st);
+    cr_assert_eq(st.misses, 1);
+    cr_assert_eq(st.l1_entries, 0);
+    cache_free(c);
+}
+
+Test(cache_redis, corrupt_values_are_misses)
+{
+    struct cache *c = new_cache();
+    static char big[100000];
+    const struct {
+        const char *key;
+        const char *val;
+        size_t len;
+    } bad[] = {
+        {"callahead:rcpt:a@x.org", "valid 250 notanumber cdb", 24},
+        {"callahead:rcpt:b@x.org", "", 0},
+        {"callahead:rcpt:c@x.org", "valid", 5},
+        {"callahead:rcpt:d@x.org", "valid 250 1700000000 cdb\r\nok", 28},
+        {"callahead:rcpt:e@x.org", "valid 250 1700000000 c\0db ok", 28},
+        {"callahead:rcpt:f@x.org", "bogus 250 1700000000 cdb ok", 27},
+        {"callahead:rcpt:g@x.org", "invalid 99999999999999999999999 1 cdb x", 39},
+        {"callahead:rcpt:h@x.org", big, sizeof(big)},
+    };
+    const char *addrs[] = {"a@x.org", "b@x.org", "c@x.org", "d@x.org",
+                           "e@x.org", "f@x.org", "g@x.org", "h@x.org"};
+
+    memset(big, 'A', sizeof(big));
+    memcpy(big, "valid 250 1700000000 cdb ", 25);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cli_set_raw(bad[i].key, bad[i].val, bad[i].len);
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        struct got g = {0};
+        struct cache_req *req;
+        struct verdict out;
+        int stale;
+
+        cr_assert_eq(cache_get(c, addrs[i], &out, &stale, got_cb, &g, &req), CACHE_PENDING);
+        cr_assert(run_until(flag_set, &g.done, 2000), "%s: no answer", addrs[i]);
+        cr_assert_eq(g.found, 0, "%s: corrupt value must be a miss", addrs[i]);
+        /* and it did not land in L1 */
+        cr_assert_eq(cache_get(c, addrs[i], &out, &stale, got_cb, &g, &req), CACHE_PENDING);
+        cache_cancel(req);
+    }
+    /* the connection survived all of it */
+    cr_assert(cache_redis_connected(cache_redis_handle(c)));
+    cache_free(c);
+}
+
+Test(cache_redis, keys_are_binary_safe)
+{
+    struct cache *c1 = new_cache(), *c2 = new_cache();
+    const char *evil = "x \r\n*3\r\n$3\r\nSET\r\n$4\r\npwnd\r\n$1\r\n1\r\n@example.org";
+    struct verdict v;
+    struct got g = {0};
+    struct cache_req *req;
+    struct verdict out;
+    int stale;
+    char buf[256];
+
+    cr_assert_str_eq((cli(buf, sizeof(buf), "DBSIZE"), buf), "0");
+    verdict_set(&v, VERDICT_VALID, 250, "smtp", "2.1.5 ok");
+    cache_put(c1, evil, &v);
+    wait_replies(cache_redis_handle(c1), 1);
+    cli(buf, sizeof(buf), "DBSIZE");
+    cr_assert_str_eq(buf, "1", "exactly one key, nothing injected");
+    cli(buf, sizeof(buf), "EXISTS pwnd");
+    cr_assert_str_eq(buf, "0");
+    cli(buf, sizeof(buf), "--raw KEYS 'callahead:rcpt:x *'");
+    cr_assert(strstr(buf, "SET") != NULL, "the whole address is the key: %s", buf);
+
+    cr_assert_eq(cache_get(c2, evil, &out, &stale, got_cb, &g, &req), CACHE_PENDING);
+    cr_assert(run_until(flag_set, &g.done, 2000));
+    cr_assert_eq(g.found, 1);
+    cr_assert_eq(g.v.kind, VERDICT_VALID);
+
+    /* raw commands: NUL bytes inside key and value go through intact */
+    struct cache_redis *r = cache_redis_handle(c1);
+    const char *argv[3] = {"SET", "a\0b", "v\0w\r\n"};
+    size_t lens[3] = {3, 3, 5};
+    struct cmd set = {0}, get = {0}, len = {0};
+    cr_assert_not_null(cache_redis_command(r, 3, argv, lens, cmd_cb, &set));
+    const char *gargv[2] = {"GET", "a\0b"};
+    size_t glens[2] = {3, 3};
+    cr_assert_not_null(cache_redis_command(r, 2, gargv, glens, cmd_cb, &get));
+    const char *largv[2] = {"STRLEN", "a\0b"};
+    size_t llens[2] = {6, 3};
+    cr_assert_not_null(cache_redis_command(r, 2, largv, llens, cmd_cb, &len));
+    cr_assert(run_until(flag_set, &len.done, 2000));
+    cr_assert_eq(set.status, 1);
+    cr_assert_str_eq(set.val, "OK");
+    cr_assert_eq(get.status, 1);
+    cr_assert_eq(get.len, 5);
+    cr_assert_eq(memcmp(get.val, "v\0w\r\n", 5), 0);
+    cr_assert_eq(len.status, 1, "integer replies map to status 1");
+    cr_assert_str_eq(len.val, "5");
+    cli(buf, sizeof(buf), "DBSIZE");
+    cr_assert_str_eq(buf, "2");
+    cache_free(c1);
+    cache_free(c2);
+}
+
+Test(cache_redis, replies_errors_and_no_callback_from_inside)
+{
+    struct cache_redis *r = new_redis();
+    struct cmd incr = {0}, bad = {0}, ping = {0};
+    const char *a1[] = {"INCR", "counter"};
+    const char *a2[] = {"NOSUCHCOMMAND", "x"};
+    const char *a3[] = {"PING"};
+
+    cr_assert_not_null(command(r, &incr, 2, a1));
+    cr_assert_eq(incr.done, 0, "cb must not run inside cache_redis_command");
+    cr_assert_not_null(command(r, &bad, 2, a2));
+    cr_assert_not_null(command(r, &ping, 1, a3));
+    cr_assert(run_until(flag_set, &ping.done, 2000));
+    cr_assert_eq(incr.status, 1);
+    cr_assert_str_eq(incr.val, "1");
+    cr_assert_eq(bad.status, -1);
+    cr_assert(strstr(bad.val, "ERR") != NULL, "error text passed on: %s", bad.val);
+    cr_assert_eq(ping.status, 1);
+    cr_assert_str_eq(ping.val, "PONG");
+    cr_assert(cache_redis_connected(r), "an error reply does not drop the connection");
+    /* fire and forget and bad arguments */
+    cr_assert_not_null(command(r, NULL, 1, a3));
+    cr_assert_null(cache_redis_command(r, 0, a3, (size_t[]){4}, cmd_cb, &ping));
+
+    struct cache_redis_stats st;
+    wait_replies(r, 4);
+    cache_redis_get_stats(r, &st);
+    cr_assert_eq(st.commands, 4);
+    cr_assert_eq(st.replies, 4);
+    cr_assert_eq(st.errors, 1);
+    cr_assert_eq(st.timeouts, 0);
+    cache_redis_free(r);
+}
+
+Test(cache_redis, cancel_means_no_callback)
+{
+    struct cache_redis *r = new_redis();
+    struct cache *c = new_cache();
+    struct cmd c1 = {0}, ping = {0};
+    struct got g = {0};
+    const char *get[] = {"GET", "k"};
+    const char *p[] = {"PING"};
+    struct cache_req *creq;
+    struct verdict out;
+    int stale;
+
+    struct cache_redis_req *req = command(r, &c1, 2, get);
+    cr_assert_not_null(req);
+    cache_redis_cancel(req);
+    cr_assert_eq(cache_get(c, "who@x.org", &out, &stale, got_cb, &g, &creq), CACHE_PENDING);
+    cache_cancel(creq);
+    /* replies come in order: once PING is answered, the GETs' replies are in */
+    cr_assert_not_null(command(r, &ping, 1, p));
+    cr_assert(run_until(flag_set, &ping.done, 2000));
+    pump(100);
+    cr_assert_eq(c1.done, 0);
+    cr_assert_eq(g.done, 0);
+    cr_assert(cache_redis_connected(r));
+    cache_free(c);
+    cache_redis_free(r);
+}
+
+Test(cache_redis, free_with_commands_pending)
+{
+    struct cache_redis *r = new_redis();
+    struct cache *c = new_cache();
+    struct cmd cmds[5] = {{0}};
+    struct got g = {0};
+    const char *get[] = {"GET", "k"};
+    struct cache_req *creq;
+    struct verdict out;
+    int stale;
+
+    for (int i = 0; i < 5; i++)
+        cr_assert_not_null(command(r, &cmds[i], 2, get));
+    cr_assert_eq(cache_get(c, "who@x.org", &out, &stale, got_cb, &g, &creq), CACHE_PENDING);
+    cache_redis_free(r);
+    cache_free(c);
+    pump(200);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(cmds[i].done, 0, "command %d called back after free", i);
+    cr_assert_eq(g.done, 0);
+}
+
+/* free_on_first - the first callback frees the connection; counts every call */
+static struct cache_redis *to_free;
+static int calls;
+static void free_on_first(int status, const char *val, size_t len, void *arg)
+{
+    (void)status;
+    (void)val;
+    (void)len;
+    (void)arg;
+    if (++calls == 1)
+        cache_redis_free(to_free);
+}
+
+Test(cache_redis, free_from_inside_callback)
+{
+    const char *get[] = {"GET", "k"};
+    size_t lens[] = {3, 1};
+
+    /* on a normal reply, with more replies queued behind it */
+    to_free = new_redis();
+    calls = 0;
+    for (int i = 0; i < 4; i++)
+        cr_assert_not_null(cache_redis_command(to_free, 2, get, lens, free_on_first, NULL));
+    cr_assert(run_until(flag_set, &calls, 2000));
+    pump(200);
+    cr_assert_eq(calls, 1, "no callback after the free");
+
+    /* on the timeout path: the stalled connection is dropped under the callback */
+    to_free = new_redis();
+    calls = 0;
+    kill(srv.pid, SIGSTOP);
+    for (int i = 0; i < 4; i++)
+        cr_assert_not_null(cache_redis_command(to_free, 2, get, lens, free_on_first, NULL));
+    cr_assert(run_until(flag_set, &calls, TIMEOUT_MS + 2000));
+    pump(200);
+    cr_assert_eq(calls, 1, "no callback after the free");
+    kill(srv.pid, SIGCONT);
+}
+
+Test(cache_redis, stopped_redis_times_out_then_recovers)
+{
+    struct cache_redis *r = new_redis();
+    struct cache *c = new_cache();
+    struct cmd a = {0}, b = {0}, after = {0};
+    struct got g = {0};
+    const char *get[] = {"GET", "k"};
+    struct cache_req *creq;
+    struct verdict out;
+    int stale;
+
+    kill(srv.pid, SIGSTOP); /* a tarpit: the socket stays open, nothing answers */
+    long t0 = now_ms();
+    cr_assert_not_null(command(r, &a, 2, get));
+    cr_assert_not_null(command(r, &b, 2, get));
+    cr_assert_eq(cache_get(c, "who@x.org", &out, &stale, got_cb, &g, &creq), CACHE_PENDING);
+    cr_assert(run_until(flag_set, &a.done, TIMEOUT_MS + 2000));
+    cr_assert(run_until(flag_set, &b.done, 500));
+    cr_assert(run_until(flag_set, &g.done, 500));
+    cr_assert_eq(a.status, -1);
+    cr_assert_eq(b.status, -1);
+    cr_assert_eq(g.found, 0, "a Redis timeout is a cache miss");
+    long took = a.at - t0;
+    cr_assert(took >= TIMEOUT_MS - 20 && took < TIMEOUT_MS + 500, "took %ld ms", took);
+    cr_assert(b.at - t0 < TIMEOUT_MS + 500);
+    struct cache_redis_stats st;
+    cache_redis_get_stats(r, &st);
+    cr_assert_geq(st.timeouts, 1);
+    cr_assert_eq(a.done + b.done, 2, "each callback exactly once");
+
+    kill(srv.pid, SIGCONT);
+    /* after the backoff it reconnects and works again */
+    cr_assert(run_until(is_connected, r, 3000));
+    const char *set[] = {"SET", "k", "v"};
+    struct cmd s = {0};
+    cr_assert_not_null(command(r, &s, 3, set));
+    cr_assert_not_null(command(r, &after, 2, get));
+    cr_assert(run_until(flag_set, &after.done, 2000));
+    cr_assert_eq(after.status, 1);
+    cr_assert_str_eq(after.val, "v");
+    cache_free(c);
+    cache_redis_free(r);
+}
+
+Test(cache_redis, killed_redis_fails_fast_and_reconnects_after_restart)
+{
+    struct cache_redis *r = new_redis();
+    struct cache *c = new_cache();
+    struct cmd pending = {0}, after = {0};
+    struct got g = {0};
+    const char *get[] = {"GET", "k"};
+    struct cache_req *creq = NULL;
+    struct verdict v, out;
+    int stale;
+
+    /* a command in flight when Redis dies comes back as an error */
+    kill(srv.pid, SIGSTOP);
+    cr_assert_not_null(command(r, &pending, 2, get));
+    pump(20);
+    srv_kill();
+    cr_assert(run_until(flag_set, &pending.done, 1000));
+    cr_assert_eq(pending.status, -1);
+    cr_assert(run_until(is_disconnected, r, 1000));
+    cr_assert(run_until(is_disconnected, cache_redis_handle(c), 1000));
+
+    /* while down: not sent (NULL), no callback, and the cache just misses */
+    long t0 = now_ms();
+    cr_assert_null(command(r, &after, 2, get));
+    cr_assert_eq(cache_get(c, "who@x.org", &out, &stale, got_cb, &g, &creq), CACHE_MISS);
+    cr_assert_null(creq);
+    cr_assert_lt(now_ms() - t0, 50, "fails fast");
+    /* L1 still works, with the short L1 TTL */
+    verdict_set(&v, VERDICT_VALID, 250, "cdb", "ok");
+    cache_put(c, "who@x.org", &v);
+    cr_assert_eq(cache_get(c, "who@x.org", &out, &stale, got_cb, &g, &creq), CACHE_HIT);
+    pump(2 * RECONNECT_MAX_MS); /* a few failed reconnects: no crash, no spin */
+    cr_assert_eq(after.done, 0);
+    cr_assert_eq(g.done, 0);
+
+    srv_start(); /* same port */
+    long t1 = now_ms();
+    cr_assert(run_until(is_connected, r, RECONNECT_MAX_MS + TIMEOUT_MS + 1000),
+              "no reconnect within the backoff");
+    cr_assert_lt(now_ms() - t1, RECONNECT_MAX_MS + TIMEOUT_MS + 500);
+    cr_assert(run_until(is_connected, cache_redis_handle(c), 2000));
+    struct cache_redis_stats st;
+    cache_redis_get_stats(r, &st);
+    cr_assert_geq(st.reconnects, 1);
+    cr_assert_not_null(command(r, &after, 2, get));
+    cr_assert(run_until(flag_set, &after.done, 2000));
+    cr_assert_eq(after.status, 0, "nil from the fresh server");
+    cache_free(c);
+    cache_redis_free(r);
+}
+
+Test(cache_redis, nothing_listening)
+{
+    struct cache_redis_config rc = redis_cfg(free_port());
+    char err[256] = "";
+    struct cache_redis *r = cache_redis_new(base, &rc, err, sizeof(err));
+    const char *p[] = {"PING"};
+    struct cmd c = {0};
+
+    cr_assert_not_null(r, "a down Redis is not a config error: %s", err);
+    pump(300);
+    cr_assert_not(cache_redis_connected(r));
+    cr_assert_null(command(r, &c, 1, p));
+    cache_redis_free(r);
+
+    /* bad configs are */
+    rc.port = 0;
+    cr_assert_null(cache_redis_new(base, &rc, err, sizeof(err)));
+    rc = redis_cfg(srv.port);
+    rc.timeout_ms = 0;
+    cr_assert_null(cache_redis_new(base, &rc, err, sizeof(err)));
+    rc = redis_cfg(srv.port);
+    rc.reconnect_max_ms = 1;
+    cr_assert_null(cache_redis_new(base, &rc, err, sizeof(err)));
+    cr_assert_neq(err[0], 0);
+}
+
+/* capture_stderr - send fd 2 to a file (for counting log lines); returns the saved fd */
+static int capture_stderr(const char *path)
+{
+    int saved = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    cr_assert_geq(fd, 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    close(fd);
+    return saved;
+}
+
+static void restore_stderr(int saved)
+{
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+}
+
+/* count_lines - lines of path containing needle */
+static int count_lines(const char *path, const char *needle)
+{
+    char line[1024];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+Test(cache_redis, failures_logged_at_most_once_per_interval)
+{
+    struct cache_redis_config rc = redis_cfg(free_port());
+    char err[256] = "", path[128];
+    struct cache_redis *r;
+    int saved;
+
+    snprintf(path, sizeof(path), "%s/stderr.log", srv.dir);
+    saved = capture_stderr(path);
+    r = cache_redis_new(base, &rc, err, sizeof(err));
+    /* 1.2 s with backoff 50..400 ms: about 6 attempts, at most 1 + 1200/400 lines */
+    pump(1200);
+    struct cache_redis_stats st;
+    cache_redis_get_stats(r, &st);
+    cache_redis_free(r);
+    restore_stderr(saved);
+    int lines = count_lines(path, "redis: cannot connect");
+    cr_assert(lines >= 1 && lines <= 4, "%d failure lines logged", lines);
+    cr_assert_eq(st.reconnects, 0);
+}
+
+Test(cache_redis, connect_deadline_on_a_full_backlog)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int fill[8];
+    char path[128], err[256];
+
+    /* a listener that never accepts, its queue filled: further SYNs go unanswered */
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(lfd, 0), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    for (int i = 0; i < 8; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    pump(100);
+
+    struct cache_redis_config rc = redis_cfg(ntohs(sa.sin_port));
+    snprintf(path, sizeof(path), "%s/stderr.log", srv.dir);
+    int saved = capture_stderr(path);
+    struct cache_redis *r = cache_redis_new(base, &rc, err, sizeof(err));
+    cr_assert_not_null(r);
+    pump(TIMEOUT_MS + 300);
+    int connected = cache_redis_connected(r);
+    cache_redis_free(r);
+    restore_stderr(saved);
+    for (int i = 0; i < 8; i++)
+        close(fill[i]);
+    close(lfd);
+    cr_assert_not(connected);
+    cr_assert_geq(count_lines(path, "redis: connect timed out"), 1,
+                  "the connect deadline must fire");
+}
+
+Test(cache_redis, unix_socket)
+{
+    struct cache_redis_config rc = redis_cfg(srv.port);
+    char err[256] = "";
+    struct cmd ping = {0};
+    const char *p[] = {"PING"};
+
+    srv_kill();
+    snprintf(srv.unixsock, sizeof(srv.unixsock), "%s/redis.sock", srv.dir);
+    srv_start();
+    rc.host = NULL;
+    rc.port = 0;
+    rc.unix_path = srv.unixsock;
+    struct cache_redis *r = cache_redis_new(base, &rc, err, sizeof(err));
+    cr_assert_not_null(r, "%s", err);
+    cr_assert(run_until(is_connected, r, 3000));
+    cr_assert_not_null(command(r, &ping, 1, p));
+    cr_assert(run_until(flag_set, &ping.done, 2000));
+    cr_assert_str_eq(ping.val, "PONG");
+    cache_redis_free(r);
+}
+
+Test(cache_redis, address_too_long_for_a_key_is_a_miss)
+{
+    struct cache *c = new_cache();
+    static char big[3000];
+    struct got g = {0};
+    struct cache_req *req = NULL;
+    struct verdict out;
+    int stale;
+
+    memset(big, 'a', sizeof(big) - 1);
+    cr_assert_eq(cache_get(c, big, &out, &stale, got_cb, &g, &req), CACHE_MISS);
+    cr_assert_null(req);
+    pump(50);
+    cr_assert_eq(g.done, 0);
+    cache_free(c);
+}
+
+Test(cache_redis, host_name_resolved_once)
+{
+    struct cache_redis_config rc = redis_cfg(srv.port);
+    char err[256] = "";
+    struct cmd ping = {0};
+    const char *p[] = {"PING"};
+
+    rc.host = "localhost"; /* from /etc/hosts; IPv4 preferred, where redis listens */
+    struct cache_redis *r = cache_redis_new(base, &rc, err, sizeof(err));
+    cr_assert_not_null(r, "%s", err);
+    cr_assert(run_until(is_connected, r, 3000));
+    cr_assert_not_null(command(r, &ping, 1, p));
+    cr_assert(run_until(flag_set, &ping.done, 2000));
+    cr_assert_str_eq(ping.val, "PONG");
+    cache_redis_free(r);
+}
+
+/* ping_until_timeout - one PING on a stalled Redis; returns when it failed (ms) */
+static long ping_until_timeout(struct cache_redis *r)
+{
+    struct cmd c = {0};
+    const char *p[] = {"PING"};
+
+    cr_assert(run_until(is_connected, r, 3000));
+    cr_assert_not_null(command(r, &c, 1, p));
+    cr_assert(run_until(flag_set, &c.done, TIMEOUT_MS + 1000));
+    cr_assert_eq(c.status, -1);
+    return c.at;
+}
+
+Test(cache_redis, stalled_redis_backoff_grows_until_a_reply)
+{
+    struct cache_redis *r = new_redis();
+    const char *p[] = {"PING"};
+    struct cmd c = {0};
+
+    kill(srv.pid, SIGSTOP);
+    long t1 = ping_until_timeout(r);
+    /* right after a timeout: not connected, so lookups fail fast */
+    cr_assert_not(cache_redis_connected(r));
+    cr_assert_null(command(r, &c, 1, p));
+    cr_assert(run_until(is_connected, r, 3000));
+    long gap1 = now_ms() - t1; /* about reconnect_min_ms */
+    long t2 = ping_until_timeout(r);
+    cr_assert(run_until(is_connected, r, 3000));
+    long gap2 = now_ms() - t2; /* the connect succeeded, but no reply: doubled */
+    cr_assert_geq(gap2, 2 * RECONNECT_MIN_MS - 10, "gap1 %ld gap2 %ld", gap1, gap2);
+    cr_assert_gt(gap2, gap1);
+    kill(srv.pid, SIGCONT);
+    cr_assert_not_null(command(r, &c, 1, p));
+    cr_assert(run_until(flag_set, &c.done, 2000));
+    cr_assert_eq(c.status, 1);
+    cache_redis_free(r);
+}
