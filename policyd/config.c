@@ -128,6 +128,10 @@ static const struct config_param config_params[] = {
     {"dry_run", CONFIG_BOOL, "no", OFF(dry_run), 0, 1, CHECK_NONE,
      "Log the verdicts but always answer DUNNO; turn it on for a first deployment to see what "
      "would be rejected."},
+    {"reply_next_hop_text", CONFIG_BOOL, "no", OFF(reply_next_hop_text), 0, 1, CHECK_NONE,
+     "Put a callout next hop's own reply text in %r and its name in %s; off, so that internal "
+     "host names, addresses and software banners never reach the SMTP client (a generic "
+     "reason is used instead)."},
 
     /* verifier */
     {"route_table", CONFIG_STR, "/etc/callahead/routes", OFF(route_table), 0, 0, CHECK_NONEMPTY,

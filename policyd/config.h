@@ -43,6 +43,7 @@ struct config {
     char *action[VERDICT_KIND_COUNT];
     char *action_malformed; /* recipient that does not parse as an address */
     int fail_open;          /* 1: tempfail verdicts answer action[VALID] instead */
+    int reply_next_hop_text;   /* 1: %r/%s may show a callout next hop's text and name */
     int dry_run;            /* 1: log what would be rejected, answer DUNNO */
 
     /* verifier: route table, cache, budget; strings below are owned here */

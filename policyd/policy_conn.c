@@ -127,6 +127,33 @@ static int is_rejecting(const char *action)
            strncmp(action, "DEFER", 5) == 0;
 }
 
+/*
+ * public_verdict - the verdict as the SMTP client may see it: unless
+ * reply_next_hop_text is set, a callout's reason and source (the next hop's
+ * banner text, host name, address) are replaced by generic words. The log
+ * line keeps the real ones.
+ */
+static const struct verdict *public_verdict(const struct config *cfg, const struct verdict *v,
+                                            struct verdict *copy)
+{
+    if (cfg->reply_next_hop_text || strncmp(v->source, "smtp", 4) != 0)
+        return v;
+    *copy = *v;
+    snprintf(copy->source, sizeof(copy->source), "smtp");
+    switch (v->kind) {
+    case VERDICT_INVALID:
+        snprintf(copy->text, sizeof(copy->text), "User unknown");
+        break;
+    case VERDICT_TEMPFAIL:
+        snprintf(copy->text, sizeof(copy->text), "Recipient verification failed, try again later");
+        break;
+    default:
+        snprintf(copy->text, sizeof(copy->text), "%s", verdict_kind_name(v->kind));
+        break;
+    }
+    return copy;
+}
+
 /* conn_verified - the verifier's answer: pick the action, log the decision, reply */
 static void conn_verified(const struct verdict *v, const struct verifier_result *res, void *arg)
 {
@@ -143,7 +170,9 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
         tmpl = cfg->action[VERDICT_VALID];
     else
         tmpl = cfg->action[v->kind];
-    policy_action_expand(tmpl, v, res->key[0] ? res->key : rcpt, action, sizeof(action));
+    struct verdict copy;
+    policy_action_expand(tmpl, public_verdict(cfg, v, &copy), res->key[0] ? res->key : rcpt,
+                         action, sizeof(action));
 
     char safe_rcpt[300];
     verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));

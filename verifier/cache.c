@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cache_mem.h"
@@ -40,7 +41,9 @@ struct cache_req {
     void *arg;
     struct cache_redis_req *rreq;
     struct cache_req *prev, *next; /* c->pending */
-    char *addrkey;                 /* for the L1 fill on a Redis hit */
+    char *addrkey;                 /* the L1 key, for the L1 fill on a Redis hit */
+    int ttl;                       /* TTL of this namespace's entries, 0 = by verdict kind */
+    cache_lock_cb lock_cb;         /* set for a lock request instead of cb */
 };
 
 /* cache_ttl_of - the configured TTL for a kind (0 for a kind out of range) */
@@ -143,10 +146,17 @@ void cache_free(struct cache *c)
     free(c);
 }
 
-/* cache_rcpt_key - the Redis key for an address; -1 if it does not fit */
-static int cache_rcpt_key(const struct cache *c, const char *addrkey, char *buf, size_t size)
+/*
+ * cache_l1_key - the L1 key of (ns, name): an address as it is for "rcpt",
+ * "<ns>:<name>" (in buf) otherwise; an address always has an '@', a domain
+ * fact's name never does, so the two cannot collide. NULL if it does not fit.
+ */
+static const char *cache_l1_key(const char *ns, const char *name, char *buf, size_t size)
 {
-    return cache_key(c, "rcpt", addrkey, buf, size);
+    if (strcmp(ns, "rcpt") == 0)
+        return name;
+    int n = snprintf(buf, size, "%s:%s", ns, name);
+    return n < 0 || (size_t)n >= size ? NULL : buf;
 }
 
 /*
@@ -170,7 +180,7 @@ static void cache_got(int status, const char *val, size_t len, void *arg)
             stale = cache_is_stale(c, &v, now);
             /* keep it near: the L1 lifetime, but never past the kind's own TTL */
             int l1 = c->cfg.l1_ttl;
-            int ttl = cache_ttl_of(c, v.kind);
+            int ttl = req->ttl > 0 ? req->ttl : cache_ttl_of(c, v.kind);
             if (ttl > 0 && ttl < l1)
                 l1 = ttl;
             if (l1 > 0)
@@ -198,14 +208,24 @@ static void cache_got(int status, const char *val, size_t len, void *arg)
 enum cache_status cache_get(struct cache *c, const char *addrkey, struct verdict *out, int *stale,
                             cache_get_cb cb, void *arg, struct cache_req **reqp)
 {
-    char key[CACHE_KEY_MAX];
+    return cache_get_ns(c, "rcpt", addrkey, 0, out, stale, cb, arg, reqp);
+}
+
+enum cache_status cache_get_ns(struct cache *c, const char *ns, const char *name, int ttl,
+                               struct verdict *out, int *stale, cache_get_cb cb, void *arg,
+                               struct cache_req **reqp)
+{
+    char key[CACHE_KEY_MAX], l1buf[CACHE_KEY_MAX];
     struct verdict v;
     time_t now = time(NULL);
     struct cache_req *req;
     int keylen;
+    const char *addrkey = cache_l1_key(ns, name, l1buf, sizeof(l1buf));
 
     if (reqp)
         *reqp = NULL;
+    if (addrkey == NULL)
+        goto miss;
     if (cache_mem_get(c->l1, addrkey, now, &v, NULL)) {
         c->stats.l1_hits++;
         if (out)
@@ -215,12 +235,13 @@ enum cache_status cache_get(struct cache *c, const char *addrkey, struct verdict
         return CACHE_HIT;
     }
     if (c->redis == NULL || cb == NULL || !cache_redis_connected(c->redis) ||
-        (keylen = cache_rcpt_key(c, addrkey, key, sizeof(key))) < 0)
+        (keylen = cache_key(c, ns, name, key, sizeof(key))) < 0)
         goto miss;
     if ((req = calloc(1, sizeof(*req))) == NULL || (req->addrkey = strdup(addrkey)) == NULL) {
         free(req);
         goto miss;
     }
+    req->ttl = ttl;
     req->c = c;
     req->cb = cb;
     req->arg = arg;
@@ -254,12 +275,18 @@ void cache_cancel(struct cache_req *req)
 
 void cache_put(struct cache *c, const char *addrkey, const struct verdict *v)
 {
-    char key[CACHE_KEY_MAX], val[CACHE_VALUE_MAX], ttlbuf[24];
-    time_t now = time(NULL);
-    int ttl = cache_ttl_of(c, v->kind);
-    int l1, keylen, vallen, ttllen;
+    cache_put_ns(c, "rcpt", addrkey, v, cache_ttl_of(c, v->kind));
+}
 
-    if (ttl <= 0)
+void cache_put_ns(struct cache *c, const char *ns, const char *name, const struct verdict *v,
+                  int ttl)
+{
+    char key[CACHE_KEY_MAX], val[CACHE_VALUE_MAX], ttlbuf[24], l1buf[CACHE_KEY_MAX];
+    time_t now = time(NULL);
+    int l1, keylen, vallen, ttllen;
+    const char *addrkey = cache_l1_key(ns, name, l1buf, sizeof(l1buf));
+
+    if (ttl <= 0 || addrkey == NULL)
         return;
     l1 = ttl;
     if (c->redis && c->cfg.l1_ttl < ttl)
@@ -272,7 +299,7 @@ void cache_put(struct cache *c, const char *addrkey, const struct verdict *v)
 
     if (c->redis == NULL || !cache_redis_connected(c->redis))
         return;
-    if ((keylen = cache_rcpt_key(c, addrkey, key, sizeof(key))) < 0)
+    if ((keylen = cache_key(c, ns, name, key, sizeof(key))) < 0)
         return;
     if ((vallen = verdict_format(v, val, sizeof(val))) < 0)
         return;
@@ -302,6 +329,51 @@ int cache_key(const struct cache *c, const char *kind, const char *name, char *b
     if (n < 0 || (size_t)n >= size)
         return -1;
     return n;
+}
+
+/* cache_locked - the SET NX reply: "OK" means ours; nil means someone else's */
+static void cache_locked(int status, const char *val, size_t len, void *arg)
+{
+    struct cache_req *req = arg;
+    cache_lock_cb cb = req->lock_cb;
+    void *cbarg = req->arg;
+
+    cache_req_unlink(req->c, req);
+    cache_req_free(req);
+    /* an error counts as acquired: probing twice is better than never probing */
+    cb(status != 0, cbarg);
+}
+
+int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, void *arg,
+               struct cache_req **reqp)
+{
+    char key[CACHE_KEY_MAX], pxbuf[24], token[64];
+    struct cache_req *req;
+    int keylen;
+
+    *reqp = NULL;
+    if (c->redis == NULL || !cache_redis_connected(c->redis) ||
+        (keylen = cache_key(c, "lock", name, key, sizeof(key))) < 0 ||
+        (req = calloc(1, sizeof(*req))) == NULL)
+        return 1;
+    req->c = c;
+    req->lock_cb = cb;
+    req->arg = arg;
+    int pxlen = snprintf(pxbuf, sizeof(pxbuf), "%d", px_ms > 0 ? px_ms : 1);
+    /* the value only tells a human with redis-cli who holds the lock */
+    int toklen = snprintf(token, sizeof(token), "pid %ld", (long)getpid());
+    const char *argv[6] = {"SET", key, token, "NX", "PX", pxbuf};
+    size_t argvlen[6] = {3, (size_t)keylen, (size_t)toklen, 2, 2, (size_t)pxlen};
+    if ((req->rreq = cache_redis_command(c->redis, 6, argv, argvlen, cache_locked, req)) == NULL) {
+        cache_req_free(req);
+        return 1;
+    }
+    req->next = c->pending;
+    if (c->pending)
+        c->pending->prev = req;
+    c->pending = req;
+    *reqp = req;
+    return 0;
 }
 
 struct cache_redis *cache_redis_handle(struct cache *c)

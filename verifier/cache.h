@@ -69,6 +69,33 @@ void cache_put(struct cache *c, const char *addrkey, const struct verdict *v);
  */
 void cache_put_if_changed(struct cache *c, const char *addrkey, const struct verdict *v);
 
+/*
+ * cache_get_ns / cache_put_ns - the same for other namespaces: facts that
+ * are verdicts about something else than an address, e.g. ns "dom" for a
+ * domain whose next hop accepts every address ("callahead:dom:<domain>").
+ * ttl is the namespace's TTL (it bounds the L1 copy of a Redis hit).
+ */
+enum cache_status cache_get_ns(struct cache *c, const char *ns, const char *name, int ttl,
+                               struct verdict *out, int *stale, cache_get_cb cb, void *arg,
+                               struct cache_req **req);
+void cache_put_ns(struct cache *c, const char *ns, const char *name, const struct verdict *v,
+                  int ttl);
+
+/* cache_lock_cb - acquired 1: the lock is ours (or Redis failed); 0: another host holds it */
+typedef void (*cache_lock_cb)(int acquired, void *arg);
+
+/*
+ * cache_lock - take the cross-host lock "<prefix>lock:<name>" for px_ms
+ * milliseconds with SET NX PX, so that of several policyd hosts sharing a
+ * Redis only one probes an address while the others wait for its verdict
+ * to appear in the cache. Returns 1 when the lock counts as taken now
+ * (no Redis, or not connected: locks only matter between hosts), 0 when
+ * the answer will come through cb (*req set; cache_cancel stops it).
+ * Locks are never released: they expire, and waiters watch the cache.
+ */
+int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, void *arg,
+               struct cache_req **req);
+
 /* cache_key - "<prefix><kind>:<name>" into buf; returns length or -1 if too small */
 int cache_key(const struct cache *c, const char *kind, const char *name, char *buf, size_t size);
 

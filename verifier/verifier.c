@@ -25,78 +25,12 @@
 
 #include <event2/event.h>
 
-#include "address.h"
-#include "backend.h"
 #include "backend_cdb.h"
+#include "backend_smtp.h"
 #include "log.h"
-#include "route.h"
+#include "verifier_int.h"
 
-/* a route's backend instance; ops NULL when the method has no backend in this build */
-struct route_backend {
-    const struct route *route;
-    const struct backend_ops *ops;
-    void *state;
-};
 
-/* one loaded route table with its backends; shared by the lookups that use it */
-struct verifier_tables {
-    int refs;
-    char *path;
-    struct route_table *routes;
-    struct route_backend *backends; /* one per route, by index */
-    int nroutes;
-};
-
-struct flight;
-
-enum req_state { REQ_NEW, REQ_CACHE, REQ_BACKEND, REQ_DONE };
-
-struct verifier_req {
-    struct verifier *v;
-    struct verifier_tables *t;
-    verifier_cb cb;
-    void *arg;
-    enum req_state state;
-    struct address addr;
-    char key[ADDRESS_MAX + 1];
-    char where[64];
-    const char *cached;
-    struct route_backend *rb;
-    struct cache_req *creq;
-    struct flight *flight;
-    struct event *ev_done;
-    struct event *ev_budget;
-    struct verdict result;
-    TAILQ_ENTRY(verifier_req) all_link;
-    TAILQ_ENTRY(verifier_req) flight_link;
-};
-TAILQ_HEAD(req_list, verifier_req);
-
-/* one backend request for (route, key), shared by its waiters */
-struct flight {
-    struct verifier *v;
-    struct verifier_tables *t;
-    struct route_backend *rb;
-    char key[ADDRESS_MAX + 1];
-    struct address addr;
-    struct backend_req *breq;
-    struct req_list waiters;
-    LIST_ENTRY(flight) link;
-};
-
-struct verifier {
-    struct event_base *base;
-    struct cache *cache;
-    struct verifier_tables *tables;
-    char *delimiter;
-    int budget_ms;
-    struct backend_env env;
-    struct req_list reqs;
-    LIST_HEAD(, flight) flights;
-    struct verifier_stats stats;
-};
-
-static void req_finish(struct verifier_req *r, const struct verdict *v, const char *cached);
 
 /* overrides set with verifier_set_backend, by route method */
 static const struct backend_ops *backend_override[ROUTE_REWRITE + 1];
@@ -115,12 +49,14 @@ static const struct backend_ops *backend_for(enum route_method m)
     switch (m) {
     case ROUTE_CDB:
         return &backend_cdb_ops;
+    case ROUTE_SMTP:
+        return &backend_smtp_ops;
     default:
         return NULL;
     }
 }
 
-static void tables_unref(struct verifier_tables *t)
+void tables_unref(struct verifier_tables *t)
 {
     if (t == NULL || --t->refs > 0)
         return;
@@ -133,6 +69,91 @@ static void tables_unref(struct verifier_tables *t)
     route_table_free(t->routes);
     free(t->path);
     free(t);
+}
+
+/* opt_bool - a yes/no route option; -1 + err for anything else */
+static int opt_bool(const struct route *r, const char *name, int def, int *out, char *err,
+                    size_t errlen)
+{
+    const char *v = route_option(r, name, NULL);
+
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0) {
+        *out = v[0] == 'y';
+        return 0;
+    }
+    snprintf(err, errlen, "%s=%s: expected yes or no", name, v);
+    return -1;
+}
+
+/* opt_ms - a duration route option in milliseconds: "15" or "15s", "500ms", "5m", "1h", "1d" */
+static int opt_ms(const struct route *r, const char *name, long def, long max, long *out,
+                  char *err, size_t errlen)
+{
+    const char *v = route_option(r, name, NULL);
+    char *end;
+
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    long n = strtol(v, &end, 10);
+    long unit = 1000;
+    if (strcmp(end, "ms") == 0)
+        unit = 1;
+    else if (strcmp(end, "m") == 0)
+        unit = 60000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000;
+    else if (strcmp(end, "d") == 0)
+        unit = 86400000;
+    else if (*end != '\0' && strcmp(end, "s") != 0)
+        unit = 0;
+    if (end == v || unit == 0 || n <= 0 || n > max / unit) {
+        snprintf(err, errlen, "%s=%s: expected a positive duration (e.g. 15s, 500ms, 1d)", name, v);
+        return -1;
+    }
+    *out = n * unit;
+    return 0;
+}
+
+/* route_backend_options - the verifier's own route options, checked at load time */
+static int route_backend_options(struct route_backend *rb, char *err, size_t errlen)
+{
+    const struct route *r = rb->route;
+    int is_smtp = r->method == ROUTE_SMTP;
+    long ms, failures;
+    const char *fv;
+
+    /* a callout passes the local part as given; tables compare case-insensitively */
+    if (opt_bool(r, "fold_local", !is_smtp, &rb->fold_local, err, errlen) < 0 ||
+        /* the CDB backend tries user+ext then user itself, so it needs the whole address */
+        opt_bool(r, "fold_subaddress", r->method != ROUTE_CDB, &rb->fold_subaddress, err,
+                 errlen) < 0 ||
+        opt_bool(r, "accept_all_check", 0, &rb->accept_all_check, err, errlen) < 0)
+        return -1;
+    if (opt_ms(r, "accept_all_ttl", 86400000L, 365L * 86400000L, &ms, err, errlen) < 0)
+        return -1;
+    rb->accept_all_ttl = (int)(ms / 1000 > 0 ? ms / 1000 : 1);
+    if (opt_ms(r, "breaker_time", 60000L, 86400000L, &ms, err, errlen) < 0)
+        return -1;
+    rb->breaker_secs = (int)(ms / 1000 > 0 ? ms / 1000 : 1);
+    if (opt_ms(r, "lock_time", 15000L, 600000L, &ms, err, errlen) < 0)
+        return -1;
+    rb->lock_ms = (int)ms;
+    fv = route_option(r, "breaker_failures", "5");
+    char *end;
+    failures = strtol(fv, &end, 10);
+    if (*end != '\0' || failures < 1 || failures > 1000) {
+        snprintf(err, errlen, "breaker_failures=%s: expected 1 to 1000", fv);
+        return -1;
+    }
+    rb->breaker_failures = (int)failures;
+    rb->breaker_per_domain = is_smtp && r->arg != NULL && strcmp(r->arg, "mx") == 0;
+    return 0;
 }
 
 /* tables_load - parse the route table and open a backend for every route that needs one */
@@ -167,6 +188,12 @@ static struct verifier_tables *tables_load(const char *path, const struct backen
         rb->route = r;
         if (r->method != ROUTE_CDB && r->method != ROUTE_SMTP && r->method != ROUTE_LDAP)
             continue;
+        char oerr[256];
+        if (route_backend_options(rb, oerr, sizeof(oerr)) < 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, r->lineno, oerr);
+            tables_unref(t);
+            return NULL;
+        }
         rb->ops = backend_for(r->method);
         if (rb->ops == NULL) {
             log_warn("%s:%d: %s verification is not available in this build: "
@@ -216,6 +243,12 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
         verifier_free(v);
         return NULL;
     }
+    v->breakers = breaker_table_new(10000);
+    if (v->breakers == NULL) {
+        snprintf(err, errlen, "out of memory");
+        verifier_free(v);
+        return NULL;
+    }
     v->cache = cache_new(base, &cfg->cache, err, errlen);
     if (v->cache == NULL) {
         verifier_free(v);
@@ -253,26 +286,15 @@ static void req_free(struct verifier_req *r)
     free(r);
 }
 
-static void flight_free(struct flight *f)
-{
-    LIST_REMOVE(f, link);
-    tables_unref(f->t);
-    free(f);
-}
-
 void verifier_free(struct verifier *v)
 {
     if (v == NULL)
         return;
     while (!TAILQ_EMPTY(&v->reqs))
         verifier_cancel(TAILQ_FIRST(&v->reqs));
-    while (!LIST_EMPTY(&v->flights)) {
-        struct flight *f = LIST_FIRST(&v->flights);
-        if (f->breq != NULL && f->rb->ops->cancel != NULL)
-            f->rb->ops->cancel(f->breq);
-        flight_free(f);
-    }
+    flight_free_all(v);
     tables_unref(v->tables);
+    breaker_table_free(v->breakers);
     cache_free(v->cache);
     free(v->delimiter);
     free(v);
@@ -313,7 +335,7 @@ static void req_done_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* req_finish - record the verdict and schedule the callback */
-static void req_finish(struct verifier_req *r, const struct verdict *v, const char *cached)
+void req_finish(struct verifier_req *r, const struct verdict *v, const char *cached)
 {
     if (r->ev_budget)
         event_del(r->ev_budget);
@@ -323,84 +345,10 @@ static void req_finish(struct verifier_req *r, const struct verdict *v, const ch
     event_active(r->ev_done, EV_TIMEOUT, 0);
 }
 
-/* flight_done - a shared backend request finished: cache its verdict, answer all waiters */
-static void flight_done(const struct verdict *vd, void *arg)
-{
-    struct flight *f = arg;
-    struct verifier_req *r;
-
-    f->breq = NULL;
-    cache_put(f->v->cache, f->key, vd);
-    while ((r = TAILQ_FIRST(&f->waiters)) != NULL) {
-        TAILQ_REMOVE(&f->waiters, r, flight_link);
-        r->flight = NULL;
-        req_finish(r, vd, "no");
-    }
-    flight_free(f);
-}
-
-/* flight_find - the flight in progress for (route backend, key), if any */
-static struct flight *flight_find(struct verifier *v, const struct route_backend *rb,
-                                  const char *key)
-{
-    struct flight *f;
-
-    LIST_FOREACH(f, &v->flights, link)
-    if (f->rb->route == rb->route && strcmp(f->key, key) == 0)
-        return f;
-    return NULL;
-}
-
-/*
- * flight_start - start (or join) the backend request for r's address; with
- * r NULL it is a background refresh nobody waits for. Returns 0 when the
- * verdict will come through flight_done, 1 when the backend answered at once
- * (out filled).
- */
-static int flight_start(struct verifier *v, struct verifier_tables *t, struct route_backend *rb,
-                        const struct address *addr, const char *key, struct verifier_req *r,
-                        struct verdict *out)
-{
-    struct flight *f = flight_find(v, rb, key);
-
-    if (f == NULL) {
-        f = calloc(1, sizeof(*f));
-        if (f == NULL) {
-            verdict_set(out, VERDICT_TEMPFAIL, 0, "verifier", "4.3.0 out of memory");
-            return 1;
-        }
-        f->v = v;
-        f->t = t;
-        t->refs++;
-        f->rb = rb;
-        f->addr = *addr;
-        snprintf(f->key, sizeof(f->key), "%s", key);
-        TAILQ_INIT(&f->waiters);
-        LIST_INSERT_HEAD(&v->flights, f, link);
-        enum backend_status st = rb->ops->lookup(rb->state, &f->addr, out, flight_done, f, &f->breq);
-        if (st != BACKEND_PENDING) {
-            /* answered at once (or could not start): nobody else can have joined */
-            flight_free(f);
-            if (st == BACKEND_DONE)
-                cache_put(v->cache, key, out);
-            return 1;
-        }
-    }
-    if (r != NULL) {
-        r->flight = f;
-        r->state = REQ_BACKEND;
-        TAILQ_INSERT_TAIL(&f->waiters, r, flight_link);
-    }
-    return 0;
-}
-
 /* req_backend - ask the route's backend: at once (local table) or through a flight */
 static void req_backend(struct verifier_req *r)
 {
-    struct verdict out;
-
-    if (flight_start(r->v, r->t, r->rb, &r->addr, r->key, r, &out) == 1)
-        req_finish(r, &out, "no");
+    flight_join(r->v, r->t, r->rb, &r->addr, r->key, r);
 }
 
 /* req_cache_cb - Redis answered (or failed: then go to the backend) */
@@ -410,10 +358,8 @@ static void req_cache_cb(int found, const struct verdict *vd, int stale, void *a
 
     r->creq = NULL;
     if (found) {
-        if (stale) {
-            struct verdict ignored;
-            flight_start(r->v, r->t, r->rb, &r->addr, r->key, NULL, &ignored);
-        }
+        if (stale)
+            flight_join(r->v, r->t, r->rb, &r->addr, r->key, NULL);
         req_finish(r, vd, "redis");
         return;
     }
@@ -430,9 +376,8 @@ static void req_budget_cb(evutil_socket_t fd, short what, void *arg)
     if (r->state == REQ_CACHE && r->creq != NULL) {
         cache_cancel(r->creq);
         r->creq = NULL;
-    } else if (r->state == REQ_BACKEND && r->flight != NULL) {
-        TAILQ_REMOVE(&r->flight->waiters, r, flight_link);
-        r->flight = NULL;
+    } else if (r->state == REQ_BACKEND) {
+        flight_leave(r);
     }
     verdict_set(&vd, VERDICT_TEMPFAIL, 450, "verifier",
                 "4.2.0 verification in progress, try again later");
@@ -461,9 +406,15 @@ static void req_start(struct verifier_req *r)
         return;
     }
     snprintf(r->where, sizeof(r->where), "%s:%d", r->t->path, route->lineno);
-    int fold = strcmp(route_option(route, "fold_local", route->method == ROUTE_SMTP ? "no" : "yes"),
-                      "yes") == 0;
-    if (address_key(&r->addr, fold, r->key, sizeof(r->key)) < 0)
+    r->rb = route_backend_of(r->t, route);
+    int fold_local = 1;
+    if (route->method == ROUTE_CDB || route->method == ROUTE_SMTP || route->method == ROUTE_LDAP) {
+        fold_local = r->rb->fold_local;
+        /* user+ext and user are one mailbox: one cache entry, one probe */
+        if (r->rb->fold_subaddress)
+            address_strip_subaddress(&r->addr, v->delimiter);
+    }
+    if (address_key(&r->addr, fold_local, r->key, sizeof(r->key)) < 0)
         snprintf(r->key, sizeof(r->key), "%s", "?");
 
     switch (route->method) {
@@ -482,7 +433,6 @@ static void req_start(struct verifier_req *r)
     default:
         break;
     }
-    r->rb = route_backend_of(r->t, route);
     if (r->rb == NULL || r->rb->ops == NULL) {
         char text[128];
         snprintf(text, sizeof(text), "4.3.0 %s verification not available",
@@ -506,10 +456,8 @@ static void req_start(struct verifier_req *r)
     int stale = 0;
     switch (cache_get(v->cache, r->key, &vd, &stale, req_cache_cb, r, &r->creq)) {
     case CACHE_HIT:
-        if (stale) {
-            struct verdict ignored;
-            flight_start(v, r->t, r->rb, &r->addr, r->key, NULL, &ignored);
-        }
+        if (stale)
+            flight_join(v, r->t, r->rb, &r->addr, r->key, NULL);
         req_finish(r, &vd, "l1");
         return;
     case CACHE_PENDING:
@@ -566,8 +514,7 @@ void verifier_cancel(struct verifier_req *r)
         break;
     case REQ_BACKEND:
         /* the flight goes on without us and fills the cache */
-        if (r->flight != NULL)
-            TAILQ_REMOVE(&r->flight->waiters, r, flight_link);
+        flight_leave(r);
         break;
     default:
         break;

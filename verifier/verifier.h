@@ -75,6 +75,9 @@ void verifier_set_backend(int method, const struct backend_ops *ops);
 
 struct verifier_stats {
     unsigned long lookups, valid, invalid, tempfail, unknown, malformed, budget_expired;
+    unsigned long probes;             /* backend requests started for asynchronous routes */
+    unsigned long breaker_rejects;    /* lookups answered tempfail by an open circuit breaker */
+    unsigned long accept_all_domains; /* domains found to accept every address */
     struct cache_stats cache;
 };
 void verifier_get_stats(const struct verifier *v, struct verifier_stats *out);

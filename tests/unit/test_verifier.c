@@ -27,11 +27,15 @@ static struct event_base *base;
 /* --- a fake asynchronous backend: answers after delay_ms, counts lookups */
 static int fake_lookups, fake_delay_ms = 20;
 static enum verdict_kind fake_kind = VERDICT_VALID;
+static enum verdict_kind fake_random_kind = VERDICT_INVALID; /* answer for random local parts */
+static char fake_last_local[80];
 
 struct backend_req {
     struct event *ev;
     backend_cb cb;
     void *arg;
+    enum verdict_kind kind;
+    int session_failure;
 };
 
 static void *fake_open(const struct backend_env *env, const struct route *r, char *err,
@@ -45,8 +49,11 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
     struct backend_req *q = arg;
     struct verdict v;
 
-    verdict_set(&v, fake_kind, fake_kind == VERDICT_INVALID ? 550 : 250, "fake",
-                fake_kind == VERDICT_INVALID ? "5.1.1 no such user here" : "2.1.5 ok");
+    if (q->session_failure)
+        verdict_set(&v, VERDICT_TEMPFAIL, 0, "fake", "4.4.1 connection refused");
+    else
+        verdict_set(&v, q->kind, q->kind == VERDICT_INVALID ? 550 : 250, "fake",
+                    q->kind == VERDICT_INVALID ? "5.1.1 no such user here" : "2.1.5 ok");
     event_free(q->ev);
     backend_cb cb = q->cb;
     void *cbarg = q->arg;
@@ -62,6 +69,9 @@ static enum backend_status fake_lookup(void *state, const struct address *addr,
     struct timeval tv = {0, fake_delay_ms * 1000};
 
     fake_lookups++;
+    snprintf(fake_last_local, sizeof(fake_last_local), "%s", addr->local);
+    q->kind = strncmp(addr->local, "callahead-check-", 16) == 0 ? fake_random_kind : fake_kind;
+    q->session_failure = strncmp(addr->local, "down", 4) == 0;
     q->cb = cb;
     q->arg = arg;
     q->ev = evtimer_new((struct event_base *)state, fake_fire, q);
@@ -171,6 +181,8 @@ static void setup(void)
              "accept.test         accept\n"
              "reject.test         reject\n"
              "ldap.test           ldap:corp\n"
+             "acceptall.test      ldap:corp accept_all_check=yes\n"
+             "flaky.test          ldap:flaky breaker_failures=3 breaker_time=1s\n"
              "/^(.+)@old\\.test$/  rewrite:$1@example.test\n"
              "dunno.test          dunno\n",
              cdb_path);
@@ -179,6 +191,7 @@ static void setup(void)
     fake_lookups = 0;
     fake_delay_ms = 20;
     fake_kind = VERDICT_VALID;
+    fake_random_kind = VERDICT_INVALID;
     verifier_set_backend(ROUTE_LDAP, NULL);
 }
 
@@ -378,4 +391,105 @@ Test(verifier, reload_keeps_old_table_on_error)
     lookup_wait(v, "x@accept.test", &r);
     cr_assert_eq(r.v.kind, VERDICT_INVALID, "new table in use");
     verifier_free(v);
+}
+
+Test(verifier, subaddress_folded_before_key_and_probe)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    struct verifier *v = make_verifier(1000);
+    struct result r;
+
+    lookup_wait(v, "Ann+lists@ldap.test", &r);
+    cr_assert_str_eq(r.key, "ann@ldap.test", "extension folded (and case: not a callout)");
+    cr_assert_str_eq(fake_last_local, "Ann", "the probe is for the base address");
+    lookup_wait(v, "Ann+other@ldap.test", &r);
+    cr_assert_str_eq(r.cached, "l1");
+    cr_assert_eq(fake_lookups, 1);
+    verifier_free(v);
+}
+
+Test(verifier, accept_all_domain_is_not_trusted)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    fake_random_kind = VERDICT_VALID; /* the next hop accepts anything */
+    struct verifier *v = make_verifier(2000);
+    struct result r;
+
+    lookup_wait(v, "someone@acceptall.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_UNKNOWN, "valid from an accept-all next hop means nothing");
+    cr_assert(strstr(r.v.text, "accepts all") != NULL, "text: %s", r.v.text);
+    cr_assert_eq(fake_lookups, 2, "the address and one random local part");
+    cr_assert(strncmp(fake_last_local, "callahead-check-", 16) == 0, "random probe: %s",
+              fake_last_local);
+    lookup_wait(v, "other@acceptall.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_UNKNOWN);
+    cr_assert_eq(fake_lookups, 2, "the domain fact answers without a probe");
+    struct verifier_stats st;
+    verifier_get_stats(v, &st);
+    cr_assert_eq(st.accept_all_domains, 1);
+    verifier_free(v);
+}
+
+Test(verifier, verifying_domain_keeps_valid)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    fake_random_kind = VERDICT_INVALID; /* the next hop rejects unknown users */
+    struct verifier *v = make_verifier(2000);
+    struct result r;
+
+    lookup_wait(v, "someone@acceptall.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    cr_assert_eq(fake_lookups, 2);
+    lookup_wait(v, "second@acceptall.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    cr_assert_eq(fake_lookups, 3, "domain known to verify: no second random probe");
+    verifier_free(v);
+}
+
+Test(verifier, circuit_breaker_stops_probing_a_failing_next_hop)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    struct verifier *v = make_verifier(2000);
+    struct result r;
+    char addr[64];
+
+    for (int i = 0; i < 3; i++) {
+        snprintf(addr, sizeof(addr), "down%d@flaky.test", i);
+        lookup_wait(v, addr, &r);
+        cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL);
+        cr_assert_str_eq(r.v.source, "fake");
+    }
+    cr_assert_eq(fake_lookups, 3);
+    lookup_wait(v, "down9@flaky.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL);
+    cr_assert_str_eq(r.v.source, "breaker");
+    cr_assert_eq(fake_lookups, 3, "open breaker: no probe");
+    lookup_wait(v, "x@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID, "other next hops unaffected");
+
+    run_for_ms(1100); /* breaker_time=1s: one half-open probe goes through */
+    lookup_wait(v, "alive@flaky.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    lookup_wait(v, "alive2@flaky.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID, "closed again after a success");
+    struct verifier_stats st;
+    verifier_get_stats(v, &st);
+    cr_assert_eq(st.breaker_rejects, 1);
+    verifier_free(v);
+}
+
+Test(verifier, bad_route_option_is_a_load_error)
+{
+    struct verifier_config vc;
+    char err[512];
+
+    write_file(routes_path, "x.test  ldap:corp  breaker_failures=0\n");
+    memset(&vc, 0, sizeof(vc));
+    vc.route_table = routes_path;
+    vc.cache.l1_max_entries = 10;
+    cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
+    cr_assert(strstr(err, ":1:") != NULL && strstr(err, "breaker_failures") != NULL, "%s", err);
+    write_file(routes_path, "x.test  ldap:corp  accept_all_check=maybe\n");
+    cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
+    cr_assert(strstr(err, "yes or no") != NULL, "%s", err);
 }

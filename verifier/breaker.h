@@ -1,0 +1,44 @@
+/*
+ * breaker.h - circuit breakers for next hops that keep failing.
+ *
+ * A callout to a next hop that is down costs a connect timeout per lookup
+ * and, worse, hammers the next hop the moment it comes back. After
+ * `failures` consecutive failures (a verdict about the session, not the
+ * address: refused connection, timeout, 421, garbage) the breaker for that
+ * destination opens: for `open_secs` no probe is made and lookups that the
+ * cache cannot answer get tempfail at once. Then one probe is let through
+ * (half-open); its success closes the breaker, its failure opens it again.
+ * Pure bookkeeping with the time passed in, so it is tested without clocks.
+ */
+#ifndef CALLAHEAD_BREAKER_H
+#define CALLAHEAD_BREAKER_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct breaker_table; /* opaque */
+
+/* breaker_table_new - at most max_entries destinations tracked (oldest healthy ones dropped) */
+struct breaker_table *breaker_table_new(size_t max_entries);
+void breaker_table_free(struct breaker_table *t);
+
+/*
+ * breaker_allow - may a probe to dest start now? 1 yes (closed, or the one
+ * half-open probe), 0 no (open). *retry_in gets the seconds until it
+ * half-opens when 0 is returned (may be NULL).
+ */
+int breaker_allow(struct breaker_table *t, const char *dest, time_t now, int *retry_in);
+
+/*
+ * breaker_report - the outcome of a probe that breaker_allow let through:
+ * ok 1 (the next hop answered about the address) or 0 (session failure).
+ * Returns 1 when this report opened the breaker, -1 when it closed an open
+ * one, 0 otherwise (so the caller logs transitions once).
+ */
+int breaker_report(struct breaker_table *t, const char *dest, int ok, int failures, int open_secs,
+                   time_t now);
+
+/* breaker_open_count - destinations whose breaker is open now */
+size_t breaker_open_count(const struct breaker_table *t, time_t now);
+
+#endif
