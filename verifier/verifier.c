@@ -351,19 +351,34 @@ static void req_backend(struct verifier_req *r)
     flight_join(r->v, r->t, r->rb, &r->addr, r->key, r);
 }
 
+/*
+ * req_cached - a cache hit. A stale "valid" is answered and re-verified in
+ * the background (refresh-ahead). A stale "invalid" is not answered: a
+ * mailbox created since must not get a 5xx, so the lookup waits for the
+ * re-verification like a miss (within its budget; tempfail after).
+ */
+static void req_cached(struct verifier_req *r, const struct verdict *vd, int stale,
+                       const char *cached)
+{
+    if (stale && vd->kind == VERDICT_INVALID) {
+        req_backend(r);
+        return;
+    }
+    if (stale)
+        flight_join(r->v, r->t, r->rb, &r->addr, r->key, NULL);
+    req_finish(r, vd, cached);
+}
+
 /* req_cache_cb - Redis answered (or failed: then go to the backend) */
 static void req_cache_cb(int found, const struct verdict *vd, int stale, void *arg)
 {
     struct verifier_req *r = arg;
 
     r->creq = NULL;
-    if (found) {
-        if (stale)
-            flight_join(r->v, r->t, r->rb, &r->addr, r->key, NULL);
-        req_finish(r, vd, "redis");
-        return;
-    }
-    req_backend(r);
+    if (found)
+        req_cached(r, vd, stale, "redis");
+    else
+        req_backend(r);
 }
 
 /* req_budget_cb - the answer budget has passed: answer tempfail, let the flight go on */
@@ -456,9 +471,7 @@ static void req_start(struct verifier_req *r)
     int stale = 0;
     switch (cache_get(v->cache, r->key, &vd, &stale, req_cache_cb, r, &r->creq)) {
     case CACHE_HIT:
-        if (stale)
-            flight_join(v, r->t, r->rb, &r->addr, r->key, NULL);
-        req_finish(r, &vd, "l1");
+        req_cached(r, &vd, stale, "l1");
         return;
     case CACHE_PENDING:
         r->state = REQ_CACHE;

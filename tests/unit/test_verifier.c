@@ -122,6 +122,8 @@ static void write_file(const char *path, const char *text)
     fclose(fp);
 }
 
+static int refresh_secs; /* refresh time for valid and invalid verdicts; 0 = never */
+
 static struct verifier *make_verifier(int budget_ms)
 {
     struct verifier_config vc;
@@ -137,6 +139,8 @@ static struct verifier *make_verifier(int budget_ms)
     vc.cache.ttl[VERDICT_VALID] = 3600;
     vc.cache.ttl[VERDICT_INVALID] = 600;
     vc.cache.ttl[VERDICT_TEMPFAIL] = 0;
+    vc.cache.refresh[VERDICT_VALID] = refresh_secs;
+    vc.cache.refresh[VERDICT_INVALID] = refresh_secs;
     struct verifier *v = verifier_new(base, &vc, err, sizeof(err));
     cr_assert_not_null(v, "verifier_new: %s", err);
     return v;
@@ -192,6 +196,7 @@ static void setup(void)
     fake_delay_ms = 20;
     fake_kind = VERDICT_VALID;
     fake_random_kind = VERDICT_INVALID;
+    refresh_secs = 0;
     verifier_set_backend(ROUTE_LDAP, NULL);
 }
 
@@ -492,4 +497,41 @@ Test(verifier, bad_route_option_is_a_load_error)
     write_file(routes_path, "x.test  ldap:corp  accept_all_check=maybe\n");
     cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
     cr_assert(strstr(err, "yes or no") != NULL, "%s", err);
+}
+
+Test(verifier, stale_valid_answered_and_refreshed_in_background)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    refresh_secs = 1;
+    struct verifier *v = make_verifier(2000);
+    struct result r;
+
+    lookup_wait(v, "fresh@ldap.test", &r);
+    cr_assert_eq(fake_lookups, 1);
+    sleep(2);
+    lookup_wait(v, "fresh@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    cr_assert_str_eq(r.cached, "l1", "answered from the cache at once");
+    run_for_ms(100);
+    cr_assert_eq(fake_lookups, 2, "and re-verified in the background");
+    verifier_free(v);
+}
+
+Test(verifier, stale_invalid_is_verified_again_before_answering)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    refresh_secs = 1;
+    fake_kind = VERDICT_INVALID;
+    struct verifier *v = make_verifier(2000);
+    struct result r;
+
+    lookup_wait(v, "newuser@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID);
+    sleep(2);
+    fake_kind = VERDICT_VALID; /* the mailbox was created meanwhile */
+    lookup_wait(v, "newuser@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID, "a stale invalid must not be answered");
+    cr_assert_str_eq(r.cached, "no");
+    cr_assert_eq(fake_lookups, 2);
+    verifier_free(v);
 }
