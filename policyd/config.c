@@ -143,6 +143,16 @@ static const struct config_param config_params[] = {
      "Answer tempfail if verification takes longer than this, and let it finish into the "
      "cache; 5s is well under Sendmail's milter timeout of about 10s and Postfix's 100s "
      "policy timeout."},
+    {"max_probes", CONFIG_INT, "500", OFF(max_probes), 1, 100000, CHECK_NONE,
+     "Most backend probes (callouts) in progress at once over all next hops; more wait in a "
+     "queue within their answer budget, so a flood of new addresses cannot open thousands of "
+     "connections (each smtp route also has its own max_connections)."},
+    {"dns_servers", CONFIG_STR, "", OFF(dns_servers), 0, 0, CHECK_NONE,
+     "Resolvers for smtp:mx and next hops given by name, as a comma list of ADDRESS[:PORT] or "
+     "[IPV6]:PORT; empty uses /etc/resolv.conf (read once at start-up)."},
+    {"dns_timeout", CONFIG_MS, "4000ms", OFF(dns_timeout_ms), 100, 60000, CHECK_NONE,
+     "Deadline for one whole MX and address lookup; below answer_budget so that a slow DNS "
+     "still leaves time for the callout."},
     {"redis_server", CONFIG_STR, "", OFF(redis_server), 0, 0, CHECK_REDIS,
      "Shared Redis cache as HOST:PORT, [IPV6]:PORT or unix:PATH; empty uses only the "
      "in-process cache, which is enough for a single MX."},
@@ -814,6 +824,9 @@ void config_verifier(const struct config *c, struct verifier_config *vc)
     vc->route_table = c->route_table;
     vc->recipient_delimiter = c->recipient_delimiter;
     vc->answer_budget_ms = c->answer_budget_ms;
+    vc->max_probes = c->max_probes;
+    vc->dns_servers = c->dns_servers;
+    vc->dns_timeout_ms = c->dns_timeout_ms;
     vc->cache.key_prefix = c->redis_key_prefix;
     vc->cache.l1_max_entries = (size_t)c->cache_l1_size;
     vc->cache.l1_ttl = c->cache_l1_ttl;

@@ -50,6 +50,9 @@ struct config {
     char *route_table;
     char *recipient_delimiter;
     int answer_budget_ms;
+    int max_probes;            /* backend probes in progress at once, all next hops */
+    char *dns_servers;         /* "" = /etc/resolv.conf */
+    int dns_timeout_ms;
     char *redis_server; /* "" = no Redis; "HOST:PORT" or "unix:PATH" */
     char *redis_key_prefix;
     int redis_timeout_ms;

@@ -19,11 +19,17 @@
 
 struct event_base;
 struct backend_req; /* opaque, owned by the backend */
+struct dns;         /* dns.h */
 
 /* backend_env - what the verifier gives every backend at open; outlives the backend */
 struct backend_env {
     struct event_base *base;
     const char *recipient_delimiter; /* e.g. "+", "" for none */
+    /*
+     * the shared resolver for smtp:mx and next hops given by name; NULL: a
+     * backend that needs one opens its own from /etc/resolv.conf
+     */
+    struct dns *dns;
 };
 
 /* backend_cb - the verdict of a pending lookup; v is valid only during the call */

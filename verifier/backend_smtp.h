@@ -1,10 +1,10 @@
 /*
- * backend_smtp.h - SMTP call-forward verification ("callout") to a static
- * next hop: route method smtp:[host]:port.
+ * backend_smtp.h - SMTP call-forward verification ("callout"): route methods
+ * smtp:[host]:port, smtp:host:port and smtp:mx.
  *
- * Each lookup opens one SMTP session to the route's next hop on the event
- * loop and walks it through greeting, EHLO (HELO if EHLO is refused), MAIL
- * FROM and RCPT TO, then QUITs. The RCPT reply decides:
+ * A lookup gets an SMTP session to the next hop on the event loop, walks it
+ * through greeting, EHLO (HELO if EHLO is refused), MAIL FROM and RCPT TO.
+ * The RCPT reply decides:
  *   250/251                     -> valid
  *   5xx in invalid_codes        -> invalid, with the next hop's code and text
  *   4xx, other 5xx              -> tempfail, with the next hop's code and text
@@ -13,26 +13,69 @@
  * an early disconnect, a refusal at greeting/EHLO+HELO/MAIL (the next hop
  * refuses us, not the address).
  *
- * Route argument: "[host]:port", "host:port", "[host]" or "host" (port 25);
- * host is an IPv4 address or a bracketed IPv6 address ("[::1]:25",
- * "[ipv6:::1]"). Host names are not resolved yet (that needs evdns): open
- * fails with a message that says so. "mx" (MX lookup) is not done here yet.
+ * Next hops (the route argument):
+ *   "[192.0.2.1]:25", "192.0.2.1:25", "[::1]:25", "[IPv6:::1]", "192.0.2.1"
+ *       an address: no DNS.
+ *   "[mail.example.org]:25", "mail.example.org:25", "mail.example.org"
+ *       a host name: its A/AAAA records are looked up for every lookup
+ *       (dns_host_lookup), addresses tried in order on connect failure or a
+ *       refused greeting. Unlike Postfix, the form without brackets does NOT
+ *       mean an MX lookup of the name: write smtp:mx for that. A name that
+ *       does not resolve is tempfail (our configuration, not the address).
+ *   "mx"
+ *       the MX records of the recipient's domain, in preference order, with
+ *       RFC 5321 5.1's implicit MX (the domain's own A/AAAA) when there is no
+ *       MX (dns_mx_lookup). The next address, then the next MX host, is tried
+ *       when a connection fails or times out, or the greeting is not 220 (4xx,
+ *       421 and also 5xx, like Postfix's smtp_skip_5xx_greeting) or never
+ *       comes. A RCPT reply (even 4xx) is the answer: no fall back then.
+ *       Decision: a domain that does not exist (NXDOMAIN) or that publishes a
+ *       null MX (RFC 7505) or no MX and no address cannot receive mail, so
+ *       every recipient in it is "invalid 550 5.1.2 domain has no mail
+ *       server" (source "smtp:mx"): the MTA would bounce such mail anyway,
+ *       and rejecting at RCPT is kinder to the sender. A DNS timeout or
+ *       SERVFAIL, or MX hosts none of which resolve, is tempfail. A domain
+ *       literal ("user@[192.0.2.1]") is not routed by MX: tempfail.
+ * Host names need the resolver the verifier passes in backend_env.dns; when
+ * it passes NULL, the route opens its own from /etc/resolv.conf.
+ *
+ * Sessions are pooled per destination (host name or address, and port): for
+ * smtp:mx that is each MX host, shared by every domain it serves, so the
+ * connection limit and the pool protect the next hop, not a domain. After a
+ * RCPT reply a session waits idle in the pool (unless reuse=no or it carried
+ * max_rcpts_per_session RCPTs: then it QUITs); the next lookup for that
+ * destination sends RSET, MAIL FROM, RCPT TO on it. A session that saw a
+ * 421, a timeout, garbage or a disconnect is never pooled; one the next hop
+ * closes while idle leaves the pool; one whose RSET fails is dropped and the
+ * lookup starts a new connection, once. Idle sessions count against
+ * max_connections; a lookup waiting for a slot is handed an idle session
+ * before it would wait. close() sends QUIT to idle sessions without waiting.
  *
  * Route options (times are seconds, or "500ms", "5s"):
- *   connect_timeout=5s      TCP connect
+ *   connect_timeout=5s      TCP connect (per address tried)
  *   greeting_timeout=10s    220 greeting
- *   command_timeout=10s     default for the three below
- *   ehlo_timeout, mail_timeout, rcpt_timeout   each command's reply
+ *   command_timeout=10s     default for the four below
+ *   ehlo_timeout, mail_timeout, rcpt_timeout, rset_timeout   each command's reply
  *   quit_timeout=2s         QUIT reply (after the verdict; never changes it)
  *   queue_timeout=10s       wait for a connection slot when max_connections are open
- *   max_connections=20      open sessions to this next hop at once; more lookups queue (FIFO)
+ *   max_connections=20      open sessions (busy and idle) per destination; more lookups
+ *                           queue (FIFO)
+ *   reuse=yes               keep sessions for later lookups (RSET between)
+ *   max_rcpts_per_session=20   RCPTs one session carries before it QUITs
+ *   idle_timeout=5s         an idle pooled session QUITs after this long
+ *   max_addresses=5         new connections one lookup may open, over all addresses
+ *                           and MX hosts (Postfix's smtp_mx_address_limit)
+ *   port=25                 smtp:mx only: the port of the MX hosts
  *   sender=                 MAIL FROM address; empty (default) means "<>"
  *   helo_name=              EHLO/HELO name; default gethostname(), else "localhost"
  *   invalid_codes=5xx       comma list of RCPT codes that mean invalid: "550,551,553", "55x", "5xx"
  * RFC 5321 4.5.3.2 suggests 5 minutes for the greeting and for RCPT: those are
  * for delivery. A verifier answers a waiting client, so the defaults are short.
  *
- * The verdict's source is "smtp:[host]:port". Nothing is written to disk.
+ * The verdict's source names the host that answered, as configured or as
+ * the MX record names it: "smtp:[192.0.2.1]:25", "smtp:[mx1.example.org]:25"
+ * (truncated to VERDICT_SOURCE_MAX), or "smtp:mx" when DNS decided. Nothing
+ * is written to disk.
  */
 #ifndef CALLAHEAD_BACKEND_SMTP_H
 #define CALLAHEAD_BACKEND_SMTP_H

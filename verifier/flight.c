@@ -29,10 +29,19 @@
 #include "log.h"
 #include "verifier_int.h"
 
-enum flight_state { F_START, F_DOMAIN, F_LOCK, F_WATCH, F_PROBE, F_RANDOM, F_STATE_COUNT };
+enum flight_state {
+    F_START,
+    F_DOMAIN,
+    F_LOCK,
+    F_WATCH,
+    F_QUEUED,
+    F_PROBE,
+    F_RANDOM,
+    F_STATE_COUNT
+};
 
-static const char *const flight_state_names[F_STATE_COUNT] = {"start", "domain", "lock",
-                                                              "watch", "probe",  "random"};
+static const char *const flight_state_names[F_STATE_COUNT] = {
+    "start", "domain", "lock", "watch", "queued", "probe", "random"};
 
 #define FLIGHT_WATCH_POLL_MS 100
 
@@ -51,8 +60,10 @@ struct flight {
     time_t watch_until;
     int domain_known;      /* a domain fact says the next hop verifies */
     struct verdict found;  /* the probe's verdict while the random probe runs */
+    int has_slot;          /* counted in v->probing */
     struct req_list waiters;
     LIST_ENTRY(flight) link;
+    TAILQ_ENTRY(flight) queue_link; /* v->probe_queue while F_QUEUED */
 };
 
 static void flight_lock(struct flight *f);
@@ -72,6 +83,15 @@ static void flight_enter_state(struct flight *f, enum flight_state st)
 
 static void flight_free(struct flight *f)
 {
+    struct verifier *v = f->v;
+
+    if (f->state == F_QUEUED)
+        TAILQ_REMOVE(&v->probe_queue, f, queue_link);
+    if (f->has_slot) {
+        v->probing--;
+        if (!TAILQ_EMPTY(&v->probe_queue))
+            event_active(v->ev_probe_queue, EV_TIMEOUT, 0);
+    }
     if (f->creq != NULL)
         cache_cancel(f->creq);
     if (f->breq != NULL && f->rb->ops->cancel != NULL)
@@ -169,11 +189,24 @@ static void flight_probe_done(const struct verdict *vd, void *arg)
     flight_finish(f, vd, 1);
 }
 
-/* flight_probe - ask the backend, unless the circuit breaker is open for this next hop */
+/*
+ * flight_probe - ask the backend, unless the circuit breaker is open for
+ * this next hop; wait in the FIFO queue while max_probes are in progress.
+ */
 static void flight_probe(struct flight *f)
 {
     struct verdict vd;
     int retry_in = 0;
+
+    if (!f->has_slot) {
+        if (f->v->probing >= f->v->max_probes) {
+            flight_enter_state(f, F_QUEUED);
+            TAILQ_INSERT_TAIL(&f->v->probe_queue, f, queue_link);
+            return;
+        }
+        f->has_slot = 1;
+        f->v->probing++;
+    }
 
     if (!breaker_allow(f->v->breakers, f->dest, time(NULL), &retry_in)) {
         char text[160];
@@ -351,6 +384,18 @@ void flight_leave(struct verifier_req *r)
     if (r->flight != NULL) {
         TAILQ_REMOVE(&r->flight->waiters, r, flight_link);
         r->flight = NULL;
+    }
+}
+
+void flight_queue_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct verifier *v = arg;
+    struct flight *f;
+
+    while (v->probing < v->max_probes && (f = TAILQ_FIRST(&v->probe_queue)) != NULL) {
+        TAILQ_REMOVE(&v->probe_queue, f, queue_link);
+        flight_enter_state(f, F_PROBE);
+        flight_probe(f);
     }
 }
 

@@ -27,6 +27,7 @@
 
 #include "backend_cdb.h"
 #include "backend_smtp.h"
+#include "dns.h"
 #include "log.h"
 #include "verifier_int.h"
 
@@ -243,6 +244,19 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
         verifier_free(v);
         return NULL;
     }
+    v->max_probes = cfg->max_probes > 0 ? cfg->max_probes : 500;
+    TAILQ_INIT(&v->probe_queue);
+    v->ev_probe_queue = event_new(base, -1, 0, flight_queue_cb, v);
+    /* one resolver for every table: reading resolv.conf is the only blocking step, at start */
+    v->dns = dns_new(base, cfg->dns_servers, cfg->dns_timeout_ms > 0 ? cfg->dns_timeout_ms : 4000,
+                     err, errlen);
+    if (v->ev_probe_queue == NULL || v->dns == NULL) {
+        if (v->ev_probe_queue == NULL)
+            snprintf(err, errlen, "out of memory");
+        verifier_free(v);
+        return NULL;
+    }
+    v->env.dns = v->dns;
     v->breakers = breaker_table_new(10000);
     if (v->breakers == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -265,13 +279,22 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err,
                     size_t errlen)
 {
-    /* XXX the delimiter and budget are kept: backends hold a pointer to the delimiter */
+    /*
+     * XXX the cache, the resolver and the delimiter are kept (backends of
+     * tables still in use point at them): changing those needs a restart.
+     */
     struct verifier_tables *t = tables_load(cfg->route_table, &v->env, err, errlen);
 
     if (t == NULL)
         return -1;
     tables_unref(v->tables);
     v->tables = t;
+    if (cfg->answer_budget_ms > 0)
+        v->budget_ms = cfg->answer_budget_ms;
+    if (cfg->max_probes > 0) {
+        v->max_probes = cfg->max_probes;
+        event_active(v->ev_probe_queue, EV_TIMEOUT, 0);
+    }
     return 0;
 }
 
@@ -295,6 +318,11 @@ void verifier_free(struct verifier *v)
     flight_free_all(v);
     tables_unref(v->tables);
     breaker_table_free(v->breakers);
+    /* after the tables: their backends cancel DNS lookups when they close */
+    if (v->dns != NULL)
+        dns_free(v->dns);
+    if (v->ev_probe_queue != NULL)
+        event_free(v->ev_probe_queue);
     cache_free(v->cache);
     free(v->delimiter);
     free(v);

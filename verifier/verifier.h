@@ -23,6 +23,9 @@ struct verifier_config {
     const char *recipient_delimiter; /* sub-address delimiters, e.g. "+"; "" for none */
     int answer_budget_ms;            /* a lookup answers tempfail after this long */
     struct cache_config cache;
+    const char *dns_servers; /* "127.0.0.1:5353,[::1]:53"; NULL or "" = /etc/resolv.conf */
+    int dns_timeout_ms;      /* one whole MX + address lookup; <= 0 = the default (5000) */
+    int max_probes;          /* backend probes in progress at once; <= 0 = 500 */
 };
 
 /* verifier_result - what a lookup found out besides the verdict */

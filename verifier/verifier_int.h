@@ -9,6 +9,8 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include <event2/util.h>
+
 #include "address.h"
 #include "backend.h"
 #include "breaker.h"
@@ -65,8 +67,15 @@ struct verifier_req {
 };
 TAILQ_HEAD(req_list, verifier_req);
 
+TAILQ_HEAD(flight_list, flight);
+
 struct verifier {
     struct event_base *base;
+    struct dns *dns; /* shared resolver for smtp:mx and named next hops */
+    int max_probes;  /* global limit on probes in progress */
+    int probing;     /* probes in progress */
+    struct flight_list probe_queue; /* flights waiting for a probe slot, FIFO */
+    struct event *ev_probe_queue;   /* starts queued flights from the loop */
     struct cache *cache;
     struct verifier_tables *tables;
     struct breaker_table *breakers;
@@ -97,5 +106,8 @@ void flight_leave(struct verifier_req *r);
 
 /* flight_free_all - cancel every flight (verifier_free) */
 void flight_free_all(struct verifier *v);
+
+/* flight_queue_cb - start queued flights while probe slots are free (ev_probe_queue) */
+void flight_queue_cb(evutil_socket_t fd, short what, void *arg);
 
 #endif

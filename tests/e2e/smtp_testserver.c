@@ -5,9 +5,11 @@
  * multi-line reply on demand, split a reply into single bytes, tarpit, send
  * garbage or hang up at a chosen step. This one can, from a small script:
  *
- *   smtp_testserver -p PORT [-P portfile] [-S statsfile] [-v] -s SCRIPT
+ *   smtp_testserver -p PORT [-b ADDR] [-P portfile] [-S statsfile] [-v] -s SCRIPT
  *
- * binds 127.0.0.1:PORT only (0 = any free port, written to portfile once
+ * binds 127.0.0.1:PORT (or ADDR:PORT; ADDR must be an IPv4 loopback address
+ * such as 127.0.0.2, so several servers can stand for several MX hosts on one
+ * port) only (0 = any free port, written to portfile once
  * listening), exits on SIGTERM/SIGINT, prints its counters on SIGUSR1 and
  * rewrites statsfile after every connection and command. Script lines:
  *
@@ -18,6 +20,9 @@
  *   disconnect STEP         close the connection instead of replying at STEP
  *   delay [STEP] MS         wait MS before replying (at STEP, or at every step)
  *   split [STEP] MS         send the reply one byte at a time, MS apart
+ *   hangup MS               close a connection that sent no command for MS
+ *                           after our last reply (a next hop dropping an idle
+ *                           session that a client keeps for reuse)
  *
  * STEP is greeting, ehlo, helo, mail, rcpt, rset, quit, noop. In TEXT, "\n"
  * starts another line of a multi-line reply (same code), and "\r", "\t",
@@ -68,6 +73,7 @@ struct rcpt_rule {
 struct conn {
     struct bufferevent *bev;
     struct event *timer;
+    struct event *idle;       /* hangup: closes a connection that stays silent */
     struct evbuffer *pending; /* reply waiting for its delay, or being split */
     int split_ms;
     int busy;                 /* a reply is in flight: read no further commands */
@@ -82,10 +88,11 @@ static struct conn *conns;
 static struct step_cfg steps[ST_COUNT];
 static struct rcpt_rule rules[MAX_RULES];
 static int nrules;
+static int hangup_ms;
 static int verbose;
 static const char *stats_path;
 static struct {
-    unsigned long connections, current, concurrent_max;
+    unsigned long connections, current, concurrent_max, hangups;
     unsigned long commands[ST_COUNT];
     char last_rcpt[LINE_MAX_IN];
     char last_mail[LINE_MAX_IN];
@@ -231,6 +238,10 @@ static void script_load(const char *path)
                 steps[st].raw = strdup(rest);
                 steps[st].raw_len = unescape(steps[st].raw);
             }
+        } else if (strcmp(word, "hangup") == 0) {
+            hangup_ms = atoi(rest);
+            if (hangup_ms <= 0)
+                goto bad;
         } else if (strcmp(word, "delay") == 0 || strcmp(word, "split") == 0) {
             int ms, from = 0, to = ST_COUNT;
             if (!isdigit((unsigned char)*rest)) {
@@ -266,8 +277,8 @@ bad:
 /* stats_print - counters as "name value" lines */
 static void stats_print(FILE *f)
 {
-    fprintf(f, "connections %lu\nconcurrent %lu\nconcurrent_max %lu\n", stats.connections,
-            stats.current, stats.concurrent_max);
+    fprintf(f, "connections %lu\nconcurrent %lu\nconcurrent_max %lu\nhangups %lu\n",
+            stats.connections, stats.current, stats.concurrent_max, stats.hangups);
     for (int i = 0; i < ST_COUNT; i++)
         fprintf(f, "%s %lu\n", step_names[i], stats.commands[i]);
     fprintf(f, "last_rcpt %s\nlast_mail %s\n", stats.last_rcpt, stats.last_mail);
@@ -299,6 +310,7 @@ static void conn_free(struct conn *c)
         c->next->prev = c->prev;
     bufferevent_free(c->bev);
     event_free(c->timer);
+    event_free(c->idle);
     evbuffer_free(c->pending);
     free(c);
     stats.current--;
@@ -324,8 +336,25 @@ static void conn_sent(struct conn *c, int async)
         return; /* stays busy */
     }
     c->busy = 0;
+    if (hangup_ms > 0) {
+        struct timeval tv = {hangup_ms / 1000, (hangup_ms % 1000) * 1000};
+        evtimer_add(c->idle, &tv);
+    }
     if (async)
         conn_process(c);
+}
+
+/* conn_idle_cb - hangup: the client kept the connection silent too long */
+static void conn_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (verbose)
+        fprintf(stderr, "smtp_testserver: idle for %dms: hanging up\n", hangup_ms);
+    stats.hangups++;
+    conn_free(c);
 }
 
 /* conn_timer_cb - the delay passed, the next byte of a split reply is due, or close now */
@@ -425,6 +454,7 @@ static void conn_process(struct conn *c)
         }
         if (verbose)
             fprintf(stderr, "smtp_testserver: C: %s\n", line);
+        evtimer_del(c->idle);
         snprintf(verb, sizeof(verb), "%.4s", line);
         st = -1;
         if (strcasecmp(verb, "EHLO") == 0)
@@ -492,6 +522,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)len;
     c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(base, conn_timer_cb, c);
+    c->idle = evtimer_new(base, conn_idle_cb, c);
     c->pending = evbuffer_new();
     c->next = conns;
     if (conns != NULL)
@@ -519,7 +550,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *script = NULL, *portfile = NULL;
+    const char *script = NULL, *portfile = NULL, *bind_addr = "127.0.0.1";
     int port = -1, opt;
     struct event_base *base;
     struct evconnlistener *l;
@@ -527,8 +558,11 @@ int main(int argc, char **argv)
     socklen_t slen = sizeof(sin);
     struct event *sig_term, *sig_int, *sig_usr1;
 
-    while ((opt = getopt(argc, argv, "p:P:s:S:v")) != -1) {
+    while ((opt = getopt(argc, argv, "b:p:P:s:S:v")) != -1) {
         switch (opt) {
+        case 'b':
+            bind_addr = optarg;
+            break;
         case 'p':
             port = atoi(optarg);
             break;
@@ -557,11 +591,15 @@ int main(int argc, char **argv)
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_port = htons((uint16_t)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1 ||
+        (ntohl(sin.sin_addr.s_addr) >> 24) != 127) {
+        fprintf(stderr, "smtp_testserver: -b %s: expected an IPv4 loopback address\n", bind_addr);
+        return 2;
+    }
     l = evconnlistener_new_bind(base, accept_cb, base, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
                                 64, (struct sockaddr *)&sin, sizeof(sin));
     if (l == NULL) {
-        fprintf(stderr, "smtp_testserver: bind 127.0.0.1:%d: %s\n", port, strerror(errno));
+        fprintf(stderr, "smtp_testserver: bind %s:%d: %s\n", bind_addr, port, strerror(errno));
         return 1;
     }
     getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &slen);
@@ -593,6 +631,8 @@ int main(int argc, char **argv)
     return 0;
 
 usage:
-    fprintf(stderr, "usage: smtp_testserver -p PORT [-P portfile] [-S statsfile] [-v] -s SCRIPT\n");
+    fprintf(
+        stderr,
+        "usage: smtp_testserver -p PORT [-b ADDR] [-P portfile] [-S statsfile] [-v] -s SCRIPT\n");
     return 2;
 }

@@ -1,11 +1,15 @@
 /*
- * test_backend_smtp.c - SMTP callouts against real servers on 127.0.0.1:
+ * test_backend_smtp.c - SMTP callouts against real servers on loopback:
  * our scripted tests/e2e/smtp_testserver (per-address answers, multi-line,
- * split, garbage, disconnects, 421, tarpits), Postfix's smtp-sink
- * (accept-all, reject-all, defer-all) and a closed port. Each test forks its
- * own server on a free port and stops it by pid at teardown; the server also
- * dies with the test process (PR_SET_PDEATHSIG). Every test checks the
- * verdict's kind, code and text.
+ * split, garbage, disconnects, 421, tarpits, idle hang-ups), Postfix's
+ * smtp-sink (accept-all, reject-all, defer-all), a closed port, and for
+ * smtp:mx and named next hops dnsmasq serving a private .test zone (the
+ * approach of test_dns.c). Several test servers on one port but different
+ * loopback addresses (127.0.0.2, 127.0.0.3, ...) stand for several MX hosts.
+ * Each test forks its own servers on free ports and stops them by pid at
+ * teardown; they also die with the test process (PR_SET_PDEATHSIG). Every
+ * test checks the verdict's kind, code and text, and the pool tests the
+ * servers' connection, RCPT and RSET counts.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -30,10 +34,13 @@
 
 #include "address.h"
 #include "backend_smtp.h"
+#include "dns.h"
 #include "log.h"
 #include "route.h"
 
 #define SMTP_SINK "/usr/sbin/smtp-sink"
+#define DNSMASQ "/usr/sbin/dnsmasq"
+#define MAX_SERVERS 4
 
 struct result {
     int calls;
@@ -44,8 +51,11 @@ struct result {
 
 static struct event_base *base;
 static char tmpdir[64];
-static pid_t server_pid = -1;
+static pid_t server_pid = -1; /* server 0 */
 static int server_port;
+static pid_t extra_pid[MAX_SERVERS] = {-1, -1, -1, -1}; /* servers 1.. */
+static pid_t dnsmasq_pid = -1;
+static struct dns *test_dns; /* given to the backend in backend_env, NULL for none */
 static struct route_table *tables[16];
 static int ntables;
 static void *states[16];
@@ -63,13 +73,18 @@ static void setup(void)
     log_set_debug(getenv("CALLOUT_DEBUG") != NULL);
 }
 
+static void stop_pid(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGTERM);
+        waitpid(*pid, NULL, 0);
+        *pid = -1;
+    }
+}
+
 static void stop_server(void)
 {
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-        server_pid = -1;
-    }
+    stop_pid(&server_pid);
 }
 
 static void teardown(void)
@@ -83,7 +98,13 @@ static void teardown(void)
     for (int i = 0; i < ntables; i++)
         route_table_free(tables[i]);
     ntables = 0;
+    if (test_dns != NULL)
+        dns_free(test_dns);
+    test_dns = NULL;
     stop_server();
+    for (int i = 0; i < MAX_SERVERS; i++)
+        stop_pid(&extra_pid[i]);
+    stop_pid(&dnsmasq_pid);
     event_base_free(base);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
@@ -133,15 +154,32 @@ static pid_t spawn(char *const argv[])
     return pid;
 }
 
-/* start_server - run smtp_testserver with this script; sets server_port */
-static void start_server(const char *script)
+/* server_file - "NAME" for server 0, "NAME.i" for the others */
+static const char *server_file(int i, const char *name)
 {
-    const char *sp = path_in_tmp("script");
-    const char *pp = path_in_tmp("port");
-    const char *st = path_in_tmp("stats");
+    char buf[64];
+
+    if (i == 0)
+        return path_in_tmp(name);
+    snprintf(buf, sizeof(buf), "%s.%d", name, i);
+    return path_in_tmp(buf);
+}
+
+/*
+ * start_server_at - run smtp_testserver number i (0 = the main one) on
+ * addr:port (port 0: any) with this script; returns the port it listens on
+ */
+static int start_server_at(int i, const char *addr, int port, const char *script)
+{
+    char portarg[16];
+    const char *sp = server_file(i, "script");
+    const char *pp = server_file(i, "port");
+    const char *st = server_file(i, "stats");
     char *argv[] = {(char *)testserver_path(),
+                    "-b",
+                    (char *)addr,
                     "-p",
-                    "0",
+                    portarg,
                     "-P",
                     (char *)pp,
                     "-S",
@@ -150,31 +188,48 @@ static void start_server(const char *script)
                     (char *)sp,
                     NULL};
     FILE *f = fopen(sp, "w");
+    pid_t pid;
 
+    cr_assert(i >= 0 && i < MAX_SERVERS);
+    snprintf(portarg, sizeof(portarg), "%d", port);
     cr_assert_not_null(f);
     fputs(script, f);
     fclose(f);
     cr_assert_eq(access(argv[0], X_OK), 0, "%s not built", argv[0]);
-    server_pid = spawn(argv);
-    for (int i = 0; i < 500; i++) {
+    pid = spawn(argv);
+    if (i == 0)
+        server_pid = pid;
+    else
+        extra_pid[i] = pid;
+    for (int n = 0; n < 500; n++) {
+        int got = 0;
         f = fopen(pp, "r");
         if (f != NULL) {
-            int ok = fscanf(f, "%d", &server_port) == 1;
+            int ok = fscanf(f, "%d", &got) == 1;
             fclose(f);
             if (ok)
-                return;
+                return got;
         }
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
         usleep(10000);
     }
-    cr_assert_fail("smtp_testserver did not start");
+    cr_assert_fail("smtp_testserver %d on %s:%d did not start", i, addr, port);
+    return -1;
 }
 
-/* server_stat - a value from the server's stats file ("name value" lines) */
-static const char *server_stat(const char *name)
+/* start_server - run smtp_testserver with this script on 127.0.0.1; sets server_port */
+static void start_server(const char *script)
+{
+    server_port = start_server_at(0, "127.0.0.1", 0, script);
+}
+
+/* server_stat_of - a value from server i's stats file ("name value" lines) */
+static const char *server_stat_of(int i, const char *name)
 {
     static char value[4096];
     char line[4096];
-    FILE *f = fopen(path_in_tmp("stats"), "r");
+    FILE *f = fopen(server_file(i, "stats"), "r");
 
     value[0] = '\0';
     if (f == NULL)
@@ -190,9 +245,19 @@ static const char *server_stat(const char *name)
     return value;
 }
 
+static const char *server_stat(const char *name)
+{
+    return server_stat_of(0, name);
+}
+
 static long server_count(const char *name)
 {
     return atol(server_stat(name));
+}
+
+static long server_count_of(int i, const char *name)
+{
+    return atol(server_stat_of(i, name));
 }
 
 /* free_port - a port nobody listens on (bound, then closed) */
@@ -269,7 +334,7 @@ static void *open_route_err(const char *fmt, char *err, size_t errlen)
 {
     char line[1024];
     struct route_table *t;
-    struct backend_env env = {.base = base, .recipient_delimiter = "+"};
+    struct backend_env env = {.base = base, .recipient_delimiter = "+", .dns = test_dns};
     void *state;
 
     with_port(fmt, line, sizeof(line));
@@ -361,17 +426,23 @@ static long ms_since(const struct timeval *start, const struct timeval *end)
     return (end->tv_sec - start->tv_sec) * 1000 + (end->tv_usec - start->tv_usec) / 1000;
 }
 
-/* verify - one lookup to completion, with checks common to all */
+/* verify_from - one lookup to completion; the verdict must come from source */
+static void verify_from(void *state, const char *rcpt, const char *source, struct result *r)
+{
+    lookup(state, rcpt, r);
+    run(r, 1, 15000);
+    cr_assert_eq(r->calls, 1, "callback ran once");
+    cr_assert_str_eq(r->v.source, source);
+    cr_assert_gt(r->v.when, 0);
+}
+
+/* verify - one lookup to completion at the main server */
 static void verify(void *state, const char *rcpt, struct result *r)
 {
     char src[64];
 
-    lookup(state, rcpt, r);
-    run(r, 1, 15000);
-    cr_assert_eq(r->calls, 1, "callback ran once");
     snprintf(src, sizeof(src), "smtp:[127.0.0.1]:%d", server_port);
-    cr_assert_str_eq(r->v.source, src);
-    cr_assert_gt(r->v.when, 0);
+    verify_from(state, rcpt, src, r);
 }
 
 static void assert_verdict(const struct result *r, enum verdict_kind kind, int code,
@@ -390,7 +461,7 @@ Test(smtp, valid)
     struct result r;
 
     start_server("rcpt alice@example.test 250 2.1.5 Ok\nrcpt * 550 5.1.1 User unknown\n");
-    verify(open_route("example.test smtp:[127.0.0.1]:%d"), "alice@example.test", &r);
+    verify(open_route("example.test smtp:[127.0.0.1]:%d reuse=no"), "alice@example.test", &r);
     assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
     run_for(300);
     cr_assert_eq(server_count("quit"), 1, "the session ends with QUIT");
@@ -721,7 +792,7 @@ Test(smtp, concurrency_limit_queues_fifo)
     void *s;
 
     start_server("delay rcpt 150\n");
-    s = open_route("example.test smtp:[127.0.0.1]:%d max_connections=2");
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_connections=2 reuse=no");
     for (int i = 0; i < 6; i++) {
         snprintf(addr, sizeof(addr), "u%d@example.test", i);
         lookup(s, addr, &rs[i]);
@@ -815,9 +886,25 @@ Test(smtp, smtp_sink_421_at_rcpt)
 Test(smtp, open_parses_next_hops)
 {
     /* opened only: never connect anywhere but loopback */
-    static const char *const ok[] = {"[192.0.2.1]:2525",   "192.0.2.1:26",
-                                     "[192.0.2.1]",        "192.0.2.1",
-                                     "[2001:db8::1]:2525", "[IPv6:2001:db8::1]"};
+    static const char *const ok[] = {
+        "[192.0.2.1]:2525",
+        "192.0.2.1:26",
+        "[192.0.2.1]",
+        "192.0.2.1",
+        "[2001:db8::1]:2525",
+        "[IPv6:2001:db8::1]",
+        "mx",
+        "mx port=2525",
+        "[mail.example.test]:2525",
+        "mail.example.test:26",
+        "mail.example.test",
+        "[192.0.2.1] reuse=no max_rcpts_per_session=1 idle_timeout=500ms",
+    };
+    char err[256];
+
+    /* a resolver that is never asked: opening a route sends no query */
+    test_dns = dns_new(base, "127.0.0.1:9", 1000, err, sizeof(err));
+    cr_assert_not_null(test_dns, "%s", err);
     /* the source shows in the verdict of a refused loopback connection */
     static const struct {
         const char *arg;
@@ -853,15 +940,26 @@ Test(smtp, open_parses_next_hops)
 Test(smtp, open_rejects_bad_arguments)
 {
     static const char *const bad[] = {
-        "example.test smtp:mx",
-        "example.test smtp:mail.example.test:25",
+        "example.test smtp:mail..example.test:25",
+        "example.test smtp:[mail/example.test]:25",
+        "example.test smtp:mail.example.test:x",
+        "example.test smtp:[192.0.2.1]:25 port=26",
+        "example.test smtp:mx port=0",
+        "example.test smtp:mx port=65536",
+        "example.test smtp:[127.0.0.1]:25 reuse=maybe",
+        "example.test smtp:[127.0.0.1]:25 max_rcpts_per_session=0",
+        "example.test smtp:[127.0.0.1]:25 max_rcpts_per_session=lots",
+        "example.test smtp:[127.0.0.1]:25 idle_timeout=0",
+        "example.test smtp:[127.0.0.1]:25 rset_timeout=forever",
+        "example.test smtp:[127.0.0.1]:25 max_addresses=0",
         "example.test smtp:[192.0.2.1",
         "example.test smtp:[192.0.2.1]x",
         "example.test smtp:192.0.2.1:0",
         "example.test smtp:192.0.2.1:65536",
         "example.test smtp:192.0.2.1:25x",
         "example.test smtp:2001:db8::1:25",
-        "example.test smtp:[not-an-address]:25",
+        "example.test smtp:[not_an@address]:25",
+        "example.test smtp:-bad-.example.test:25",
         "example.test smtp:[]:25",
         "example.test smtp:[127.0.0.1]:25 connect_timeout=abc",
         "example.test smtp:[127.0.0.1]:25 rcpt_timeout=0",
@@ -875,12 +973,16 @@ Test(smtp, open_rejects_bad_arguments)
         "example.test smtp:[127.0.0.1]:25 sender=no-at-sign",
         "example.test smtp:[127.0.0.1]:25 helo_name=bad/name",
     };
+    char derr[256];
+
+    test_dns = dns_new(base, "127.0.0.1:9", 1000, derr, sizeof(derr));
+    cr_assert_not_null(test_dns, "%s", derr);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[256];
         char err2[256];
         struct route_table *t =
             route_table_parse(bad[i], strlen(bad[i]), "test", err2, sizeof(err2));
-        struct backend_env env = {.base = base, .recipient_delimiter = "+"};
+        struct backend_env env = {.base = base, .recipient_delimiter = "+", .dns = test_dns};
 
         if (t == NULL)
             continue; /* the route parser already refuses it: fine too */
@@ -890,4 +992,700 @@ Test(smtp, open_rejects_bad_arguments)
         cr_assert(err[0] != '\0', "an error message for %s", bad[i]);
         route_table_free(t);
     }
+}
+
+/* --- connection reuse ------------------------------------------------- */
+
+Test(smtp, reuse_ten_lookups_one_session)
+{
+    struct result r;
+    char addr[64];
+    void *s;
+
+    start_server("rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    for (int i = 0; i < 10; i++) {
+        snprintf(addr, sizeof(addr), "u%d@example.test", i);
+        verify(s, addr, &r);
+        assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    }
+    cr_assert_eq(server_count("connections"), 1);
+    cr_assert_eq(server_count("rcpt"), 10);
+    cr_assert_eq(server_count("mail"), 10);
+    cr_assert_eq(server_count("rset"), 9, "RSET before each MAIL on the reused session");
+    cr_assert_eq(server_count("ehlo"), 1);
+    cr_assert_eq(server_count("quit"), 0);
+    cr_assert_eq(server_count("concurrent"), 1, "the session stays open, idle");
+    cr_assert_str_eq(server_stat("last_rcpt"), "u9@example.test");
+}
+
+Test(smtp, reuse_capped_by_max_rcpts_per_session)
+{
+    struct result r;
+    char addr[64];
+    void *s;
+
+    start_server("rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_rcpts_per_session=3");
+    for (int i = 0; i < 10; i++) {
+        snprintf(addr, sizeof(addr), "u%d@example.test", i);
+        verify(s, addr, &r);
+        assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    }
+    run_for(200);
+    cr_assert_eq(server_count("connections"), 4, "3 + 3 + 3 + 1 RCPTs");
+    cr_assert_eq(server_count("rcpt"), 10);
+    cr_assert_eq(server_count("rset"), 6);
+    cr_assert_eq(server_count("quit"), 3, "a full session QUITs");
+    cr_assert_eq(server_count("concurrent"), 1);
+}
+
+Test(smtp, reuse_no)
+{
+    struct result r;
+    void *s;
+
+    start_server("rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d reuse=no");
+    verify(s, "a@example.test", &r);
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    run_for(200);
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 0);
+    cr_assert_eq(server_count("quit"), 2);
+}
+
+Test(smtp, idle_timeout_quits_and_next_lookup_reconnects)
+{
+    struct result r;
+    void *s;
+
+    start_server("rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d idle_timeout=200ms");
+    verify(s, "a@example.test", &r);
+    run_for(100);
+    cr_assert_eq(server_count("concurrent"), 1, "idle in the pool");
+    cr_assert_eq(server_count("quit"), 0);
+    run_for(500);
+    cr_assert_eq(server_count("quit"), 1, "QUIT after idle_timeout");
+    cr_assert_eq(server_count("concurrent"), 0);
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 0);
+}
+
+Test(smtp, next_hop_closes_idle_session)
+{
+    struct result r;
+    void *s;
+
+    start_server("hangup 150\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    run_for(500);
+    cr_assert_eq(server_count("hangups"), 1);
+    cr_assert_eq(server_count("concurrent"), 0);
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 0, "the closed session left the pool");
+}
+
+Test(smtp, next_hop_closed_idle_session_unnoticed)
+{
+    struct result r;
+    void *s;
+
+    start_server("hangup 100\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    usleep(400000); /* the loop does not run: the hang-up is not seen before the next lookup */
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2, "the dead pooled session was replaced");
+    cr_assert_eq(server_count("rcpt"), 2);
+}
+
+Test(smtp, rset_421_starts_fresh_connection)
+{
+    struct result r;
+    void *s;
+
+    start_server("rset 421 4.3.2 Service shutting down\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 1);
+    cr_assert_eq(server_count("rcpt"), 2);
+    cr_assert_str_eq(server_stat("last_rcpt"), "b@example.test");
+}
+
+Test(smtp, rset_refused_starts_fresh_connection_once)
+{
+    struct result r;
+    void *s;
+
+    start_server("rset 502 5.5.1 no RSET here\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    verify(s, "c@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    run_for(200);
+    cr_assert_eq(server_count("connections"), 3);
+    cr_assert_eq(server_count("rset"), 2);
+    cr_assert_eq(server_count("quit"), 2, "a session that refused RSET is QUIT politely");
+}
+
+Test(smtp, rset_failure_waits_for_fresh_slot)
+{
+    struct result r, rs[2];
+    void *s;
+
+    /* one slot: b's pooled session fails at RSET, c takes the freed slot, b gets it next */
+    start_server("rset 421 4.3.2 Service shutting down\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_connections=1");
+    verify(s, "a@example.test", &r);
+    lookup(s, "b@example.test", &rs[0]);
+    lookup(s, "c@example.test", &rs[1]);
+    run(rs, 2, 5000);
+    assert_verdict(&rs[0], VERDICT_VALID, 250, "2.1.5 Ok");
+    assert_verdict(&rs[1], VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("rset"), 1);
+    cr_assert_eq(server_count("rcpt"), 3);
+    cr_assert_eq(server_count("connections"), 3,
+                 "b never reuses a pooled session after RSET failed");
+}
+
+Test(smtp, queued_lookup_gets_idle_session)
+{
+    struct result rs[3];
+    void *s;
+
+    start_server("delay rcpt 100\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_connections=1");
+    lookup(s, "a@example.test", &rs[0]);
+    lookup(s, "b@example.test", &rs[1]);
+    lookup(s, "c@example.test", &rs[2]);
+    run(rs, 3, 5000);
+    for (int i = 0; i < 3; i++)
+        assert_verdict(&rs[i], VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 1);
+    cr_assert_eq(server_count("concurrent_max"), 1);
+    cr_assert_eq(server_count("rset"), 2);
+}
+
+Test(smtp, rcpt_4xx_keeps_session)
+{
+    struct result r;
+    void *s;
+
+    start_server("rcpt a@example.test 450 4.2.1 busy\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 450, "4.2.1 busy");
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 1);
+}
+
+Test(smtp, no_reuse_after_421)
+{
+    struct result r;
+    void *s;
+
+    start_server("rcpt a@example.test 421 4.3.2 bye\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "next hop closing the session at RCPT TO: 421 4.3.2 bye");
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 0);
+}
+
+Test(smtp, no_reuse_after_timeout)
+{
+    struct result r;
+    void *s;
+
+    start_server("delay rcpt 600\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d rcpt_timeout=200ms");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "timeout after 200ms waiting for the RCPT TO reply from next hop");
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "timeout after 200ms waiting for the RCPT TO reply from next hop");
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 0);
+}
+
+Test(smtp, no_reuse_after_garbage)
+{
+    struct result r;
+    void *s;
+
+    start_server("raw rcpt 250 ok\\r\\nthis is not smtp\\r\\n\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "ok");
+    run_for(200);
+    cr_assert_eq(server_count("concurrent"), 0, "garbage while idle: closed, not reused");
+    verify(s, "b@example.test", &r);
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 0);
+}
+
+Test(smtp, no_reuse_after_replies_ahead)
+{
+    struct result rs[2];
+    void *s;
+
+    /*
+     * a next hop that answers the next lookup's RSET, MAIL and RCPT in
+     * advance, while that lookup waits for the one slot: had the session been
+     * handed over, b would read the forged 550
+     */
+    start_server("raw rcpt 250 2.1.5 Ok\\r\\n250 reset\\r\\n250 ok\\r\\n550 5.1.1 "
+                 "forged\\r\\n\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_connections=1");
+    lookup(s, "a@example.test", &rs[0]);
+    lookup(s, "b@example.test", &rs[1]);
+    run(rs, 2, 5000);
+    assert_verdict(&rs[0], VERDICT_VALID, 250, "2.1.5 Ok");
+    assert_verdict(&rs[1], VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2, "the session with extra replies is not reused");
+    cr_assert_eq(server_count("rset"), 0);
+}
+
+Test(smtp, cancel_on_reused_session_drops_it)
+{
+    struct result r, r2;
+    struct backend_req *req;
+    void *s;
+
+    start_server("delay rcpt 300\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    req = lookup(s, "b@example.test", &r2);
+    run_for(150);
+    backend_smtp_ops.cancel(req);
+    run_for(500);
+    cr_assert_eq(r2.calls, 0, "no callback after cancel");
+    cr_assert_eq(server_count("concurrent"), 0, "mid-transaction: dropped, not pooled");
+    verify(s, "c@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2);
+}
+
+Test(smtp, close_quits_idle_sessions)
+{
+    struct result r;
+    void *s;
+
+    start_server("rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    cr_assert_eq(server_count("concurrent"), 1);
+    backend_smtp_ops.close(s);
+    states[0] = NULL;
+    run_for(300);
+    cr_assert_eq(server_count("quit"), 1, "a polite QUIT");
+    cr_assert_eq(server_count("concurrent"), 0);
+}
+
+/* --- smtp:mx and named next hops, against dnsmasq --------------------- */
+
+static int dns_port;
+
+/* free_udp_tcp_port - a loopback port free for both UDP and TCP right now */
+static int free_udp_tcp_port(void)
+{
+    for (int tries = 0; tries < 20; tries++) {
+        struct sockaddr_in sin = {.sin_family = AF_INET};
+        socklen_t len = sizeof(sin);
+        int u = socket(AF_INET, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (u >= 0 && t >= 0 && bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+            getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
+            bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+            port = ntohs(sin.sin_port);
+        if (u >= 0)
+            close(u);
+        if (t >= 0)
+            close(t);
+        if (port > 0)
+            return port;
+    }
+    return -1;
+}
+
+/* dns_probe - one raw UDP query for ready.test A; 0 when any answer came (from test_dns.c) */
+static int dns_probe(int port)
+{
+    static const unsigned char q[] = {0x12, 0x34, 0x01, 0x00, 0,   1,   0,   0,   0, 0,
+                                      0,    0,    5,    'r',  'e', 'a', 'd', 'y', 4, 't',
+                                      'e',  's',  't',  0,    0,   1,   0,   1};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {0, 100000};
+    unsigned char buf[512];
+    int fd = socket(AF_INET, SOCK_DGRAM, 0), ok = -1;
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (sendto(fd, q, sizeof(q), 0, (struct sockaddr *)&sin, sizeof(sin)) == (ssize_t)sizeof(q) &&
+        recv(fd, buf, sizeof(buf), 0) >= 12 && buf[0] == 0x12 && buf[1] == 0x34)
+        ok = 0;
+    close(fd);
+    return ok;
+}
+
+/*
+ * dnsmasq_start - dnsmasq serving the .test zone below on 127.0.0.1:port,
+ * never forwarding (--no-resolv); 0 when it answers. Adapted from test_dns.c.
+ *   dept.test   MX 10 mx1.dept.test (127.0.0.2), MX 20 mx2.dept.test (127.0.0.3)
+ *   other.test  MX 10 mx1.dept.test: shares dept.test's first MX host
+ *   amx.test    no MX, A 127.0.0.4: the implicit MX
+ *   null.test   null MX (RFC 7505)
+ *   hop.test    A 127.0.0.3: a static next hop by name
+ *   anything else under .test: NXDOMAIN
+ */
+static int dnsmasq_start(int port)
+{
+    char portopt[32], pidopt[128], logf[128];
+    const char *argv[40];
+    int n = 0;
+
+    snprintf(portopt, sizeof(portopt), "--port=%d", port);
+    snprintf(pidopt, sizeof(pidopt), "--pid-file=%s/dnsmasq.pid", tmpdir);
+    argv[n++] = DNSMASQ;
+    argv[n++] = "--keep-in-foreground";
+    argv[n++] = portopt;
+    argv[n++] = "--listen-address=127.0.0.1";
+    argv[n++] = "--bind-interfaces";
+    argv[n++] = "--no-resolv";
+    argv[n++] = "--no-hosts";
+    argv[n++] = "--no-poll";
+    argv[n++] = "--conf-file=/dev/null";
+    argv[n++] = pidopt;
+    if (geteuid() == 0) { /* stay root: a credential change would clear PDEATHSIG */
+        argv[n++] = "--user=root";
+        argv[n++] = "--group=root";
+    }
+    argv[n++] = "--local=/test/";
+    argv[n++] = "--host-record=ready.test,127.0.0.1";
+    argv[n++] = "--mx-host=dept.test,mx1.dept.test,10";
+    argv[n++] = "--mx-host=dept.test,mx2.dept.test,20";
+    argv[n++] = "--host-record=mx1.dept.test,127.0.0.2";
+    argv[n++] = "--host-record=mx2.dept.test,127.0.0.3";
+    argv[n++] = "--mx-host=other.test,mx1.dept.test,10";
+    argv[n++] = "--host-record=amx.test,127.0.0.4";
+    argv[n++] = "--dns-rr=null.test,15,000000";
+    argv[n++] = "--host-record=hop.test,127.0.0.3";
+    argv[n] = NULL;
+
+    snprintf(logf, sizeof(logf), "%s/dnsmasq.log", tmpdir);
+    dnsmasq_pid = fork();
+    if (dnsmasq_pid < 0)
+        return -1;
+    if (dnsmasq_pid == 0) {
+        int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(DNSMASQ, (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(dnsmasq_pid, NULL, WNOHANG) == dnsmasq_pid) {
+            dnsmasq_pid = -1;
+            return -1; /* port taken, or a bad option (see the log) */
+        }
+        if (dns_probe(port) == 0)
+            return 0;
+        usleep(50000);
+    }
+    return -1;
+}
+
+/* setup_dns - the common setup, dnsmasq, a resolver for it, and a port for the MX hosts */
+static void setup_dns(void)
+{
+    char servers[64], err[256];
+    int started = -1;
+
+    setup();
+    cr_assert(access(DNSMASQ, X_OK) == 0, "%s missing: apt-get install -y dnsmasq-base", DNSMASQ);
+    for (int tries = 0; tries < 3 && started < 0; tries++) {
+        dns_port = free_udp_tcp_port();
+        cr_assert_gt(dns_port, 0);
+        started = dnsmasq_start(dns_port);
+    }
+    cr_assert_eq(started, 0, "dnsmasq did not start (log in %s)", tmpdir);
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", dns_port);
+    test_dns = dns_new(base, servers, 2000, err, sizeof(err));
+    cr_assert_not_null(test_dns, "%s", err);
+    server_port = free_port(); /* every MX host listens here, each on its own address */
+}
+
+TestSuite(smtp_dns, .init = setup_dns, .fini = teardown, .timeout = 30);
+
+/* mx_server - smtp_testserver i on addr:server_port */
+static void mx_server(int i, const char *addr, const char *script)
+{
+    cr_assert_eq(start_server_at(i, addr, server_port, script), server_port);
+}
+
+/* source_of - "smtp:[host]:port" for the MX port */
+static const char *source_of(const char *host)
+{
+    static char buf[4][128];
+    static int i;
+
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof(buf[i]), "smtp:[%s]:%d", host, server_port);
+    return buf[i];
+}
+
+Test(smtp_dns, mx_preference_order)
+{
+    struct result r;
+    void *s;
+
+    mx_server(1, "127.0.0.2", "rcpt * 250 2.1.5 mx1 ok\n");
+    mx_server(2, "127.0.0.3", "rcpt * 250 2.1.5 mx2 ok\n");
+    s = open_route("dept.test smtp:mx port=%d");
+    verify_from(s, "alice@dept.test", source_of("mx1.dept.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 mx1 ok");
+    cr_assert_eq(server_count_of(1, "rcpt"), 1);
+    cr_assert_eq(server_count_of(2, "connections"), 0, "the second MX is not asked");
+    cr_assert_str_eq(server_stat_of(1, "last_rcpt"), "alice@dept.test");
+}
+
+Test(smtp_dns, mx_fallback_when_first_refuses_connections)
+{
+    struct result r;
+    void *s;
+
+    mx_server(2, "127.0.0.3", "rcpt * 550 5.1.1 mx2 says unknown\n");
+    s = open_route("dept.test smtp:mx port=%d");
+    verify_from(s, "bob@dept.test", source_of("mx2.dept.test"), &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 mx2 says unknown");
+}
+
+Test(smtp_dns, mx_fallback_when_first_greets_421)
+{
+    struct result r;
+    void *s;
+
+    mx_server(1, "127.0.0.2", "greeting 421 4.3.2 mx1 too busy\n");
+    mx_server(2, "127.0.0.3", "rcpt * 250 2.1.5 mx2 ok\n");
+    s = open_route("dept.test smtp:mx port=%d");
+    verify_from(s, "alice@dept.test", source_of("mx2.dept.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 mx2 ok");
+    cr_assert_eq(server_count_of(1, "connections"), 1);
+    cr_assert_eq(server_count_of(1, "ehlo"), 0);
+}
+
+Test(smtp_dns, mx_fallback_when_first_greets_450)
+{
+    struct result r;
+    void *s;
+
+    mx_server(1, "127.0.0.2", "greeting 450 4.7.1 mx1 greylisting you\n");
+    mx_server(2, "127.0.0.3", "rcpt * 250 2.1.5 mx2 ok\n");
+    s = open_route("dept.test smtp:mx port=%d");
+    verify_from(s, "alice@dept.test", source_of("mx2.dept.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 mx2 ok");
+    run_for(200);
+    cr_assert_eq(server_count_of(1, "quit"), 1, "the refusing MX gets a polite QUIT");
+}
+
+Test(smtp_dns, mx_all_fail_is_tempfail_with_last_reason)
+{
+    struct result r;
+    void *s;
+
+    mx_server(2, "127.0.0.3", "greeting 421 4.3.2 mx2 too busy\n");
+    s = open_route("dept.test smtp:mx port=%d");
+    verify_from(s, "alice@dept.test", source_of("mx2.dept.test"), &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "next hop closing the session at greeting: 421 4.3.2 mx2 too busy");
+}
+
+Test(smtp_dns, mx_rcpt_reject_does_not_fall_back)
+{
+    struct result r;
+    void *s;
+
+    mx_server(1, "127.0.0.2", "rcpt * 450 4.2.0 try later\n");
+    mx_server(2, "127.0.0.3", "rcpt * 250 2.1.5 mx2 ok\n");
+    s = open_route("dept.test smtp:mx port=%d");
+    verify_from(s, "alice@dept.test", source_of("mx1.dept.test"), &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 450, "4.2.0 try later");
+    cr_assert_eq(server_count_of(2, "connections"), 0, "a RCPT answer is the answer");
+}
+
+Test(smtp_dns, implicit_mx)
+{
+    struct result r;
+    void *s;
+
+    mx_server(1, "127.0.0.4", "rcpt * 250 2.1.5 implicit ok\n");
+    s = open_route("amx.test smtp:mx port=%d");
+    verify_from(s, "carol@amx.test", source_of("amx.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 implicit ok");
+}
+
+Test(smtp_dns, nxdomain_is_invalid)
+{
+    struct result r;
+    void *s;
+
+    s = open_route("* smtp:mx port=%d");
+    verify_from(s, "dave@nowhere.test", "smtp:mx", &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.2 domain has no mail server");
+}
+
+Test(smtp_dns, null_mx_is_invalid)
+{
+    struct result r;
+    void *s;
+
+    s = open_route("null.test smtp:mx port=%d");
+    verify_from(s, "erin@null.test", "smtp:mx", &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.2 domain has no mail server");
+}
+
+Test(smtp_dns, dns_failure_is_tempfail)
+{
+    struct result r;
+    char servers[64], err[256];
+    void *s;
+
+    /* a resolver whose server does not exist: refused or timed out, never an answer */
+    dns_free(test_dns);
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", free_udp_tcp_port());
+    test_dns = dns_new(base, servers, 500, err, sizeof(err));
+    cr_assert_not_null(test_dns, "%s", err);
+    s = open_route("dept.test smtp:mx port=%d");
+    verify_from(s, "alice@dept.test", "smtp:mx", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL, "%s", r.v.text);
+    cr_assert_eq(r.v.code, 0);
+    cr_assert(strncmp(r.v.text, "DNS lookup of dept.test failed: tempfail", 40) == 0, "%s",
+              r.v.text);
+}
+
+Test(smtp_dns, domain_literal_is_tempfail)
+{
+    struct result r;
+    void *s;
+
+    s = open_route("* smtp:mx port=%d");
+    verify_from(s, "frank@[127.0.0.1]", "smtp:mx", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL, "%s", r.v.text);
+    cr_assert_eq(r.v.code, 0);
+}
+
+Test(smtp_dns, pool_is_per_mx_host_not_per_domain)
+{
+    struct result r;
+    void *s;
+
+    mx_server(1, "127.0.0.2", "rcpt * 250 2.1.5 mx1 ok\n");
+    s = open_route("* smtp:mx port=%d");
+    verify_from(s, "alice@dept.test", source_of("mx1.dept.test"), &r);
+    verify_from(s, "bob@other.test", source_of("mx1.dept.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 mx1 ok");
+    cr_assert_eq(server_count_of(1, "connections"), 1, "other.test shares dept.test's MX");
+    cr_assert_eq(server_count_of(1, "rset"), 1);
+    cr_assert_eq(server_count_of(1, "rcpt"), 2);
+}
+
+Test(smtp_dns, mx_connection_limit_per_host)
+{
+    struct result rs[4];
+    char addr[64];
+    void *s;
+
+    mx_server(1, "127.0.0.2", "delay rcpt 100\nrcpt * 250 2.1.5 mx1 ok\n");
+    s = open_route("* smtp:mx port=%d max_connections=1 reuse=no");
+    for (int i = 0; i < 4; i++) {
+        snprintf(addr, sizeof(addr), "u%d@%s", i, i % 2 ? "dept.test" : "other.test");
+        lookup(s, addr, &rs[i]);
+    }
+    run(rs, 4, 10000);
+    for (int i = 0; i < 4; i++)
+        assert_verdict(&rs[i], VERDICT_VALID, 250, "2.1.5 mx1 ok");
+    cr_assert_eq(server_count_of(1, "connections"), 4);
+    cr_assert_eq(server_count_of(1, "concurrent_max"), 1, "one limit for the host of both");
+}
+
+Test(smtp_dns, static_next_hop_by_name)
+{
+    struct result r;
+    void *s;
+
+    mx_server(1, "127.0.0.3", "rcpt * 250 2.1.5 hop ok\n");
+    s = open_route("x.test smtp:[hop.test]:%d");
+    verify_from(s, "a@x.test", source_of("hop.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 hop ok");
+    verify_from(s, "b@x.test", source_of("hop.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 hop ok");
+    cr_assert_eq(server_count_of(1, "connections"), 1, "pooled across lookups");
+    s = open_route("x.test smtp:hop.test:%d reuse=no");
+    verify_from(s, "c@x.test", source_of("hop.test"), &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 hop ok");
+}
+
+Test(smtp_dns, static_next_hop_name_missing_is_tempfail)
+{
+    struct result r;
+    void *s;
+
+    s = open_route("x.test smtp:[gone.test]:%d");
+    verify_from(s, "a@x.test", source_of("gone.test"), &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL, "a broken next hop is not the address's fault");
+    cr_assert_eq(r.v.code, 0);
+    cr_assert(strncmp(r.v.text, "DNS lookup of gone.test failed: nxdomain", 40) == 0, "%s",
+              r.v.text);
+}
+
+Test(smtp_dns, cancel_during_dns)
+{
+    struct result r, r2;
+    void *s;
+
+    mx_server(1, "127.0.0.2", "rcpt * 250 2.1.5 mx1 ok\n");
+    s = open_route("dept.test smtp:mx port=%d");
+    backend_smtp_ops.cancel(lookup(s, "a@dept.test", &r));
+    lookup(s, "b@dept.test", &r2);
+    run_for(500);
+    cr_assert_eq(r.calls, 0);
+    cr_assert_eq(r2.calls, 1);
+    cr_assert_eq(server_count_of(1, "rcpt"), 1);
+}
+
+Test(smtp_dns, close_during_dns)
+{
+    struct result r;
+    void *s;
+
+    s = open_route("dept.test smtp:mx port=%d");
+    lookup(s, "a@dept.test", &r);
+    backend_smtp_ops.close(s);
+    states[0] = NULL;
+    run_for(300);
+    cr_assert_eq(r.calls, 0);
 }

@@ -29,6 +29,7 @@ static int fake_lookups, fake_delay_ms = 20;
 static enum verdict_kind fake_kind = VERDICT_VALID;
 static enum verdict_kind fake_random_kind = VERDICT_INVALID; /* answer for random local parts */
 static char fake_last_local[80];
+static int fake_inflight, fake_max_inflight;
 
 struct backend_req {
     struct event *ev;
@@ -55,6 +56,7 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
         verdict_set(&v, q->kind, q->kind == VERDICT_INVALID ? 550 : 250, "fake",
                     q->kind == VERDICT_INVALID ? "5.1.1 no such user here" : "2.1.5 ok");
     event_free(q->ev);
+    fake_inflight--;
     backend_cb cb = q->cb;
     void *cbarg = q->arg;
     free(q);
@@ -69,6 +71,8 @@ static enum backend_status fake_lookup(void *state, const struct address *addr,
     struct timeval tv = {0, fake_delay_ms * 1000};
 
     fake_lookups++;
+    if (++fake_inflight > fake_max_inflight)
+        fake_max_inflight = fake_inflight;
     snprintf(fake_last_local, sizeof(fake_last_local), "%s", addr->local);
     q->kind = strncmp(addr->local, "callahead-check-", 16) == 0 ? fake_random_kind : fake_kind;
     q->session_failure = strncmp(addr->local, "down", 4) == 0;
@@ -82,6 +86,7 @@ static enum backend_status fake_lookup(void *state, const struct address *addr,
 
 static void fake_cancel(struct backend_req *q)
 {
+    fake_inflight--;
     event_free(q->ev);
     free(q);
 }
@@ -123,6 +128,7 @@ static void write_file(const char *path, const char *text)
 }
 
 static int refresh_secs; /* refresh time for valid and invalid verdicts; 0 = never */
+static int max_probes;   /* 0: the default */
 
 static struct verifier *make_verifier(int budget_ms)
 {
@@ -133,6 +139,7 @@ static struct verifier *make_verifier(int budget_ms)
     vc.route_table = routes_path;
     vc.recipient_delimiter = "+";
     vc.answer_budget_ms = budget_ms;
+    vc.max_probes = max_probes;
     vc.cache.key_prefix = "callahead:";
     vc.cache.l1_max_entries = 1000;
     vc.cache.l1_ttl = 60;
@@ -197,6 +204,8 @@ static void setup(void)
     fake_kind = VERDICT_VALID;
     fake_random_kind = VERDICT_INVALID;
     refresh_secs = 0;
+    max_probes = 0;
+    fake_inflight = fake_max_inflight = 0;
     verifier_set_backend(ROUTE_LDAP, NULL);
 }
 
@@ -533,5 +542,30 @@ Test(verifier, stale_invalid_is_verified_again_before_answering)
     cr_assert_eq(r.v.kind, VERDICT_VALID, "a stale invalid must not be answered");
     cr_assert_str_eq(r.cached, "no");
     cr_assert_eq(fake_lookups, 2);
+    verifier_free(v);
+}
+
+Test(verifier, global_probe_limit_queues_the_rest)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    max_probes = 2;
+    fake_delay_ms = 30;
+    struct verifier *v = make_verifier(3000);
+    struct result rs[6];
+    char addr[6][32];
+
+    memset(rs, 0, sizeof(rs));
+    for (int i = 0; i < 6; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "user%d@ldap.test", i);
+        verifier_lookup(v, addr[i], strlen(addr[i]), on_verdict, &rs[i]);
+    }
+    run_for_ms(400);
+    for (int i = 0; i < 6; i++) {
+        cr_assert_eq(rs[i].calls, 1, "lookup %d answered", i);
+        cr_assert_eq(rs[i].v.kind, VERDICT_VALID);
+    }
+    cr_assert_eq(fake_lookups, 6);
+    cr_assert_eq(fake_max_inflight, 2, "never more than max_probes at once (saw %d)",
+                 fake_max_inflight);
     verifier_free(v);
 }
