@@ -107,13 +107,14 @@ static const struct config_param config_params[] = {
     {"action_valid", CONFIG_ACTION, "DUNNO", OFF(action[VERDICT_VALID]), 0, 0, CHECK_NONE,
      "Reply for an address that exists; DUNNO lets the restrictions after "
      "check_policy_service still apply."},
-    {"action_invalid", CONFIG_ACTION, "550 5.1.1 <%a>: Recipient address rejected: %r",
-     OFF(action[VERDICT_INVALID]), 0, 0, CHECK_NONE,
+    {"action_invalid", CONFIG_ACTION, "550 5.1.1 %r", OFF(action[VERDICT_INVALID]), 0, 0,
+     CHECK_NONE,
      "Reply for an address that does not exist (%a is the address, %r the reason, %s the "
      "source, %c the next hop's code, %% a percent sign); an explicit 550 because Postfix "
-     "turns a plain REJECT into 554."},
+     "turns a plain REJECT into 554, and no address in the text because Postfix itself "
+     "writes \"<address>: Recipient address rejected: \" before it."},
     {"action_tempfail", CONFIG_ACTION,
-     "DEFER_IF_PERMIT 4.1.1 <%a>: Recipient address verification failed: %r",
+     "DEFER_IF_PERMIT 4.1.1 Recipient address verification failed: %r",
      OFF(action[VERDICT_TEMPFAIL]), 0, 0, CHECK_NONE,
      "Reply when the address could not be verified now; DEFER_IF_PERMIT defers only mail "
      "that later restrictions would accept, as Postfix's reject_unverified_recipient does."},

@@ -2,7 +2,7 @@
  * policy_action.h - turn a verdict into a Postfix access(5) action.
  *
  * Each verdict kind has a configurable action template, for example
- * "550 5.1.1 <%a>: Recipient address rejected: %r". Expansions: %a the
+ * "550 5.1.1 %r" (Postfix adds "<address>: Recipient address rejected: "). Expansions: %a the
  * recipient address, %r the verdict's reason text, %s its source, %c its
  * SMTP code, %% a percent sign. Everything expanded is sanitised (printable
  * ASCII only, no CR/LF), so a next hop's text or a hostile address can never
@@ -29,7 +29,7 @@ int policy_action_check(const char *tmpl, char *err, size_t errlen);
  * (size bytes; the result is truncated to fit, never split mid-escape).
  * Returns the length written.
  */
-size_t policy_action_expand(const char *tmpl, const struct verdict *v, const char *addr,
-                            char *buf, size_t size);
+size_t policy_action_expand(const char *tmpl, const struct verdict *v, const char *addr, char *buf,
+                            size_t size);
 
 #endif

@@ -64,9 +64,9 @@ Test(config, defaults)
     cr_assert_eq(c.limits.max_attributes, 100);
     cr_assert_eq(c.limits.max_request, 65536);
     cr_assert_str_eq(c.action[VERDICT_VALID], "DUNNO");
-    cr_assert_str_eq(c.action[VERDICT_INVALID], "550 5.1.1 <%a>: Recipient address rejected: %r");
+    cr_assert_str_eq(c.action[VERDICT_INVALID], "550 5.1.1 %r");
     cr_assert_str_eq(c.action[VERDICT_TEMPFAIL],
-                     "DEFER_IF_PERMIT 4.1.1 <%a>: Recipient address verification failed: %r");
+                     "DEFER_IF_PERMIT 4.1.1 Recipient address verification failed: %r");
     cr_assert_str_eq(c.action[VERDICT_UNKNOWN], "DUNNO");
     cr_assert_str_eq(c.action_malformed, "DUNNO");
     cr_assert_eq(c.fail_open, 0);
