@@ -128,24 +128,32 @@ static int is_rejecting(const char *action)
 }
 
 /*
- * public_verdict - the verdict as the SMTP client may see it: unless
- * reply_next_hop_text is set, a callout's reason and source (the next hop's
- * banner text, host name, address) are replaced by generic words. The log
- * line keeps the real ones.
+ * public_verdict - the verdict as the SMTP client may see it. A callout's
+ * reason and source (the next hop's banner text, host name, address) are
+ * replaced by generic words unless reply_next_hop_text is set, and so is
+ * the reason of any local failure (a missing table's path, a resolver's
+ * message): those are for the log, which keeps the real ones. Reasons we
+ * word for clients ourselves (a table's REJECT text, the answer budget, an
+ * open circuit breaker) pass through.
  */
 static const struct verdict *public_verdict(const struct config *cfg, const struct verdict *v,
                                             struct verdict *copy)
 {
-    if (cfg->reply_next_hop_text || strncmp(v->source, "smtp", 4) != 0)
+    int from_next_hop = strncmp(v->source, "smtp", 4) == 0;
+
+    if (from_next_hop ? cfg->reply_next_hop_text
+                      : (v->kind != VERDICT_TEMPFAIL || strcmp(v->source, "verifier") == 0 ||
+                         strcmp(v->source, "breaker") == 0))
         return v;
     *copy = *v;
-    snprintf(copy->source, sizeof(copy->source), "smtp");
+    if (from_next_hop)
+        snprintf(copy->source, sizeof(copy->source), "smtp");
     switch (v->kind) {
     case VERDICT_INVALID:
         snprintf(copy->text, sizeof(copy->text), "User unknown");
         break;
     case VERDICT_TEMPFAIL:
-        snprintf(copy->text, sizeof(copy->text), "Recipient verification failed, try again later");
+        snprintf(copy->text, sizeof(copy->text), "try again later");
         break;
     default:
         snprintf(copy->text, sizeof(copy->text), "%s", verdict_kind_name(v->kind));
@@ -177,10 +185,10 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
     char safe_rcpt[300];
     verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));
     log_info("%s: recipient=<%s> verdict=%s source=%s code=%d cached=%s route=%s ms=%.1f "
-             "action=%s%s",
+             "reason=\"%s\" action=%s%s",
              c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE", safe_rcpt,
              res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source, v->code,
-             res->cached, res->route[0] ? res->route : "-", ms_since(&c->started), action,
+             res->cached, res->route[0] ? res->route : "-", ms_since(&c->started), v->text, action,
              cfg->dry_run && is_rejecting(action) ? " (dry_run: answering DUNNO)" : "");
     if (cfg->dry_run && is_rejecting(action))
         snprintf(action, sizeof(action), "DUNNO");
