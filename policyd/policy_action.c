@@ -68,44 +68,59 @@ int policy_action_check(const char *tmpl, char *err, size_t errlen)
     return 0;
 }
 
-/*
- * skip_enhanced_status - past a leading RFC 3463 status ("5.1.1 ") in t: the
- * action template carries its own, and "550 5.1.1 ...: 5.1.1 User unknown"
- * would say it twice.
- */
-static const char *skip_enhanced_status(const char *t)
+/* enhanced_status_len - length of the RFC 3463 status ("5.1.2") at t followed by a space, or 0 */
+static size_t enhanced_status_len(const char *t)
 {
     const char *p = t;
 
     if ((p[0] != '2' && p[0] != '4' && p[0] != '5') || p[1] != '.')
-        return t;
+        return 0;
     p += 2;
     for (int part = 0; part < 2; part++) {
         int digits = 0;
         while (*p >= '0' && *p <= '9' && digits < 3)
             p++, digits++;
         if (digits == 0 || (part == 0 && *p != '.'))
-            return t;
+            return 0;
         if (part == 0)
             p++;
     }
-    if (*p != ' ')
-        return t;
-    while (*p == ' ')
-        p++;
-    return p;
+    return *p == ' ' ? (size_t)(p - t) : 0;
 }
 
 /*
- * policy_action_reason - the text for %r, without a leading enhanced status
- * code. A verdict without text (a table simply has no entry) still gets a
+ * skip_reason_prefix - past what the template already says: a leading
+ * enhanced status ("5.1.1 ", which replaces the template's, see
+ * policy_action_expand) and a next hop's own "<addr>: Recipient address
+ * rejected: " (a Postfix next hop writes it, and the Postfix we answer adds
+ * it again).
+ */
+static const char *skip_reason_prefix(const char *t)
+{
+    static const char rejected[] = ">: Recipient address rejected: ";
+    size_t n = enhanced_status_len(t);
+
+    if (n > 0)
+        for (t += n; *t == ' '; t++)
+            ;
+    if (t[0] == '<') {
+        const char *end = strstr(t, rejected);
+        if (end != NULL && memchr(t, ' ', (size_t)(end - t)) == NULL)
+            t = end + sizeof(rejected) - 1;
+    }
+    return t;
+}
+
+/*
+ * policy_action_reason - the text for %r, without what the template already
+ * says (skip_reason_prefix). A verdict without text (a table simply has no entry) still gets a
  * readable reason in the SMTP reply.
  */
 static const char *policy_action_reason(const struct verdict *v)
 {
     if (v == NULL)
         return "";
-    const char *t = skip_enhanced_status(v->text);
+    const char *t = skip_reason_prefix(v->text);
     if (t[0] != '\0')
         return t;
     switch (v->kind) {
@@ -139,8 +154,24 @@ size_t policy_action_expand(const char *tmpl, const struct verdict *v, const cha
         return 0;
     if (addr == NULL)
         addr = "";
+    /*
+     * The verdict's enhanced status of the same class replaces the
+     * template's: "550 5.1.1 %r" for "5.1.2 domain has no mail server"
+     * answers 550 5.1.2, the more precise status.
+     */
+    const char *tstatus = NULL;
+    size_t tstatus_len = 0, vstatus_len = v ? enhanced_status_len(v->text) : 0;
+    size_t head = policy_action_head_len(tmpl);
+    if (vstatus_len > 0 && head > 0 && tmpl[head] == ' ' &&
+        (tstatus_len = enhanced_status_len(tmpl + head + 1)) > 0 && tmpl[head + 1] == v->text[0])
+        tstatus = tmpl + head + 1;
     for (const char *p = tmpl; *p && pos + 1 < size; p++) {
         const char *val = NULL;
+        if (p == tstatus) {
+            policy_action_put(buf, size, &pos, v->text, vstatus_len);
+            p += tstatus_len - 1;
+            continue;
+        }
         if (*p != '%') {
             /* the template is checked at config time; stay safe if it was not */
             buf[pos++] = (*p >= 0x20 && *p <= 0x7e) ? *p : '?';
@@ -181,8 +212,8 @@ size_t policy_action_expand(const char *tmpl, const struct verdict *v, const cha
         size_t vlen;
         if (v && val == v->source)
             vlen = strnlen(val, sizeof(v->source));
-        else if (v && val == v->text)
-            vlen = strnlen(val, sizeof(v->text));
+        else if (v && val >= v->text && val < v->text + sizeof(v->text))
+            vlen = strnlen(val, sizeof(v->text) - (size_t)(val - v->text));
         else
             vlen = strlen(val);
         policy_action_put(buf, size, &pos, val, vlen);

@@ -423,7 +423,7 @@ static void req_budget_cb(evutil_socket_t fd, short what, void *arg)
         flight_leave(r);
     }
     verdict_set(&vd, VERDICT_TEMPFAIL, 450, "verifier",
-                "4.2.0 verification in progress, try again later");
+                "verification in progress, try again later");
     req_finish(r, &vd, "no");
 }
 

@@ -172,3 +172,46 @@ Test(policy_action, check_refuses)
     cr_assert_eq(policy_action_check(NULL, err, sizeof(err)), -1);
     cr_assert_eq(policy_action_check("%q", NULL, 0), -1, "no err buffer is fine");
 }
+
+/* the verdict's enhanced status of the same class replaces the template's */
+Test(policy_action, verdict_status_refines_template_status)
+{
+    struct verdict v;
+    char buf[160];
+
+    verdict_set(&v, VERDICT_INVALID, 550, "smtp:mx", "5.1.2 domain has no mail server");
+    policy_action_expand("550 5.1.1 %r", &v, "a@b", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "550 5.1.2 domain has no mail server");
+
+    verdict_set(&v, VERDICT_TEMPFAIL, 0, "breaker", "4.4.1 next hop unavailable");
+    policy_action_expand("DEFER_IF_PERMIT 4.1.1 Verification failed: %r", &v, "a@b", buf,
+                         sizeof(buf));
+    cr_assert_str_eq(buf, "DEFER_IF_PERMIT 4.4.1 Verification failed: next hop unavailable");
+
+    /* another class never replaces: a 4.x.x text cannot make a 5xx reply say 4.x.x */
+    verdict_set(&v, VERDICT_INVALID, 550, "cdb", "4.2.2 mailbox full");
+    policy_action_expand("550 5.1.1 %r", &v, "a@b", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "550 5.1.1 mailbox full");
+
+    /* no status in the template: nothing to replace */
+    verdict_set(&v, VERDICT_INVALID, 550, "cdb", "5.1.6 moved");
+    policy_action_expand("REJECT %r", &v, "a@b", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "REJECT moved");
+}
+
+/* a Postfix next hop's "<addr>: Recipient address rejected: " is not repeated */
+Test(policy_action, next_hop_prefix_dropped)
+{
+    struct verdict v;
+    char buf[200];
+
+    verdict_set(&v, VERDICT_INVALID, 550, "smtp:[127.0.0.1]:25",
+                "5.1.1 <bob@dept.test>: Recipient address rejected: User unknown in relay "
+                "recipient table");
+    policy_action_expand("550 5.1.1 %r", &v, "bob@dept.test", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "550 5.1.1 User unknown in relay recipient table");
+
+    verdict_set(&v, VERDICT_INVALID, 550, "smtp", "<not an address> text");
+    policy_action_expand("%r", &v, "x", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "<not an address> text");
+}
