@@ -41,17 +41,17 @@ struct config {
 
     /* verdict -> action templates (see policy_action.h), by enum verdict_kind */
     char *action[VERDICT_KIND_COUNT];
-    char *action_malformed; /* recipient that does not parse as an address */
-    int fail_open;          /* 1: tempfail verdicts answer action[VALID] instead */
-    int reply_next_hop_text;   /* 1: %r/%s may show a callout next hop's text and name */
-    int dry_run;            /* 1: log what would be rejected, answer DUNNO */
+    char *action_malformed;  /* recipient that does not parse as an address */
+    int fail_open;           /* 1: tempfail verdicts answer action[VALID] instead */
+    int reply_next_hop_text; /* 1: %r/%s may show a callout next hop's text and name */
+    int dry_run;             /* 1: log what would be rejected, answer DUNNO */
 
     /* verifier: route table, cache, budget; strings below are owned here */
     char *route_table;
     char *recipient_delimiter;
     int answer_budget_ms;
-    int max_probes;            /* backend probes in progress at once, all next hops */
-    char *dns_servers;         /* "" = /etc/resolv.conf */
+    int max_probes;    /* backend probes in progress at once, all next hops */
+    char *dns_servers; /* "" = /etc/resolv.conf */
     int dns_timeout_ms;
     char *redis_server; /* "" = no Redis; "HOST:PORT" or "unix:PATH" */
     char *redis_key_prefix;

@@ -198,8 +198,8 @@ void listener_describe(int fd, char *buf, size_t size)
 }
 
 /* accept_cb - a new client: name it for the logs and hand it to policy_conn */
-static void accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     struct listener *l = arg;
     char peer[64], host[INET6_ADDRSTRLEN];
@@ -226,8 +226,8 @@ static void accept_error_cb(struct evconnlistener *ev, void *arg)
     log_warn("%s: accept: %s", l->name, evutil_socket_error_to_string(e));
 }
 
-struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s,
-                                char *err, size_t errlen)
+struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s, char *err,
+                                size_t errlen)
 {
     struct listener *l = calloc(1, sizeof(*l));
 

@@ -27,8 +27,8 @@ int listener_bind(const char *spec, int mode, const char *owner, const char *gro
 void listener_describe(int fd, char *buf, size_t size);
 
 /* listener_start - accept on fd into policy_conn_new; NULL + err on failure */
-struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s,
-                                char *err, size_t errlen);
+struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s, char *err,
+                                size_t errlen);
 
 /* listener_stop - stop accepting and close the socket (unlinking a UNIX socket's file) */
 void listener_free(struct listener *l);

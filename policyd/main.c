@@ -288,9 +288,8 @@ int main(int argc, char **argv)
 
     int fds[CONFIG_MAX_LISTEN];
     for (int i = 0; i < d.cfg->nlisten; i++) {
-        fds[i] = listener_bind(d.cfg->listen[i], d.cfg->unix_socket_mode,
-                               d.cfg->unix_socket_owner, d.cfg->unix_socket_group, err,
-                               sizeof(err));
+        fds[i] = listener_bind(d.cfg->listen[i], d.cfg->unix_socket_mode, d.cfg->unix_socket_owner,
+                               d.cfg->unix_socket_group, err, sizeof(err));
         if (fds[i] < 0) {
             fprintf(stderr, "callahead-policyd: %s\n", err);
             return 1;
@@ -338,8 +337,7 @@ int main(int argc, char **argv)
     evsignal_add(ev_term, NULL);
     evsignal_add(ev_int, NULL);
     log_info("callahead-policyd " PACKAGE_VERSION " started (route table %s, cache %s)",
-             d.cfg->route_table,
-             d.cfg->redis_server[0] ? d.cfg->redis_server : "in-process only");
+             d.cfg->route_table, d.cfg->redis_server[0] ? d.cfg->redis_server : "in-process only");
 
     event_base_dispatch(d.base);
 

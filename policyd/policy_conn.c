@@ -29,8 +29,7 @@
 
 enum conn_state { CONN_READING, CONN_VERIFYING, CONN_WRITING, CONN_STATE_COUNT };
 
-static const char *const conn_state_names[CONN_STATE_COUNT] = {"reading", "verifying",
-                                                                 "writing"};
+static const char *const conn_state_names[CONN_STATE_COUNT] = {"reading", "verifying", "writing"};
 
 struct policy_conn {
     struct policy_server *s;
@@ -179,8 +178,8 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
     else
         tmpl = cfg->action[v->kind];
     struct verdict copy;
-    policy_action_expand(tmpl, public_verdict(cfg, v, &copy), res->key[0] ? res->key : rcpt,
-                         action, sizeof(action));
+    policy_action_expand(tmpl, public_verdict(cfg, v, &copy), res->key[0] ? res->key : rcpt, action,
+                         sizeof(action));
 
     char safe_rcpt[300];
     verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));
@@ -214,11 +213,12 @@ static void conn_request_done(struct policy_conn *c)
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     conn_enter_state(c, CONN_VERIFYING);
     conn_arm_deadline(c);
-    c->lookup = verifier_lookup(c->s->verifier, r->recipient, strlen(r->recipient),
-                                conn_verified, c);
+    c->lookup =
+        verifier_lookup(c->s->verifier, r->recipient, strlen(r->recipient), conn_verified, c);
     if (c->lookup == NULL) {
         log_err("policy %s: out of memory starting a lookup", c->peer);
-        conn_reply(c, c->s->cfg->fail_open ? c->s->cfg->action[VERDICT_VALID] : "DEFER_IF_PERMIT 4.3.0 Server out of memory");
+        conn_reply(c, c->s->cfg->fail_open ? c->s->cfg->action[VERDICT_VALID]
+                                           : "DEFER_IF_PERMIT 4.3.0 Server out of memory");
     }
 }
 
@@ -333,8 +333,8 @@ static void conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
     policy_conn_free(c);
 }
 
-void policy_server_init(struct policy_server *s, struct event_base *base,
-                        const struct config *cfg, struct verifier *v)
+void policy_server_init(struct policy_server *s, struct event_base *base, const struct config *cfg,
+                        struct verifier *v)
 {
     memset(s, 0, sizeof(*s));
     s->base = base;

@@ -35,8 +35,8 @@ struct policy_server {
     unsigned long requests, protocol_errors, refused;
 };
 
-void policy_server_init(struct policy_server *s, struct event_base *base,
-                        const struct config *cfg, struct verifier *v);
+void policy_server_init(struct policy_server *s, struct event_base *base, const struct config *cfg,
+                        struct verifier *v);
 
 /*
  * policy_conn_new - take over an accepted socket fd (non-blocking is set

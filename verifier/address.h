@@ -18,9 +18,9 @@
 #define ADDRESS_MAX (ADDRESS_LOCAL_MAX + 1 + ADDRESS_DOMAIN_MAX)
 
 struct address {
-    bool is_null;                         /* "<>" (null reverse-path); local/domain empty */
-    char local[ADDRESS_LOCAL_MAX + 3];    /* as given, quotes kept when they are needed */
-    char domain[ADDRESS_DOMAIN_MAX + 1];  /* lower case, no trailing dot; "[1.2.3.4]" kept */
+    bool is_null;                        /* "<>" (null reverse-path); local/domain empty */
+    char local[ADDRESS_LOCAL_MAX + 3];   /* as given, quotes kept when they are needed */
+    char domain[ADDRESS_DOMAIN_MAX + 1]; /* lower case, no trailing dot; "[1.2.3.4]" kept */
 };
 
 /*

@@ -13,9 +13,9 @@
 
 struct breaker {
     char *dest;
-    int failures;     /* consecutive session failures */
+    int failures;      /* consecutive session failures */
     time_t open_until; /* 0 = closed */
-    int half_open;    /* the one trial probe is out */
+    int half_open;     /* the one trial probe is out */
     struct breaker *next;
 };
 

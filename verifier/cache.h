@@ -40,9 +40,9 @@ struct cache_config {
 typedef void (*cache_get_cb)(int found, const struct verdict *v, int stale, void *arg);
 
 enum cache_status {
-    CACHE_MISS = 0,    /* answered now: not cached (or Redis down) */
-    CACHE_HIT = 1,     /* answered now from L1: *out and *stale set */
-    CACHE_PENDING = 2  /* asking Redis: *req set, cb runs later */
+    CACHE_MISS = 0,   /* answered now: not cached (or Redis down) */
+    CACHE_HIT = 1,    /* answered now from L1: *out and *stale set */
+    CACHE_PENDING = 2 /* asking Redis: *req set, cb runs later */
 };
 
 struct cache *cache_new(struct event_base *base, const struct cache_config *cfg, char *err,

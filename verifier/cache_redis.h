@@ -21,12 +21,12 @@ struct cache_redis;     /* opaque */
 struct cache_redis_req; /* opaque */
 
 struct cache_redis_config {
-    const char *host;     /* "127.0.0.1"; ignored when unix_path is set */
-    int port;             /* 6379 */
+    const char *host;      /* "127.0.0.1"; ignored when unix_path is set */
+    int port;              /* 6379 */
     const char *unix_path; /* NULL or a UNIX socket path */
-    int timeout_ms;       /* connect and per-command deadline */
-    int reconnect_min_ms; /* first backoff */
-    int reconnect_max_ms; /* backoff cap */
+    int timeout_ms;        /* connect and per-command deadline */
+    int reconnect_min_ms;  /* first backoff */
+    int reconnect_max_ms;  /* backoff cap */
 };
 
 /*

@@ -40,8 +40,8 @@ enum flight_state {
     F_STATE_COUNT
 };
 
-static const char *const flight_state_names[F_STATE_COUNT] = {
-    "start", "domain", "lock", "watch", "queued", "probe", "random"};
+static const char *const flight_state_names[F_STATE_COUNT] = {"start",  "domain", "lock",  "watch",
+                                                              "queued", "probe",  "random"};
 
 #define FLIGHT_WATCH_POLL_MS 100
 
@@ -58,9 +58,9 @@ struct flight {
     struct cache_req *creq;
     struct event *timer;
     time_t watch_until;
-    int domain_known;      /* a domain fact says the next hop verifies */
-    struct verdict found;  /* the probe's verdict while the random probe runs */
-    int has_slot;          /* counted in v->probing */
+    int domain_known;     /* a domain fact says the next hop verifies */
+    struct verdict found; /* the probe's verdict while the random probe runs */
+    int has_slot;         /* counted in v->probing */
     struct req_list waiters;
     LIST_ENTRY(flight) link;
     TAILQ_ENTRY(flight) queue_link; /* v->probe_queue while F_QUEUED */
@@ -76,8 +76,7 @@ static void flight_enter_state(struct flight *f, enum flight_state st)
         log_err("flight %s: bad state %d", f->key, (int)st);
         abort();
     }
-    log_debug("flight %s: %s -> %s", f->key, flight_state_names[f->state],
-              flight_state_names[st]);
+    log_debug("flight %s: %s -> %s", f->key, flight_state_names[f->state], flight_state_names[st]);
     f->state = st;
 }
 

@@ -26,7 +26,7 @@ void log_set_debug(int on)
 
 void log_vmsg(int prio, const char *fmt, va_list ap)
 {
-    static const char *names[] = {"emerg", "alert", "crit",  "error",
+    static const char *names[] = {"emerg",   "alert",  "crit", "error",
                                   "warning", "notice", "info", "debug"};
 
     if (!log_to_stderr) {

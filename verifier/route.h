@@ -39,10 +39,10 @@ struct route_option {
 };
 
 struct route {
-    int lineno;                 /* line in the table file, for log messages */
-    char *pattern;              /* as written */
+    int lineno;    /* line in the table file, for log messages */
+    char *pattern; /* as written */
     enum route_method method;
-    char *arg;                  /* method argument, NULL if none */
+    char *arg; /* method argument, NULL if none */
     struct route_option options[ROUTE_MAX_OPTIONS];
     int noptions;
     /* private to route.c */

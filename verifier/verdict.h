@@ -24,10 +24,10 @@ enum verdict_kind {
 
 struct verdict {
     enum verdict_kind kind;
-    int code;                          /* SMTP reply code where there was one, else 0 */
-    time_t when;                       /* when the verdict was obtained (not when cached) */
-    char source[VERDICT_SOURCE_MAX];   /* who decided; no spaces */
-    char text[VERDICT_TEXT_MAX];       /* reason, e.g. "5.1.1 User unknown" */
+    int code;                        /* SMTP reply code where there was one, else 0 */
+    time_t when;                     /* when the verdict was obtained (not when cached) */
+    char source[VERDICT_SOURCE_MAX]; /* who decided; no spaces */
+    char text[VERDICT_TEXT_MAX];     /* reason, e.g. "5.1.1 User unknown" */
 };
 
 /* verdict_kind_name - "unknown", "valid", "invalid", "tempfail" */

@@ -31,8 +31,6 @@
 #include "log.h"
 #include "verifier_int.h"
 
-
-
 /* overrides set with verifier_set_backend, by route method */
 static const struct backend_ops *backend_override[ROUTE_REWRITE + 1];
 
@@ -91,8 +89,8 @@ static int opt_bool(const struct route *r, const char *name, int def, int *out, 
 }
 
 /* opt_ms - a duration route option in milliseconds: "15" or "15s", "500ms", "5m", "1h", "1d" */
-static int opt_ms(const struct route *r, const char *name, long def, long max, long *out,
-                  char *err, size_t errlen)
+static int opt_ms(const struct route *r, const char *name, long def, long max, long *out, char *err,
+                  size_t errlen)
 {
     const char *v = route_option(r, name, NULL);
     char *end;
@@ -132,8 +130,8 @@ static int route_backend_options(struct route_backend *rb, char *err, size_t err
     /* a callout passes the local part as given; tables compare case-insensitively */
     if (opt_bool(r, "fold_local", !is_smtp, &rb->fold_local, err, errlen) < 0 ||
         /* the CDB backend tries user+ext then user itself, so it needs the whole address */
-        opt_bool(r, "fold_subaddress", r->method != ROUTE_CDB, &rb->fold_subaddress, err,
-                 errlen) < 0 ||
+        opt_bool(r, "fold_subaddress", r->method != ROUTE_CDB, &rb->fold_subaddress, err, errlen) <
+            0 ||
         opt_bool(r, "accept_all_check", 0, &rb->accept_all_check, err, errlen) < 0)
         return -1;
     if (opt_ms(r, "accept_all_ttl", 86400000L, 365L * 86400000L, &ms, err, errlen) < 0)
@@ -223,8 +221,8 @@ static struct route_backend *route_backend_of(struct verifier_tables *t, const s
     return NULL;
 }
 
-struct verifier *verifier_new(struct event_base *base, const struct verifier_config *cfg,
-                              char *err, size_t errlen)
+struct verifier *verifier_new(struct event_base *base, const struct verifier_config *cfg, char *err,
+                              size_t errlen)
 {
     struct verifier *v = calloc(1, sizeof(*v));
 
@@ -276,8 +274,7 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
     return v;
 }
 
-int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err,
-                    size_t errlen)
+int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err, size_t errlen)
 {
     /*
      * XXX the cache, the resolver and the delimiter are kept (backends of
@@ -486,8 +483,7 @@ static void req_start(struct verifier_req *r)
     }
     if (r->rb->ops->cancel == NULL) {
         /* a local table answers faster than any cache: ask it, write the verdict through */
-        enum backend_status st =
-            r->rb->ops->lookup(r->rb->state, &r->addr, &vd, NULL, NULL, NULL);
+        enum backend_status st = r->rb->ops->lookup(r->rb->state, &r->addr, &vd, NULL, NULL, NULL);
         if (st == BACKEND_DONE)
             cache_put_if_changed(v->cache, r->key, &vd);
         req_finish(r, &vd, "no");

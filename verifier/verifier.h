@@ -40,15 +40,14 @@ struct verifier_result {
  * was not cancelled, always from the event loop (never inside
  * verifier_lookup). v and res are valid only during the call.
  */
-typedef void (*verifier_cb)(const struct verdict *v, const struct verifier_result *res,
-                            void *arg);
+typedef void (*verifier_cb)(const struct verdict *v, const struct verifier_result *res, void *arg);
 
 /*
  * verifier_new - load the route table and open its backends and the cache.
  * The config strings are copied. NULL + err on any error.
  */
-struct verifier *verifier_new(struct event_base *base, const struct verifier_config *cfg,
-                              char *err, size_t errlen);
+struct verifier *verifier_new(struct event_base *base, const struct verifier_config *cfg, char *err,
+                              size_t errlen);
 
 /*
  * verifier_reload - load a new route table and backends from cfg; on any

@@ -71,9 +71,9 @@ TAILQ_HEAD(flight_list, flight);
 
 struct verifier {
     struct event_base *base;
-    struct dns *dns; /* shared resolver for smtp:mx and named next hops */
-    int max_probes;  /* global limit on probes in progress */
-    int probing;     /* probes in progress */
+    struct dns *dns;                /* shared resolver for smtp:mx and named next hops */
+    int max_probes;                 /* global limit on probes in progress */
+    int probing;                    /* probes in progress */
     struct flight_list probe_queue; /* flights waiting for a probe slot, FIFO */
     struct event *ev_probe_queue;   /* starts queued flights from the loop */
     struct cache *cache;

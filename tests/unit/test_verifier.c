@@ -63,9 +63,8 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
     cb(&v, cbarg);
 }
 
-static enum backend_status fake_lookup(void *state, const struct address *addr,
-                                       struct verdict *out, backend_cb cb, void *arg,
-                                       struct backend_req **req)
+static enum backend_status fake_lookup(void *state, const struct address *addr, struct verdict *out,
+                                       backend_cb cb, void *arg, struct backend_req **req)
 {
     struct backend_req *q = calloc(1, sizeof(*q));
     struct timeval tv = {0, fake_delay_ms * 1000};
@@ -274,8 +273,14 @@ Test(verifier, malformed_addresses)
 {
     struct verifier *v = make_verifier(1000);
     struct result r;
-    const char *bad[] = {"", "<>", "no-at-sign", "a@", "@b", "a b@example.test",
-                         "a@@example.test", "a\r\n@example.test"};
+    const char *bad[] = {"",
+                         "<>",
+                         "no-at-sign",
+                         "a@",
+                         "@b",
+                         "a b@example.test",
+                         "a@@example.test",
+                         "a\r\n@example.test"};
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         lookup_wait(v, bad[i], &r);
@@ -326,8 +331,7 @@ Test(verifier, concurrent_lookups_share_one_backend_request)
         in_lookup = 0;
     }
     run_for_ms(300);
-    cr_assert_eq(fake_lookups, 1, "50 concurrent lookups made %d backend requests",
-                 fake_lookups);
+    cr_assert_eq(fake_lookups, 1, "50 concurrent lookups made %d backend requests", fake_lookups);
     for (int i = 0; i < 50; i++) {
         cr_assert_eq(rs[i].calls, 1);
         cr_assert_eq(rs[i].v.kind, VERDICT_VALID);
