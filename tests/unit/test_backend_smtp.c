@@ -7,28 +7,20 @@
  * approach of test_dns.c). Several test servers on one port but different
  * loopback addresses (127.0.0.2, 127.0.0.3, ...) stand for several MX hosts.
  * Each test forks its own servers on free ports and stops them by pid at
- * teardown; they also die with the test process (PR_SET_PDEATHSIG). Every
+ * teardown; they also die with the test process (PR_SET_PDEATHSIG; the
+ * plumbing is shared with the other server tests in test_servers.c). Every
  * test checks the verdict's kind, code and text, and the pool tests the
  * servers' connection, RCPT and RSET counts.
  */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 
 #include <event2/event.h>
 
@@ -37,9 +29,10 @@
 #include "dns.h"
 #include "log.h"
 #include "route.h"
+#include "test_servers.h"
 
 #define SMTP_SINK "/usr/sbin/smtp-sink"
-#define DNSMASQ "/usr/sbin/dnsmasq"
+#define DNSMASQ TS_DNSMASQ
 #define MAX_SERVERS 4
 
 struct result {
@@ -73,18 +66,9 @@ static void setup(void)
     log_set_debug(getenv("CALLOUT_DEBUG") != NULL);
 }
 
-static void stop_pid(pid_t *pid)
-{
-    if (*pid > 0) {
-        kill(*pid, SIGTERM);
-        waitpid(*pid, NULL, 0);
-        *pid = -1;
-    }
-}
-
 static void stop_server(void)
 {
-    stop_pid(&server_pid);
+    ts_stop(&server_pid);
 }
 
 static void teardown(void)
@@ -103,8 +87,8 @@ static void teardown(void)
     test_dns = NULL;
     stop_server();
     for (int i = 0; i < MAX_SERVERS; i++)
-        stop_pid(&extra_pid[i]);
-    stop_pid(&dnsmasq_pid);
+        ts_stop(&extra_pid[i]);
+    ts_stop(&dnsmasq_pid);
     event_base_free(base);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
@@ -137,20 +121,12 @@ static const char *testserver_path(void)
     return path;
 }
 
-/* spawn - fork/exec argv; the child dies with us */
+/* spawn - fork/exec argv (dies with us); stdout only shown with CALLOUT_DEBUG */
 static pid_t spawn(char *const argv[])
 {
-    pid_t pid = fork();
+    pid_t pid = ts_spawn(argv, getenv("CALLOUT_DEBUG") == NULL ? "/dev/null" : NULL, NULL);
 
     cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (devnull >= 0 && getenv("CALLOUT_DEBUG") == NULL)
-            dup2(devnull, STDOUT_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
     return pid;
 }
 
@@ -163,6 +139,26 @@ static const char *server_file(int i, const char *name)
         return path_in_tmp(name);
     snprintf(buf, sizeof(buf), "%s.%d", name, i);
     return path_in_tmp(buf);
+}
+
+/* where smtp_testserver writes the port it listens on, and what was read there */
+struct port_file {
+    const char *path;
+    int port;
+};
+
+/* port_file_probe - ts_probe_fn: 0 once the server wrote its port to the file */
+static int port_file_probe(void *arg)
+{
+    struct port_file *pf = arg;
+    FILE *f = fopen(pf->path, "r");
+    int ok;
+
+    if (f == NULL)
+        return -1;
+    ok = fscanf(f, "%d", &pf->port) == 1;
+    fclose(f);
+    return ok ? 0 : -1;
 }
 
 /*
@@ -188,32 +184,19 @@ static int start_server_at(int i, const char *addr, int port, const char *script
                     (char *)sp,
                     NULL};
     FILE *f = fopen(sp, "w");
-    pid_t pid;
+    struct port_file pf = {pp, 0};
+    pid_t *pid;
 
     cr_assert(i >= 0 && i < MAX_SERVERS);
+    pid = i == 0 ? &server_pid : &extra_pid[i];
     snprintf(portarg, sizeof(portarg), "%d", port);
     cr_assert_not_null(f);
     fputs(script, f);
     fclose(f);
     cr_assert_eq(access(argv[0], X_OK), 0, "%s not built", argv[0]);
-    pid = spawn(argv);
-    if (i == 0)
-        server_pid = pid;
-    else
-        extra_pid[i] = pid;
-    for (int n = 0; n < 500; n++) {
-        int got = 0;
-        f = fopen(pp, "r");
-        if (f != NULL) {
-            int ok = fscanf(f, "%d", &got) == 1;
-            fclose(f);
-            if (ok)
-                return got;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            break;
-        usleep(10000);
-    }
+    *pid = spawn(argv);
+    if (ts_wait(pid, port_file_probe, &pf, 5000, 10) == 0)
+        return pf.port;
     cr_assert_fail("smtp_testserver %d on %s:%d did not start", i, addr, port);
     return -1;
 }
@@ -263,16 +246,9 @@ static long server_count_of(int i, const char *name)
 /* free_port - a port nobody listens on (bound, then closed) */
 static int free_port(void)
 {
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port;
+    int port = ts_free_port();
 
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    port = ntohs(sin.sin_port);
-    close(fd);
+    cr_assert_gt(port, 0, "no free loopback port");
     return port;
 }
 
@@ -298,18 +274,8 @@ static void start_sink(const char *opt, const char *cmds)
     argv[n++] = "16";
     argv[n] = NULL;
     server_pid = spawn(argv);
-    for (int i = 0; i < 500; i++) {
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server_port)};
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        int r;
-
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        r = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
-        close(fd);
-        if (r == 0)
-            return;
-        usleep(10000);
-    }
+    if (ts_wait_tcp(&server_pid, server_port, 5000) == 0)
+        return;
     cr_assert_fail("smtp-sink did not start");
 }
 
@@ -1305,53 +1271,9 @@ Test(smtp, close_quits_idle_sessions)
 
 static int dns_port;
 
-/* free_udp_tcp_port - a loopback port free for both UDP and TCP right now */
-static int free_udp_tcp_port(void)
-{
-    for (int tries = 0; tries < 20; tries++) {
-        struct sockaddr_in sin = {.sin_family = AF_INET};
-        socklen_t len = sizeof(sin);
-        int u = socket(AF_INET, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (u >= 0 && t >= 0 && bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-            getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
-            bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-            port = ntohs(sin.sin_port);
-        if (u >= 0)
-            close(u);
-        if (t >= 0)
-            close(t);
-        if (port > 0)
-            return port;
-    }
-    return -1;
-}
-
-/* dns_probe - one raw UDP query for ready.test A; 0 when any answer came (from test_dns.c) */
-static int dns_probe(int port)
-{
-    static const unsigned char q[] = {0x12, 0x34, 0x01, 0x00, 0,   1,   0,   0,   0, 0,
-                                      0,    0,    5,    'r',  'e', 'a', 'd', 'y', 4, 't',
-                                      'e',  's',  't',  0,    0,   1,   0,   1};
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {0, 100000};
-    unsigned char buf[512];
-    int fd = socket(AF_INET, SOCK_DGRAM, 0), ok = -1;
-
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (sendto(fd, q, sizeof(q), 0, (struct sockaddr *)&sin, sizeof(sin)) == (ssize_t)sizeof(q) &&
-        recv(fd, buf, sizeof(buf), 0) >= 12 && buf[0] == 0x12 && buf[1] == 0x34)
-        ok = 0;
-    close(fd);
-    return ok;
-}
-
 /*
- * dnsmasq_start - dnsmasq serving the .test zone below on 127.0.0.1:port,
- * never forwarding (--no-resolv); 0 when it answers. Adapted from test_dns.c.
+ * dnsmasq_start - dnsmasq serving the .test zone below on a free loopback
+ * port, never forwarding (--no-resolv); 0 when it answers.
  *   dept.test   MX 10 mx1.dept.test (127.0.0.2), MX 20 mx2.dept.test (127.0.0.3)
  *   other.test  MX 10 mx1.dept.test: shares dept.test's first MX host
  *   amx.test    no MX, A 127.0.0.4: the implicit MX
@@ -1359,64 +1281,23 @@ static int dns_probe(int port)
  *   hop.test    A 127.0.0.3: a static next hop by name
  *   anything else under .test: NXDOMAIN
  */
-static int dnsmasq_start(int port)
+static int dnsmasq_start(int *port)
 {
-    char portopt[32], pidopt[128], logf[128];
-    const char *argv[40];
-    int n = 0;
+    static const char *const zone[] = {
+        /* dept.test, and other.test sharing its first MX host */
+        "--mx-host=dept.test,mx1.dept.test,10",
+        "--mx-host=dept.test,mx2.dept.test,20",
+        "--host-record=mx1.dept.test,127.0.0.2",
+        "--host-record=mx2.dept.test,127.0.0.3",
+        "--mx-host=other.test,mx1.dept.test,10",
+        /* the implicit MX, the null MX, a static next hop by name */
+        "--host-record=amx.test,127.0.0.4",
+        "--dns-rr=null.test,15,000000",
+        "--host-record=hop.test,127.0.0.3",
+        NULL,
+    };
 
-    snprintf(portopt, sizeof(portopt), "--port=%d", port);
-    snprintf(pidopt, sizeof(pidopt), "--pid-file=%s/dnsmasq.pid", tmpdir);
-    argv[n++] = DNSMASQ;
-    argv[n++] = "--keep-in-foreground";
-    argv[n++] = portopt;
-    argv[n++] = "--listen-address=127.0.0.1";
-    argv[n++] = "--bind-interfaces";
-    argv[n++] = "--no-resolv";
-    argv[n++] = "--no-hosts";
-    argv[n++] = "--no-poll";
-    argv[n++] = "--conf-file=/dev/null";
-    argv[n++] = pidopt;
-    if (geteuid() == 0) { /* stay root: a credential change would clear PDEATHSIG */
-        argv[n++] = "--user=root";
-        argv[n++] = "--group=root";
-    }
-    argv[n++] = "--local=/test/";
-    argv[n++] = "--host-record=ready.test,127.0.0.1";
-    argv[n++] = "--mx-host=dept.test,mx1.dept.test,10";
-    argv[n++] = "--mx-host=dept.test,mx2.dept.test,20";
-    argv[n++] = "--host-record=mx1.dept.test,127.0.0.2";
-    argv[n++] = "--host-record=mx2.dept.test,127.0.0.3";
-    argv[n++] = "--mx-host=other.test,mx1.dept.test,10";
-    argv[n++] = "--host-record=amx.test,127.0.0.4";
-    argv[n++] = "--dns-rr=null.test,15,000000";
-    argv[n++] = "--host-record=hop.test,127.0.0.3";
-    argv[n] = NULL;
-
-    snprintf(logf, sizeof(logf), "%s/dnsmasq.log", tmpdir);
-    dnsmasq_pid = fork();
-    if (dnsmasq_pid < 0)
-        return -1;
-    if (dnsmasq_pid == 0) {
-        int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(DNSMASQ, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(dnsmasq_pid, NULL, WNOHANG) == dnsmasq_pid) {
-            dnsmasq_pid = -1;
-            return -1; /* port taken, or a bad option (see the log) */
-        }
-        if (dns_probe(port) == 0)
-            return 0;
-        usleep(50000);
-    }
-    return -1;
+    return ts_dnsmasq_start(tmpdir, zone, &dnsmasq_pid, port);
 }
 
 /* setup_dns - the common setup, dnsmasq, a resolver for it, and a port for the MX hosts */
@@ -1427,11 +1308,8 @@ static void setup_dns(void)
 
     setup();
     cr_assert(access(DNSMASQ, X_OK) == 0, "%s missing: apt-get install -y dnsmasq-base", DNSMASQ);
-    for (int tries = 0; tries < 3 && started < 0; tries++) {
-        dns_port = free_udp_tcp_port();
-        cr_assert_gt(dns_port, 0);
-        started = dnsmasq_start(dns_port);
-    }
+    started = dnsmasq_start(&dns_port); /* tries three free ports */
+    cr_assert_gt(dns_port, 0);
     cr_assert_eq(started, 0, "dnsmasq did not start (log in %s)", tmpdir);
     snprintf(servers, sizeof(servers), "127.0.0.1:%d", dns_port);
     test_dns = dns_new(base, servers, 2000, err, sizeof(err));
@@ -1576,7 +1454,7 @@ Test(smtp_dns, dns_failure_is_tempfail)
 
     /* a resolver whose server does not exist: refused or timed out, never an answer */
     dns_free(test_dns);
-    snprintf(servers, sizeof(servers), "127.0.0.1:%d", free_udp_tcp_port());
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", ts_free_port_udp_tcp());
     test_dns = dns_new(base, servers, 500, err, sizeof(err));
     cr_assert_not_null(test_dns, "%s", err);
     s = open_route("dept.test smtp:mx port=%d");

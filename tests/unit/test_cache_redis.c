@@ -2,7 +2,8 @@
  * test_cache_redis.c - the Redis side of the cache against a real
  * redis-server: every test starts its own on a free loopback port in a
  * private temp dir and stops it by pid in the fixture's teardown (and, should
- * the test process die outright, PR_SET_PDEATHSIG takes the server with it).
+ * the test process die outright, PR_SET_PDEATHSIG takes the server with it;
+ * the plumbing is test_servers.c, shared with the other server tests).
  *
  * Covered: round trip through cache.c and what redis-cli sees, SET EX, nil
  * and corrupt values as misses, binary-safe keys (no command injection),
@@ -19,10 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -31,6 +30,7 @@
 
 #include "cache.h"
 #include "cache_redis.h"
+#include "test_servers.h"
 
 #define TIMEOUT_MS 300
 #define RECONNECT_MIN_MS 50
@@ -57,18 +57,10 @@ static long now_ms(void)
 /* free_port - a loopback port nobody listens on right now */
 static int free_port(void)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = ts_free_port();
 
-    cr_assert_geq(fd, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
+    cr_assert_gt(port, 0, "no free loopback port");
+    return port;
 }
 
 /* cli - run redis-cli against our server, output (trailing newline cut) into out */
@@ -101,53 +93,52 @@ static void cli_set_raw(const char *key, const char *val, size_t len)
     cr_assert_eq(pclose(p), 0);
 }
 
+/* pong_probe - ts_probe_fn: 0 once redis-cli PING answers PONG */
+static int pong_probe(void *arg)
+{
+    char out[64];
+
+    (void)arg;
+    cli(out, sizeof(out), "PING");
+    return strcmp(out, "PONG") == 0 ? 0 : -1;
+}
+
 /* srv_start - fork/exec redis-server on srv.port and wait until it answers PING */
 static void srv_start(void)
 {
-    char port[16], out[64];
-    pid_t pid;
+    char port[16], log[128];
+    /* without a unix socket the list ends at --unixsocket's place */
+    char *argv[] = {"redis-server",
+                    "--port",
+                    port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                    "--dir",
+                    srv.dir,
+                    srv.unixsock[0] ? "--unixsocket" : NULL,
+                    srv.unixsock,
+                    NULL};
+    int ready;
 
     snprintf(port, sizeof(port), "%d", srv.port);
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        char log[128];
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        snprintf(log, sizeof(log), "%s/redis.log", srv.dir);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        if (srv.unixsock[0])
-            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-                   "", "--appendonly", "no", "--daemonize", "no", "--dir", srv.dir, "--unixsocket",
-                   srv.unixsock, (char *)NULL);
-        else
-            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-                   "", "--appendonly", "no", "--daemonize", "no", "--dir", srv.dir, (char *)NULL);
-        _exit(127);
-    }
-    srv.pid = pid;
-    for (int i = 0; i < 100; i++) {
-        int status;
-        cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "redis-server exited at start");
-        cli(out, sizeof(out), "PING");
-        if (strcmp(out, "PONG") == 0)
-            return;
-        usleep(50000);
-    }
-    cr_assert_fail("redis-server on port %d did not answer PING", srv.port);
+    snprintf(log, sizeof(log), "%s/redis.log", srv.dir);
+    srv.pid = ts_spawn(argv, log, log); /* never outlives the test */
+    cr_assert_geq(srv.pid, 0);
+    ready = ts_wait(&srv.pid, pong_probe, NULL, 5000, 50);
+    cr_assert_neq(srv.pid, -1, "redis-server exited at start");
+    cr_assert_eq(ready, 0, "redis-server on port %d did not answer PING", srv.port);
 }
 
 /* srv_kill - stop the server by pid (SIGKILL works on a SIGSTOPped one too) */
 static void srv_kill(void)
 {
-    if (srv.pid > 0) {
-        kill(srv.pid, SIGKILL);
-        waitpid(srv.pid, NULL, 0);
-        srv.pid = 0;
-    }
+    ts_stop_sig(&srv.pid, SIGKILL, TS_STOP_MS);
 }
 
 static void setup(void)

@@ -5,15 +5,13 @@
  * a malformed MX as raw records), never forwarding anywhere (--no-resolv).
  * Timeouts use a UDP socket that never answers; refused connections a closed
  * port. The server is stopped by pid at teardown and dies with the test
- * process (PR_SET_PDEATHSIG) if the test crashes. A scripted UDP responder in
+ * process (PR_SET_PDEATHSIG) if the test crashes (test_servers.c). A scripted UDP responder in
  * the test's own loop pins a lookup in its address phase (cancel, deadline)
  * and sends garbage. DNS_DEBUG=1 prints the resolver's debug log; KEEP_TMP=1
  * keeps dnsmasq's logs in /tmp/test_dns.*.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,17 +20,16 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 
 #include <event2/event.h>
 
 #include "dns.h"
 #include "log.h"
+#include "test_servers.h"
 
-#define DNSMASQ "/usr/sbin/dnsmasq"
+#define DNSMASQ TS_DNSMASQ
 #define TIMEOUT_MS 2000
 
 static struct event_base *base;
@@ -105,83 +102,19 @@ static const char *addr_str(const struct sockaddr_storage *ss)
 
 /* --- dnsmasq */
 
-/* free_port - a loopback port free for both UDP and TCP right now */
-static int free_port(void)
-{
-    for (int tries = 0; tries < 20; tries++) {
-        struct sockaddr_in sin = {.sin_family = AF_INET};
-        socklen_t len = sizeof(sin);
-        int u = socket(AF_INET, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (u >= 0 && t >= 0 && bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-            getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
-            bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-            port = ntohs(sin.sin_port);
-        if (u >= 0)
-            close(u);
-        if (t >= 0)
-            close(t);
-        if (port > 0)
-            return port;
-    }
-    return -1;
-}
-
-/* dns_probe - one raw UDP query for ready.test A; 0 when any answer came */
-static int dns_probe(int port)
-{
-    static const unsigned char q[] = {0x12, 0x34, 0x01, 0x00, 0,   1,   0,   0,   0, 0,
-                                      0,    0,    5,    'r',  'e', 'a', 'd', 'y', 4, 't',
-                                      'e',  's',  't',  0,    0,   1,   0,   1};
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {0, 100000};
-    unsigned char buf[512];
-    int fd = socket(AF_INET, SOCK_DGRAM, 0), ok = -1;
-
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (sendto(fd, q, sizeof(q), 0, (struct sockaddr *)&sin, sizeof(sin)) == (ssize_t)sizeof(q) &&
-        recv(fd, buf, sizeof(buf), 0) >= 12 && buf[0] == 0x12 && buf[1] == 0x34)
-        ok = 0;
-    close(fd);
-    return ok;
-}
-
 static char long_label[4][64];
 
-/* dnsmasq_start - fork dnsmasq with the test zone on port; 0 when it answers */
-static int dnsmasq_start(int port)
+/* dnsmasq_start - dnsmasq with the test zone below on a free port; 0 when it answers */
+static int dnsmasq_start(int *port)
 {
-    char portopt[32], logf[128], pidopt[128], logopt[160];
+    char logopt[160];
     const char *argv[96];
     int n = 0;
     static char many[12][200], m01[200];
 
-    snprintf(portopt, sizeof(portopt), "--port=%d", port);
-    snprintf(pidopt, sizeof(pidopt), "--pid-file=%s/dnsmasq.pid", tmpdir);
     snprintf(logopt, sizeof(logopt), "--log-facility=%s/queries.log", tmpdir);
-    argv[n++] = DNSMASQ;
-    /* not --no-daemon: in that mode dnsmasq serves TCP in its main process and
-     * stops answering UDP while c-ares keeps its TCP connection open */
-    argv[n++] = "--keep-in-foreground";
-    argv[n++] = portopt;
-    argv[n++] = "--listen-address=127.0.0.1";
-    argv[n++] = "--bind-interfaces";
-    argv[n++] = "--no-resolv";
-    argv[n++] = "--no-hosts";
-    argv[n++] = "--no-poll";
-    argv[n++] = "--conf-file=/dev/null";
-    argv[n++] = pidopt;
     argv[n++] = logopt;
     argv[n++] = "--log-queries";
-    if (geteuid() == 0) { /* stay root: a credential change would clear PDEATHSIG */
-        argv[n++] = "--user=root";
-        argv[n++] = "--group=root";
-    }
-    argv[n++] = "--local=/test/"; /* .test is ours: unknown names there are NXDOMAIN */
-    argv[n++] = "--host-record=ready.test,127.0.0.1";
     /* two preferences, listed backwards (dnsmasq answers them in reverse) */
     argv[n++] = "--mx-host=two.test,mx1.two.test,10";
     argv[n++] = "--mx-host=two.test,mx2.two.test,20";
@@ -240,41 +173,12 @@ static int dnsmasq_start(int port)
     argv[n++] = m01;
     argv[n] = NULL;
     cr_assert_lt(n, 96);
-
-    snprintf(logf, sizeof(logf), "%s/dnsmasq.log", tmpdir);
-    dnsmasq_pid = fork();
-    if (dnsmasq_pid < 0)
-        return -1;
-    if (dnsmasq_pid == 0) {
-        int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(DNSMASQ, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 100; i++) {
-        int st;
-        if (waitpid(dnsmasq_pid, &st, WNOHANG) == dnsmasq_pid) {
-            dnsmasq_pid = -1;
-            return -1; /* exited: port taken, or bad option (see the log) */
-        }
-        if (dns_probe(port) == 0)
-            return 0;
-        usleep(50000);
-    }
-    return -1;
+    return ts_dnsmasq_start(tmpdir, argv, &dnsmasq_pid, port);
 }
 
 static void dnsmasq_stop(void)
 {
-    if (dnsmasq_pid > 0) {
-        kill(dnsmasq_pid, SIGTERM);
-        waitpid(dnsmasq_pid, NULL, 0);
-        dnsmasq_pid = -1;
-    }
+    ts_stop(&dnsmasq_pid);
 }
 
 /* resolver_new - a resolver for servers with timeout_ms, or fail the test */
@@ -307,11 +211,8 @@ static void setup_server(void)
 
     setup_base();
     cr_assert(access(DNSMASQ, X_OK) == 0, "%s missing: apt-get install -y dnsmasq-base", DNSMASQ);
-    for (int tries = 0; tries < 3 && started < 0; tries++) {
-        dns_port = free_port();
-        cr_assert_gt(dns_port, 0);
-        started = dnsmasq_start(dns_port);
-    }
+    started = dnsmasq_start(&dns_port); /* tries three free ports */
+    cr_assert_gt(dns_port, 0);
     cr_assert_eq(started, 0, "dnsmasq did not start (log in %s)", tmpdir);
     snprintf(servers, sizeof(servers), "127.0.0.1:%d", dns_port);
     dns = resolver_new(servers, TIMEOUT_MS);
@@ -875,7 +776,7 @@ Test(dns_noserver, closed_port_is_tempfail)
 {
     char servers[64];
     struct result r;
-    int port = free_port();
+    int port = ts_free_port_udp_tcp();
 
     cr_assert_gt(port, 0);
     snprintf(servers, sizeof(servers), "127.0.0.1:%d", port);
