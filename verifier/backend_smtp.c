@@ -1331,7 +1331,9 @@ static int parse_options(const struct route *r, struct smtp_route *rt, char *err
     } counts[] = {
         {"max_connections", "20", SMTP_MAX_CONNECTIONS_LIMIT,
          offsetof(struct smtp_route, max_connections)},
-        {"max_rcpts_per_session", "20", SMTP_MAX_RCPTS_LIMIT,
+        /* 8: below Postfix's smtpd_soft_error_limit (10), past which a next hop that is
+         * Postfix delays every reply by a second once our probes were rejected */
+        {"max_rcpts_per_session", "8", SMTP_MAX_RCPTS_LIMIT,
          offsetof(struct smtp_route, max_rcpts)},
         {"max_addresses", "5", SMTP_MAX_ADDRESSES_LIMIT,
          offsetof(struct smtp_route, max_addresses)},

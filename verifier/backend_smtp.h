@@ -61,7 +61,9 @@
  *   max_connections=20      open sessions (busy and idle) per destination; more lookups
  *                           queue (FIFO)
  *   reuse=yes               keep sessions for later lookups (RSET between)
- *   max_rcpts_per_session=20   RCPTs one session carries before it QUITs
+ *   max_rcpts_per_session=8    RCPTs one session carries before it QUITs (below
+ *                              Postfix's smtpd_soft_error_limit of 10, past which a
+ *                              Postfix next hop slows every reply after rejections)
  *   idle_timeout=5s         an idle pooled session QUITs after this long
  *   max_addresses=5         new connections one lookup may open, over all addresses
  *                           and MX hosts (Postfix's smtp_mx_address_limit)
