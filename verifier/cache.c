@@ -376,6 +376,19 @@ int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, v
     return 0;
 }
 
+void cache_unlock(struct cache *c, const char *name)
+{
+    char key[CACHE_KEY_MAX];
+    int keylen;
+
+    if (c->redis == NULL || !cache_redis_connected(c->redis) ||
+        (keylen = cache_key(c, "lock", name, key, sizeof(key))) < 0)
+        return;
+    const char *argv[2] = {"DEL", key};
+    size_t argvlen[2] = {3, (size_t)keylen};
+    (void)cache_redis_command(c->redis, 2, argv, argvlen, NULL, NULL);
+}
+
 struct cache_redis *cache_redis_handle(struct cache *c)
 {
     return c->redis;

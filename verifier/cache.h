@@ -91,10 +91,19 @@ typedef void (*cache_lock_cb)(int acquired, void *arg);
  * to appear in the cache. Returns 1 when the lock counts as taken now
  * (no Redis, or not connected: locks only matter between hosts), 0 when
  * the answer will come through cb (*req set; cache_cancel stops it).
- * Locks are never released: they expire, and waiters watch the cache.
+ * Waiters watch the cache, not the lock; the holder releases it with
+ * cache_unlock once its verdict is stored, and a lock whose holder died
+ * expires after px_ms.
  */
 int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, void *arg,
                struct cache_req **req);
+
+/*
+ * cache_unlock - release the lock taken with cache_lock (fire and forget,
+ * sent after the verdict's SET on the same connection, so a waiter never
+ * sees the lock gone before the verdict is there).
+ */
+void cache_unlock(struct cache *c, const char *name);
 
 /* cache_key - "<prefix><kind>:<name>" into buf; returns length or -1 if too small */
 int cache_key(const struct cache *c, const char *kind, const char *name, char *buf, size_t size);

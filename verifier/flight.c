@@ -61,6 +61,7 @@ struct flight {
     int domain_known;     /* a domain fact says the next hop verifies */
     struct verdict found; /* the probe's verdict while the random probe runs */
     int has_slot;         /* counted in v->probing */
+    int has_lock;         /* we hold callahead:lock:<key> */
     struct req_list waiters;
     LIST_ENTRY(flight) link;
     TAILQ_ENTRY(flight) queue_link; /* v->probe_queue while F_QUEUED */
@@ -109,6 +110,8 @@ static void flight_finish(struct flight *f, const struct verdict *vd, int store)
 
     if (store)
         cache_put(f->v->cache, f->key, vd);
+    if (f->has_lock)
+        cache_unlock(f->v->cache, f->key);
     while ((r = TAILQ_FIRST(&f->waiters)) != NULL) {
         TAILQ_REMOVE(&f->waiters, r, flight_link);
         r->flight = NULL;
@@ -268,6 +271,7 @@ static void flight_locked(int acquired, void *arg)
 
     f->creq = NULL;
     if (acquired) {
+        f->has_lock = 1;
         flight_probe(f);
         return;
     }

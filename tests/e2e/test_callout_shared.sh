@@ -61,6 +61,9 @@ e2e_assert_eq "carol@dept.test" "$(e2e_ts_stat "$HOP_STATS" last_rcpt)" "the add
 a=$(grep -c 'recipient=<carol@dept\.test> verdict=invalid' "$POLICYD_LOG")
 b=$(grep -c 'recipient=<carol@dept\.test> verdict=invalid' "$POLICYD2_LOG")
 e2e_assert_eq "25 25" "$a $b" "carol's decision lines in the two daemons' logs"
+# the probing daemon released its lock once the verdict was stored
+e2e_assert_eq 0 "$(redis-cli -p "$REDIS_PORT" EXISTS callahead:lock:carol@dept.test)" \
+    "callahead:lock:carol@dept.test after the verdict"
 
 e2e_kill_wait "$POLICYD2_PID" 30 || e2e_fail "second daemon exited non-zero"
 e2e_untrack "$POLICYD2_PID"
