@@ -189,29 +189,7 @@ maillog_file = $d/log/maillog
 maillog_file_prefixes = $d/log
 $extra
 EOF
-    cat >"$d/master.cf" <<EOF
-127.0.0.1:$port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+    sed "s/^SMTPD_LISTEN /127.0.0.1:$port /" "$SRCDIR/tests/e2e/postfix-master.cf" >"$d/master.cf"
     script -qec "postfix -c '$d' set-permissions" /dev/null >"$d/log/setup.log" 2>&1 ||
         fail "postfix $name set-permissions: $(cat "$d/log/setup.log")"
     script -qec "postfix -c '$d' start" /dev/null >>"$d/log/setup.log" 2>&1 ||

@@ -429,30 +429,7 @@ smtpd_recipient_restrictions = reject_unauth_destination,
 maillog_file = $PF_MAILLOG
 maillog_file_prefixes = $PF_DIR/log
 EOF
-    cat >"$PF_DIR/master.cf" <<EOF
-# private Postfix instance for $E2E_NAME: nothing chrooted, smtpd on a loopback port only
-127.0.0.1:$SMTP_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+    e2e_postfix_master_cf "$SMTP_PORT" >"$PF_DIR/master.cf"
     script -qec "postfix -c '$PF_DIR' set-permissions" /dev/null >"$PF_DIR/log/setup.log" 2>&1 ||
         e2e_fail "postfix set-permissions failed: $(cat "$PF_DIR/log/setup.log")"
     script -qec "postfix -c '$PF_DIR' start" /dev/null >>"$PF_DIR/log/setup.log" 2>&1 ||
@@ -460,6 +437,12 @@ EOF
     E2E_POSTFIX_DIRS+=("$PF_DIR")
     e2e_wait_port "$SMTP_PORT" "" "postfix smtpd"
     e2e_log "postfix (config $PF_DIR) smtpd on 127.0.0.1:$SMTP_PORT, policy $policy"
+}
+
+# e2e_postfix_master_cf PORT - master.cf of a private instance with smtpd on 127.0.0.1:PORT
+# (one template, tests/e2e/postfix-master.cf, shared with the benchmarks)
+e2e_postfix_master_cf() {
+    sed "s/^SMTPD_LISTEN /127.0.0.1:$1 /" "$E2E_TOP/tests/e2e/postfix-master.cf"
 }
 
 # e2e_postfix_stop_dir DIR - "postfix -c DIR stop", then make sure its master is gone

@@ -100,34 +100,6 @@ e2e_start_dnsmasq() {
 
 # ---------------------------------------------------------------- Postfix pair
 
-# e2e_postfix_master_cf PORT - a master.cf for a private instance: nothing chrooted,
-# smtpd on 127.0.0.1:PORT only
-e2e_postfix_master_cf() {
-    cat <<EOF
-127.0.0.1:$1 inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-}
-
 # e2e_start_backend_postfix DOMAIN USER... - the BACK-END Postfix: a second private
 # instance in $E2E_TMP/backend that relays DOMAIN to the smtp-sink (start it first)
 # but knows its users: relay_recipient_maps lists USER@DOMAIN, so any other

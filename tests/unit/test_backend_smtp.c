@@ -969,7 +969,8 @@ Test(smtp, reuse_ten_lookups_one_session)
     void *s;
 
     start_server("rcpt * 250 2.1.5 Ok\n");
-    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    /* the default cap is 8 RCPTs a session: allow 10 here */
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_rcpts_per_session=10");
     for (int i = 0; i < 10; i++) {
         snprintf(addr, sizeof(addr), "u%d@example.test", i);
         verify(s, addr, &r);
@@ -983,6 +984,24 @@ Test(smtp, reuse_ten_lookups_one_session)
     cr_assert_eq(server_count("quit"), 0);
     cr_assert_eq(server_count("concurrent"), 1, "the session stays open, idle");
     cr_assert_str_eq(server_stat("last_rcpt"), "u9@example.test");
+}
+
+Test(smtp, default_cap_is_eight_rcpts_per_session)
+{
+    struct result r;
+    char addr[64];
+    void *s;
+
+    start_server("rcpt * 550 5.1.1 User unknown\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    for (int i = 0; i < 10; i++) {
+        snprintf(addr, sizeof(addr), "x%d@example.test", i);
+        verify(s, addr, &r);
+        assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
+    }
+    /* below Postfix's smtpd_soft_error_limit (10): 8 rejections, then a new session */
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rcpt"), 10);
 }
 
 Test(smtp, reuse_capped_by_max_rcpts_per_session)
