@@ -164,12 +164,18 @@ int listener_bind(const char *spec, int mode, const char *owner, const char *gro
         snprintf(err, errlen, "%s: listen must be inet:HOST:PORT or unix:PATH", spec);
         return -1;
     }
-    if (fd >= 0 && listen(fd, 1024) < 0) {
-        snprintf(err, errlen, "%s: listen: %s", spec, strerror(errno));
-        close(fd);
+    return fd;
+}
+
+int listener_listen(int fd, char *err, size_t errlen)
+{
+    if (listen(fd, 1024) < 0) {
+        char name[160];
+        listener_describe(fd, name, sizeof(name));
+        snprintf(err, errlen, "%s: listen: %s", name, strerror(errno));
         return -1;
     }
-    return fd;
+    return 0;
 }
 
 void listener_describe(int fd, char *buf, size_t size)

@@ -15,13 +15,20 @@ struct policy_server;
 struct listener;
 
 /*
- * listener_bind - create, bind and listen on spec. For unix: a stale socket
- * file is removed first, then mode/owner/group (owner, group: "" = keep) are
- * applied. Returns the fd or -1 with err set. An inet port 0 binds any free
- * port: listener_describe shows which.
+ * listener_bind - create and bind spec; listener_listen starts listening.
+ * For unix: a stale socket file is removed first, then mode/owner/group
+ * (owner, group: "" = keep) are applied. Returns the fd or -1 with err
+ * set. An inet port 0 binds any free port: listener_describe shows which.
  */
 int listener_bind(const char *spec, int mode, const char *owner, const char *group, char *err,
                   size_t errlen);
+
+/*
+ * listener_listen - start accepting connections on a bound fd. main.c calls
+ * it only once every socket is bound and has its final owner and mode, so a
+ * client that can connect to one listener finds all of them ready.
+ */
+int listener_listen(int fd, char *err, size_t errlen);
 
 /* listener_describe - "inet:127.0.0.1:10040" / "unix:/path" for the bound fd */
 void listener_describe(int fd, char *buf, size_t size);

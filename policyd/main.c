@@ -295,6 +295,12 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    for (int i = 0; i < d.cfg->nlisten; i++) {
+        if (listener_listen(fds[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "callahead-policyd: %s\n", err);
+            return 1;
+        }
+    }
     if (!foreground && daemon(0, 0) < 0) {
         fprintf(stderr, "callahead-policyd: daemon: %s\n", strerror(errno));
         return 1;
