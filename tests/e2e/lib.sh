@@ -398,16 +398,34 @@ e2e_start_postfix() {
     for d in $domains; do
         tmaps="$tmaps {$d = smtp:[127.0.0.1]:$SINK_PORT}"
     done
-    cat >"$PF_DIR/main.cf" <<EOF
-# private Postfix instance for $E2E_NAME (tests/e2e/lib.sh)
+    {
+        echo "# private Postfix instance for $E2E_NAME (tests/e2e/lib.sh)"
+        e2e_postfix_main_cf_base "$PF_DIR" mx.e2e.test e2e.test
+        cat <<EOF
+relay_domains = $domains
+transport_maps = inline:{$tmaps }
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = reject_unauth_destination,
+    check_policy_service { $policy, timeout=10s, default_action=DEFER_IF_PERMIT }
+EOF
+    } >"$PF_DIR/main.cf"
+    e2e_postfix_launch "$PF_DIR" "$SMTP_PORT" postfix
+    e2e_log "postfix (config $PF_DIR) smtpd on 127.0.0.1:$SMTP_PORT, policy $policy"
+}
+
+# e2e_postfix_main_cf_base DIR HOSTNAME DOMAIN - the main.cf lines every private
+# instance shares (queue, data and logs under DIR, loopback only, no local
+# delivery, no DNS, no TLS); callers add their relay and restriction lines
+e2e_postfix_main_cf_base() {
+    cat <<EOF
 compatibility_level = 3.6
-queue_directory = $PF_QUEUE
-data_directory = $PF_DIR/data
+queue_directory = $1/queue
+data_directory = $1/data
 meta_directory = /etc/postfix
 mail_owner = postfix
 setgid_group = postdrop
-myhostname = mx.e2e.test
-mydomain = e2e.test
+myhostname = $2
+mydomain = $3
 myorigin = \$myhostname
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
@@ -421,22 +439,22 @@ smtp_dns_support_level = disabled
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 biff = no
-relay_domains = $domains
-transport_maps = inline:{$tmaps }
-smtpd_relay_restrictions = reject_unauth_destination
-smtpd_recipient_restrictions = reject_unauth_destination,
-    check_policy_service { $policy, timeout=10s, default_action=DEFER_IF_PERMIT }
-maillog_file = $PF_MAILLOG
-maillog_file_prefixes = $PF_DIR/log
+maillog_file = $1/log/maillog
+maillog_file_prefixes = $1/log
 EOF
-    e2e_postfix_master_cf "$SMTP_PORT" >"$PF_DIR/master.cf"
-    script -qec "postfix -c '$PF_DIR' set-permissions" /dev/null >"$PF_DIR/log/setup.log" 2>&1 ||
-        e2e_fail "postfix set-permissions failed: $(cat "$PF_DIR/log/setup.log")"
-    script -qec "postfix -c '$PF_DIR' start" /dev/null >>"$PF_DIR/log/setup.log" 2>&1 ||
-        e2e_fail "postfix start failed: $(cat "$PF_DIR/log/setup.log")"
-    E2E_POSTFIX_DIRS+=("$PF_DIR")
-    e2e_wait_port "$SMTP_PORT" "" "postfix smtpd"
-    e2e_log "postfix (config $PF_DIR) smtpd on 127.0.0.1:$SMTP_PORT, policy $policy"
+}
+
+# e2e_postfix_launch DIR PORT LABEL - write DIR/master.cf (smtpd on PORT), start the
+# instance, remember it for the cleanup, and wait until its smtpd answers
+e2e_postfix_launch() {
+    local dir=$1 port=$2 label=$3
+    e2e_postfix_master_cf "$port" >"$dir/master.cf"
+    script -qec "postfix -c '$dir' set-permissions" /dev/null >"$dir/log/setup.log" 2>&1 ||
+        e2e_fail "$label set-permissions failed: $(cat "$dir/log/setup.log")"
+    script -qec "postfix -c '$dir' start" /dev/null >>"$dir/log/setup.log" 2>&1 ||
+        e2e_fail "$label start failed: $(cat "$dir/log/setup.log")"
+    E2E_POSTFIX_DIRS+=("$dir")
+    e2e_wait_port "$port" "" "$label smtpd"
 }
 
 # e2e_postfix_master_cf PORT - master.cf of a private instance with smtpd on 127.0.0.1:PORT

@@ -117,42 +117,16 @@ e2e_start_backend_postfix() {
     for u in "$@"; do
         map="$map {$u@$domain = ok}"
     done
-    cat >"$BACK_DIR/main.cf" <<EOF
-# private back-end Postfix for $E2E_NAME (tests/e2e/lib_callout.sh): knows its users
-compatibility_level = 3.6
-queue_directory = $BACK_DIR/queue
-data_directory = $BACK_DIR/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = backend.$domain
-mydomain = $domain
-myorigin = \$myhostname
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-biff = no
+    {
+        echo "# private back-end Postfix for $E2E_NAME (tests/e2e/lib_callout.sh): knows its users"
+        e2e_postfix_main_cf_base "$BACK_DIR" "backend.$domain" "$domain"
+        cat <<EOF
 relay_domains = $domain
 relay_recipient_maps = inline:{$map }
 transport_maps = inline:{ {$domain = smtp:[127.0.0.1]:$SINK_PORT} }
-maillog_file = $BACK_MAILLOG
-maillog_file_prefixes = $BACK_DIR/log
 EOF
-    e2e_postfix_master_cf "$BACK_PORT" >"$BACK_DIR/master.cf"
-    script -qec "postfix -c '$BACK_DIR' set-permissions" /dev/null >"$BACK_DIR/log/setup.log" 2>&1 ||
-        e2e_fail "back-end postfix set-permissions failed: $(cat "$BACK_DIR/log/setup.log")"
-    script -qec "postfix -c '$BACK_DIR' start" /dev/null >>"$BACK_DIR/log/setup.log" 2>&1 ||
-        e2e_fail "back-end postfix start failed: $(cat "$BACK_DIR/log/setup.log")"
-    E2E_POSTFIX_DIRS+=("$BACK_DIR")
-    e2e_wait_port "$BACK_PORT" "" "back-end postfix smtpd"
+    } >"$BACK_DIR/main.cf"
+    e2e_postfix_launch "$BACK_DIR" "$BACK_PORT" "back-end postfix"
     e2e_log "back-end postfix (config $BACK_DIR) on 127.0.0.1:$BACK_PORT knows: $*"
 }
 
