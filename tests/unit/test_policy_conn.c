@@ -1,0 +1,229 @@
+/*
+ * test_policy_conn.c - the policy connection state machine over a real
+ * socketpair, driven by the event loop: replies to many requests when the
+ * daemon's socket is full (a tiny send buffer forces the write-when-ready
+ * path the end-to-end tests cannot reach on loopback), a protocol error
+ * closing only its own connection, the idle deadline, and a disconnect in
+ * the middle of a lookup.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "policy_conn.h"
+#include "verifier.h"
+
+static char dir[] = "/tmp/callahead-test-conn-XXXXXX";
+static struct event_base *base;
+static struct config cfg;
+static struct verifier *ver;
+static struct policy_server srv;
+
+static void setup(void)
+{
+    char path[300], err[512];
+
+    log_open("test", 1, 0);
+    signal(SIGPIPE, SIG_IGN); /* writes to a connection the daemon closed must not kill us */
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/routes", dir);
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    fputs("reject.test reject\n* accept\n", fp);
+    fclose(fp);
+    config_defaults(&cfg);
+    free(cfg.route_table);
+    cfg.route_table = strdup(path);
+    cfg.idle_timeout = 1;
+    base = event_base_new();
+    struct verifier_config vc;
+    config_verifier(&cfg, &vc);
+    ver = verifier_new(base, &vc, err, sizeof(err));
+    cr_assert_not_null(ver, "%s", err);
+    policy_server_init(&srv, base, &cfg, ver);
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+
+    while (!TAILQ_EMPTY(&srv.conns))
+        policy_conn_free(TAILQ_FIRST(&srv.conns));
+    verifier_free(ver);
+    event_base_free(base);
+    config_free(&cfg);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    system(cmd);
+    strcpy(dir, "/tmp/callahead-test-conn-XXXXXX");
+}
+
+TestSuite(policy_conn, .init = setup, .fini = teardown);
+
+/* connect_client - a socketpair: one end to the daemon, the other returned (non-blocking) */
+static int connect_client(int sndbuf)
+{
+    int sv[2];
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    if (sndbuf > 0)
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    cr_assert_not_null(policy_conn_new(&srv, sv[0], "test"));
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    return sv[1];
+}
+
+static void run_ms(int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+}
+
+/* pump - write out[*off..len) as the socket allows, read what is there into in */
+static void pump(int fd, const char *out, size_t len, size_t *off, char *in, size_t cap,
+                 size_t *got)
+{
+    if (*off < len) {
+        ssize_t n = write(fd, out + *off, len - *off);
+        if (n > 0)
+            *off += (size_t)n;
+    }
+    if (*got < cap) {
+        ssize_t n = read(fd, in + *got, cap - *got);
+        if (n > 0)
+            *got += (size_t)n;
+    }
+}
+
+Test(policy_conn, many_requests_through_a_full_socket)
+{
+    enum { N = 3000 };
+    static const char req_ok[] = "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                                 "recipient=a@ok.test\n\n";
+    static const char req_bad[] = "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                                  "recipient=a@reject.test\n\n";
+    size_t len = 0, off = 0, got = 0, cap = (size_t)N * 64;
+    char *out = malloc((size_t)N * sizeof(req_bad)), *in = malloc(cap + 1);
+    int fd = connect_client(1024); /* the daemon's side can hold almost nothing */
+
+    for (int i = 0; i < N; i++) {
+        const char *r = i % 2 ? req_bad : req_ok;
+        memcpy(out + len, r, strlen(r));
+        len += strlen(r);
+    }
+    /* first send everything while reading nothing: replies pile up against a full socket */
+    for (int i = 0; i < 2000 && off < len; i++) {
+        ssize_t n = write(fd, out + off, len - off);
+        if (n > 0)
+            off += (size_t)n;
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    for (int i = 0; i < 20000 && got < cap; i++) {
+        pump(fd, out, len, &off, in, cap, &got);
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        int done = 0;
+        for (size_t k = 0; k + 1 < got; k++)
+            done += in[k] == '\n' && in[k + 1] == '\n';
+        if (done == N)
+            break;
+    }
+    in[got] = '\0';
+    int dunno = 0, reject = 0, i = 0;
+    for (char *p = in; *p != '\0'; i++) {
+        char *end = strstr(p, "\n\n");
+        cr_assert_not_null(end, "reply %d is not terminated by an empty line", i);
+        *end = '\0';
+        /* requests alternate ok / reject, so must the replies */
+        if (i % 2 == 0) {
+            cr_assert_str_eq(p, "action=DUNNO", "reply %d", i);
+            dunno++;
+        } else {
+            cr_assert(strncmp(p, "action=550 5.1.1 ", 17) == 0, "reply %d: %s", i, p);
+            reject++;
+        }
+        p = end + 2;
+    }
+    cr_assert_eq(dunno, N / 2);
+    cr_assert_eq(reject, N / 2);
+    cr_assert_eq(srv.requests, N);
+    cr_assert_eq(srv.nconns, 1);
+    close(fd);
+    free(out);
+    free(in);
+}
+
+Test(policy_conn, protocol_error_closes_only_its_connection)
+{
+    int good = connect_client(0), bad = connect_client(0);
+    char buf[256];
+
+    cr_assert_eq(srv.nconns, 2);
+    const char *half = "request=smtpd_access_policy\nprotocol_state=RCPT\n";
+    cr_assert_eq(write(good, half, strlen(half)), (ssize_t)strlen(half));
+    cr_assert_eq(write(bad, "no equals sign\n", 15), 15);
+    run_ms(50);
+    cr_assert_eq(srv.nconns, 1, "the bad connection is closed");
+    cr_assert_eq(srv.protocol_errors, 1);
+    cr_assert_eq(read(bad, buf, sizeof(buf)), 0, "no reply, just EOF");
+    const char *rest = "recipient=x@reject.test\n\n";
+    cr_assert_eq(write(good, rest, strlen(rest)), (ssize_t)strlen(rest));
+    run_ms(50);
+    ssize_t n = read(good, buf, sizeof(buf) - 1);
+    cr_assert_gt(n, 0);
+    buf[n] = '\0';
+    cr_assert(strncmp(buf, "action=550 5.1.1 ", 17) == 0, "reply: %s", buf);
+    close(good);
+    close(bad);
+}
+
+Test(policy_conn, endless_line_is_cut_off)
+{
+    int fd = connect_client(0);
+    char junk[1024];
+
+    memset(junk, 'x', sizeof(junk));
+    for (int i = 0; i < 64; i++) {
+        (void)write(fd, junk, sizeof(junk));
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    run_ms(50);
+    cr_assert_eq(srv.nconns, 0, "a 64 KiB line without LF closes the connection");
+    cr_assert_eq(srv.protocol_errors, 1);
+    close(fd);
+}
+
+Test(policy_conn, idle_deadline_closes)
+{
+    int fd = connect_client(0);
+
+    run_ms(300);
+    cr_assert_eq(srv.nconns, 1);
+    run_ms(1200); /* idle_timeout = 1 s */
+    cr_assert_eq(srv.nconns, 0);
+    close(fd);
+}
+
+Test(policy_conn, client_gone_mid_request)
+{
+    int fd = connect_client(0);
+    const char *half = "request=smtpd_access_policy\nprotocol_state=RCPT\n";
+
+    cr_assert_eq(write(fd, half, strlen(half)), (ssize_t)strlen(half));
+    run_ms(20);
+    close(fd);
+    run_ms(50);
+    cr_assert_eq(srv.nconns, 0);
+    cr_assert_eq(srv.requests, 0);
+}
