@@ -1075,45 +1075,15 @@ static void req_dns_cb(int status, const struct dns_target *targets, int ntarget
 
 /* --- options and route arguments ---------------------------------------- */
 
-/* parse_duration - "10", "10s", "500ms" into tv; -1 if malformed or out of range */
+/* parse_duration - a route option's duration (route_parse_ms, at most an hour) into tv */
 static int parse_duration(const char *s, struct timeval *tv)
 {
-    char *end;
-    unsigned long v;
-    unsigned long ms;
+    long ms;
 
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || v > SMTP_TIMEOUT_LIMIT_MS)
-        return -1;
-    if (strcmp(end, "ms") == 0)
-        ms = v;
-    else if (*end == '\0' || strcmp(end, "s") == 0)
-        ms = v * 1000;
-    else
-        return -1;
-    if (ms == 0 || ms > SMTP_TIMEOUT_LIMIT_MS)
+    if (route_parse_ms(s, SMTP_TIMEOUT_LIMIT_MS, &ms) < 0)
         return -1;
     tv->tv_sec = (time_t)(ms / 1000);
     tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
-    return 0;
-}
-
-/* parse_count - a decimal 1..max; -1 otherwise */
-static int parse_count(const char *s, int max, int *out)
-{
-    char *end;
-    unsigned long n;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    n = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || n == 0 || n > (unsigned long)max)
-        return -1;
-    *out = (int)n;
     return 0;
 }
 
@@ -1363,7 +1333,7 @@ static int parse_options(const struct route *r, struct smtp_route *rt, char *err
     }
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
         v = route_option(r, counts[i].name, counts[i].def);
-        if (parse_count(v, counts[i].max, (int *)((char *)rt + counts[i].off)) < 0) {
+        if (route_parse_count(v, counts[i].max, (int *)((char *)rt + counts[i].off)) < 0) {
             snprintf(err, errlen, "%s=%s: expected 1..%d", counts[i].name, v, counts[i].max);
             return -1;
         }
@@ -1382,7 +1352,7 @@ static int parse_options(const struct route *r, struct smtp_route *rt, char *err
             snprintf(err, errlen, "port=%s: only for smtp:mx; write smtp:[host]:port", v);
             return -1;
         }
-        if (parse_count(v, 65535, &port) < 0) {
+        if (route_parse_count(v, 65535, &port) < 0) {
             snprintf(err, errlen, "port=%s: expected 1..65535", v);
             return -1;
         }

@@ -826,3 +826,44 @@ const char *route_option(const struct route *r, const char *name, const char *de
             return r->options[i].value;
     return def;
 }
+
+int route_parse_ms(const char *s, long max_ms, long *ms)
+{
+    static const struct {
+        const char *suffix;
+        long unit;
+    } units[] = {{"ms", 1}, {"", 1000}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    char *end;
+    unsigned long v;
+
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || v == 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > (unsigned long)(max_ms / units[i].unit))
+                return -1;
+            *ms = (long)v * units[i].unit;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int route_parse_count(const char *s, int max, int *out)
+{
+    char *end;
+    unsigned long n;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    n = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || n == 0 || n > (unsigned long)max)
+        return -1;
+    *out = (int)n;
+    return 0;
+}

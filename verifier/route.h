@@ -87,6 +87,17 @@ const struct route *route_resolve(const struct route_table *t, struct address *a
 /* route_option - value of option name on route r, or def if absent */
 const char *route_option(const struct route *r, const char *name, const char *def);
 
+/*
+ * route_parse_ms - a route option's duration: digits, then "ms", "s" or
+ * nothing (seconds), "m", "h" or "d"; from 1 ms to max_ms. 0 with *ms set,
+ * or -1. One parser for every backend's and the verifier's options, so
+ * they all take the same syntax (docs/ROUTES.md).
+ */
+int route_parse_ms(const char *s, long max_ms, long *ms);
+
+/* route_parse_count - a route option's decimal count from 1 to max; 0 with *out set, or -1 */
+int route_parse_count(const char *s, int max, int *out);
+
 /* route_method_name - "cdb", "smtp", ... */
 const char *route_method_name(enum route_method m);
 

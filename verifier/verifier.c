@@ -88,34 +88,20 @@ static int opt_bool(const struct route *r, const char *name, int def, int *out, 
     return -1;
 }
 
-/* opt_ms - a duration route option in milliseconds: "15" or "15s", "500ms", "5m", "1h", "1d" */
+/* opt_ms - a duration route option (route_parse_ms) in milliseconds, def when absent */
 static int opt_ms(const struct route *r, const char *name, long def, long max, long *out, char *err,
                   size_t errlen)
 {
     const char *v = route_option(r, name, NULL);
-    char *end;
 
     if (v == NULL) {
         *out = def;
         return 0;
     }
-    long n = strtol(v, &end, 10);
-    long unit = 1000;
-    if (strcmp(end, "ms") == 0)
-        unit = 1;
-    else if (strcmp(end, "m") == 0)
-        unit = 60000;
-    else if (strcmp(end, "h") == 0)
-        unit = 3600000;
-    else if (strcmp(end, "d") == 0)
-        unit = 86400000;
-    else if (*end != '\0' && strcmp(end, "s") != 0)
-        unit = 0;
-    if (end == v || unit == 0 || n <= 0 || n > max / unit) {
+    if (route_parse_ms(v, max, out) < 0) {
         snprintf(err, errlen, "%s=%s: expected a positive duration (e.g. 15s, 500ms, 1d)", name, v);
         return -1;
     }
-    *out = n * unit;
     return 0;
 }
 
@@ -124,7 +110,7 @@ static int route_backend_options(struct route_backend *rb, char *err, size_t err
 {
     const struct route *r = rb->route;
     int is_smtp = r->method == ROUTE_SMTP;
-    long ms, failures;
+    long ms;
     const char *fv;
 
     /* a callout passes the local part as given; tables compare case-insensitively */
@@ -144,13 +130,10 @@ static int route_backend_options(struct route_backend *rb, char *err, size_t err
         return -1;
     rb->lock_ms = (int)ms;
     fv = route_option(r, "breaker_failures", "5");
-    char *end;
-    failures = strtol(fv, &end, 10);
-    if (*end != '\0' || failures < 1 || failures > 1000) {
+    if (route_parse_count(fv, 1000, &rb->breaker_failures) < 0) {
         snprintf(err, errlen, "breaker_failures=%s: expected 1 to 1000", fv);
         return -1;
     }
-    rb->breaker_failures = (int)failures;
     rb->breaker_per_domain = is_smtp && r->arg != NULL && strcmp(r->arg, "mx") == 0;
     return 0;
 }

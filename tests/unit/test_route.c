@@ -410,3 +410,32 @@ Test(route, load_file)
     cr_assert_null(t);
     cr_assert(strstr(err, "No such file") != NULL, "%s", err);
 }
+
+/* the one duration and count syntax every route option uses */
+Test(route, option_durations_and_counts)
+{
+    long ms;
+    int n;
+    const struct {
+        const char *s;
+        long ms;
+    } good[] = {{"500ms", 500}, {"15", 15000},   {"15s", 15000},
+                {"5m", 300000}, {"1h", 3600000}, {"1d", 86400000}};
+    const char *bad[] = {
+        "", "0", "0s", "-1", "+5", " 5", "5 s", "5x", "s", "1.5s", "99999999999999999999999", "2d"};
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        cr_assert_eq(route_parse_ms(good[i].s, 86400000, &ms), 0, "%s", good[i].s);
+        cr_assert_eq(ms, good[i].ms, "%s", good[i].s);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(route_parse_ms(bad[i], 86400000, &ms), -1, "'%s' must be refused", bad[i]);
+    cr_assert_eq(route_parse_ms("3601s", 3600000, &ms), -1, "over the maximum");
+
+    cr_assert_eq(route_parse_count("20", 1000, &n), 0);
+    cr_assert_eq(n, 20);
+    cr_assert_eq(route_parse_count("1000", 1000, &n), 0);
+    const char *badn[] = {"", "0", "1001", "-1", "+1", " 1", "1x", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(badn) / sizeof(badn[0]); i++)
+        cr_assert_eq(route_parse_count(badn[i], 1000, &n), -1, "'%s' must be refused", badn[i]);
+}
