@@ -263,8 +263,9 @@ static int conn_request_done(struct policy_conn *c)
     struct policy_request *r = &c->req;
 
     if (r->request == NULL || strcmp(r->request, "smtpd_access_policy") != 0) {
-        log_warn("policy %s: request=%s is not smtpd_access_policy: DUNNO", c->peer,
-                 r->request ? "(other)" : "(missing)");
+        log_limited(&c->s->log_not_policy, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
+                    "policy %s: request=%s is not smtpd_access_policy: DUNNO", c->peer,
+                    r->request ? "(other)" : "(missing)");
         return conn_reply(c, "DUNNO");
     }
     if (r->protocol_state == NULL || strcasecmp(r->protocol_state, "RCPT") != 0 ||
@@ -287,7 +288,8 @@ static int conn_request_done(struct policy_conn *c)
 static void conn_protocol_error(struct policy_conn *c, const char *why)
 {
     c->s->protocol_errors++;
-    log_warn("policy %s: protocol error: %s: closing connection", c->peer, why);
+    log_limited(&c->s->log_protocol, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
+                "policy %s: protocol error: %s: closing connection", c->peer, why);
     policy_conn_free(c);
 }
 
@@ -385,7 +387,8 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (n == 0) {
         if (c->request_started)
-            log_warn("policy %s: disconnected in the middle of a request", c->peer);
+            log_limited(&c->s->log_cut_off, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
+                        "policy %s: disconnected in the middle of a request", c->peer);
         policy_conn_free(c);
         return;
     }
@@ -411,7 +414,8 @@ static void conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
     if (c->state == CONN_READING && !c->request_started)
         log_debug("policy %s: idle timeout", c->peer);
     else
-        log_warn("policy %s: timeout while %s", c->peer, conn_state_names[c->state]);
+        log_limited(&c->s->log_timeout, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
+                    "policy %s: timeout while %s", c->peer, conn_state_names[c->state]);
     policy_conn_free(c);
 }
 
@@ -429,11 +433,10 @@ struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd,
 {
     if (s->draining || s->nconns >= s->cfg->max_connections) {
         s->refused++;
-        /* one line per refusal is too many under a flood: log every 100th */
-        if (s->refused % 100 == 1)
-            log_warn("policy %s: refused: %s (max_connections = %d; %lu refused so far)", peer,
-                     s->draining ? "shutting down" : "too many connections",
-                     s->cfg->max_connections, s->refused);
+        log_limited(&s->log_refused, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
+                    "policy %s: refused: %s (max_connections = %d; %lu refused so far)", peer,
+                    s->draining ? "shutting down" : "too many connections", s->cfg->max_connections,
+                    s->refused);
         evutil_closesocket(fd);
         return NULL;
     }

@@ -19,10 +19,19 @@
 
 #include <event2/util.h>
 
+#include "log.h"
+
 struct event_base;
 struct config;
 struct verifier;
 struct policy_conn;
+
+/*
+ * POLICY_LOG_INTERVAL_MS - a client can repeat a warning at will (one
+ * "garbage" line per connection), so each kind of client-caused warning is
+ * logged at most once per this interval, with a count of those not logged.
+ */
+#define POLICY_LOG_INTERVAL_MS 10000
 
 /* policy_server - what every connection needs; owned by main.c */
 struct policy_server {
@@ -33,6 +42,8 @@ struct policy_server {
     int draining; /* SIGTERM: finish what is in progress, take nothing new */
     TAILQ_HEAD(, policy_conn) conns;
     unsigned long requests, protocol_errors, refused;
+    /* rate limits per kind of client-caused warning (see POLICY_LOG_INTERVAL_MS) */
+    struct log_limit log_protocol, log_not_policy, log_cut_off, log_timeout, log_refused;
 };
 
 void policy_server_init(struct policy_server *s, struct event_base *base, const struct config *cfg,

@@ -75,12 +75,10 @@ struct cache_redis {
     enum redis_state state;
     redisAsyncContext *ac; /* NULL in CR_DOWN */
     int ever_connected;
-    int down_logged;          /* a failure was logged since "connected" was */
-    int logged_once;          /* last_log is set */
-    struct timespec last_log; /* rate limit for failure logs */
-    unsigned long suppressed; /* failures not logged since last_log */
-    int backoff_ms;           /* next reconnect delay */
-    int stalled;              /* a command timed out and no reply came since */
+    int down_logged;            /* a failure was logged since "connected" was */
+    struct log_limit log_limit; /* failure logs: one line per reconnect_max_ms */
+    int backoff_ms;             /* next reconnect delay */
+    int stalled;                /* a command timed out and no reply came since */
 
     struct event *connect_timer;
     struct event *reconnect_timer;
@@ -130,26 +128,12 @@ static void redis_enter_state(struct cache_redis *r, enum redis_state state)
  */
 static void redis_log_failure(struct cache_redis *r, const char *what, const char *why)
 {
-    struct timespec now;
     char where[300];
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long elapsed_ms = (long)(now.tv_sec - r->last_log.tv_sec) * 1000 +
-                      (now.tv_nsec - r->last_log.tv_nsec) / 1000000;
-    if (r->logged_once && elapsed_ms < r->reconnect_max_ms) {
-        r->suppressed++;
-        return;
-    }
     redis_where(r, where, sizeof(where));
-    if (r->suppressed)
-        log_warn("redis: %s %s: %s (%lu similar failures not logged)", what, where,
-                 why ? why : "unknown error", r->suppressed);
-    else
-        log_warn("redis: %s %s: %s", what, where, why ? why : "unknown error");
-    r->suppressed = 0;
-    r->last_log = now;
-    r->logged_once = 1;
-    r->down_logged = 1;
+    if (log_limited(&r->log_limit, r->reconnect_max_ms, LOG_WARNING, "redis: %s %s: %s", what,
+                    where, why ? why : "unknown error"))
+        r->down_logged = 1;
 }
 
 /* redis_schedule_reconnect - try again after the current backoff, then double it */

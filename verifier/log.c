@@ -1,5 +1,8 @@
 /*
- * log.c - syslog or stderr, chosen once at start-up (see log.h).
+ * log.c - syslog or stderr, chosen once at start-up (see log.h), and the
+ * one rate limiter every repeatable warning goes through, so a hostile
+ * client or a flapping server costs a line per interval, not a line per
+ * event.
  */
 #include "log.h"
 
@@ -45,4 +48,30 @@ void log_msg(int prio, const char *fmt, ...)
     va_start(ap, fmt);
     log_vmsg(prio, fmt, ap);
     va_end(ap);
+}
+
+int log_limited(struct log_limit *l, long interval_ms, int prio, const char *fmt, ...)
+{
+    struct timespec now;
+    char line[1800];
+    va_list ap;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long elapsed_ms =
+        (long)(now.tv_sec - l->last.tv_sec) * 1000 + (now.tv_nsec - l->last.tv_nsec) / 1000000;
+    if (l->logged_once && elapsed_ms < interval_ms) {
+        l->suppressed++;
+        return 0;
+    }
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (l->suppressed)
+        log_msg(prio, "%s (%lu similar not logged)", line, l->suppressed);
+    else
+        log_msg(prio, "%s", line);
+    l->suppressed = 0;
+    l->last = now;
+    l->logged_once = 1;
+    return 1;
 }

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <syslog.h>
+#include <time.h>
 
 /* log_open - ident for syslog; to_stderr 1 = write to stderr instead of syslog */
 void log_open(const char *ident, int to_stderr, int facility);
@@ -16,6 +17,27 @@ extern int log_debug_enabled;
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/*
+ * log_limit - one kind of warning that a client or a failing server can
+ * repeat at will (a protocol error per connection, accept() failing while
+ * descriptors run out, Redis flapping). Zero-initialise it; it needs no
+ * cleanup.
+ */
+struct log_limit {
+    struct timespec last;     /* CLOCK_MONOTONIC time of the last line written */
+    unsigned long suppressed; /* lines dropped since then */
+    int logged_once;
+};
+
+/*
+ * log_limited - log like log_msg, but at most one line per interval_ms for
+ * this limiter; lines dropped in between are counted and the next line that
+ * is written ends with "(N similar not logged)". Returns 1 when the line was
+ * written, 0 when it was counted only.
+ */
+int log_limited(struct log_limit *l, long interval_ms, int prio, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)

@@ -227,3 +227,50 @@ Test(policy_conn, client_gone_mid_request)
     cr_assert_eq(srv.nconns, 0);
     cr_assert_eq(srv.requests, 0);
 }
+
+/* stderr_to - send stderr (the log in tests) to a temporary file; returns it */
+static FILE *stderr_to(int *saved)
+{
+    FILE *fp = tmpfile();
+
+    cr_assert_not_null(fp);
+    fflush(stderr);
+    *saved = dup(2);
+    dup2(fileno(fp), 2);
+    return fp;
+}
+
+/* stderr_back - restore stderr and count lines of the capture containing needle */
+static int stderr_back(FILE *fp, int saved, const char *needle)
+{
+    char line[2048];
+    int n = 0;
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(fp);
+    while (fgets(line, sizeof(line), fp) != NULL)
+        n += strstr(line, needle) != NULL;
+    fclose(fp);
+    return n;
+}
+
+Test(policy_conn, protocol_error_warnings_are_rate_limited)
+{
+    int saved;
+    FILE *log = stderr_to(&saved);
+
+    for (int i = 0; i < 200; i++) {
+        int fd = connect_client(0);
+        cr_assert_eq(write(fd, "garbage\n", 8), 8);
+        run_ms(1);
+        close(fd);
+    }
+    run_ms(20);
+    int lines = stderr_back(log, saved, "protocol error");
+    cr_assert_eq(srv.protocol_errors, 200);
+    cr_assert_eq(srv.nconns, 0);
+    cr_assert_eq(lines, 1, "200 protocol errors in well under %d ms logged %d lines",
+                 POLICY_LOG_INTERVAL_MS, lines);
+}
