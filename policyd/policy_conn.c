@@ -50,6 +50,7 @@ struct policy_conn {
     struct policy_request req;
     int request_started; /* a line of the current request has arrived */
     int closing;         /* close once the output has drained (SIGTERM drain) */
+    int peer_eof;        /* the client shut its sending side: answer what is complete, close */
     struct verifier_req *lookup;
     struct timespec started;
     TAILQ_ENTRY(policy_conn) link;
@@ -147,7 +148,7 @@ static int conn_flush(struct policy_conn *c)
     }
     conn_enter_state(c, CONN_READING);
     conn_arm_deadline(c);
-    if (c->read_paused) {
+    if (c->read_paused && !c->peer_eof) {
         c->read_paused = 0;
         event_add(c->ev_read, NULL);
     }
@@ -312,6 +313,14 @@ static void conn_process(struct policy_conn *c)
                 conn_protocol_error(c, "line too long");
                 return;
             }
+            if (c->peer_eof) {
+                /* every complete request has been answered; nothing more can come */
+                if (c->request_started || evbuffer_get_length(in) > 0)
+                    log_limited(&c->s->log_cut_off, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
+                                "policy %s: disconnected in the middle of a request", c->peer);
+                policy_conn_free(c);
+                return;
+            }
             if (c->read_paused) {
                 c->read_paused = 0;
                 event_add(c->ev_read, NULL);
@@ -386,10 +395,17 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (n == 0) {
-        if (c->request_started)
-            log_limited(&c->s->log_cut_off, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
-                        "policy %s: disconnected in the middle of a request", c->peer);
-        policy_conn_free(c);
+        /*
+         * End of input, maybe only a half-close (shutdown(SHUT_WR)) after a
+         * complete request: that request is still answered. Stop reading;
+         * conn_process closes the connection once no complete request is
+         * left to answer (at once when READING, else after the reply).
+         */
+        c->peer_eof = 1;
+        c->read_paused = 1;
+        event_del(c->ev_read);
+        if (c->state == CONN_READING)
+            conn_process(c);
         return;
     }
     v.iov_len = (size_t)n;

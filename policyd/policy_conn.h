@@ -10,7 +10,9 @@
  *             bounds this state)
  *   WRITING   the reply is queued; when it has drained, back to READING
  * A protocol error (bad line, over a limit) logs, sends no reply and closes
- * only this connection, as SMTPD_POLICY_README says.
+ * only this connection, as SMTPD_POLICY_README says. End of input from the
+ * client (also a half-close, shutdown(SHUT_WR)) stops reading; every request
+ * already complete is still answered, then the connection is closed.
  */
 #ifndef CALLAHEAD_POLICY_CONN_H
 #define CALLAHEAD_POLICY_CONN_H

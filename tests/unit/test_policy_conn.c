@@ -40,7 +40,8 @@ static void setup(void)
     snprintf(path, sizeof(path), "%s/routes", dir);
     FILE *fp = fopen(path, "w");
     cr_assert_not_null(fp);
-    fputs("reject.test reject\n* accept\n", fp);
+    /* async.test: a callout to a closed loopback port, answered from the loop, not inline */
+    fputs("reject.test reject\nasync.test smtp:[127.0.0.1]:9\n* accept\n", fp);
     fclose(fp);
     config_defaults(&cfg);
     free(cfg.route_table);
@@ -273,4 +274,63 @@ Test(policy_conn, protocol_error_warnings_are_rate_limited)
     cr_assert_eq(srv.nconns, 0);
     cr_assert_eq(lines, 1, "200 protocol errors in well under %d ms logged %d lines",
                  POLICY_LOG_INTERVAL_MS, lines);
+}
+
+/* read_all - read until EOF or about ms milliseconds pass, running the loop meanwhile */
+static size_t read_all(int fd, char *buf, size_t cap, int ms, int *eof)
+{
+    size_t got = 0;
+
+    *eof = 0;
+    for (int i = 0; i < ms && got < cap - 1; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        ssize_t n = read(fd, buf + got, cap - 1 - got);
+        if (n == 0) {
+            *eof = 1;
+            break;
+        }
+        if (n > 0)
+            got += (size_t)n;
+        else
+            usleep(1000);
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+Test(policy_conn, half_close_after_complete_requests_is_answered)
+{
+    int fd = connect_client(0), eof;
+    char buf[512];
+    /* two pipelined requests, then the client's write side closes */
+    const char *reqs = "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                       "recipient=x@async.test\n\n"
+                       "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                       "recipient=y@ok.test\n\n";
+
+    cr_assert_eq(write(fd, reqs, strlen(reqs)), (ssize_t)strlen(reqs));
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    read_all(fd, buf, sizeof(buf), 500, &eof);
+    cr_assert(strncmp(buf, "action=DEFER_IF_PERMIT 4.", 25) == 0, "first reply: [%s]", buf);
+    cr_assert_not_null(strstr(buf, "\n\naction=DUNNO\n\n"), "second reply: [%s]", buf);
+    cr_assert(eof, "the connection is closed once the replies are written");
+    cr_assert_eq(srv.nconns, 0);
+    cr_assert_eq(srv.requests, 2);
+    close(fd);
+}
+
+Test(policy_conn, half_close_mid_request_closes_without_reply)
+{
+    int fd = connect_client(0), eof;
+    char buf[512];
+    const char *half = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=x@ok";
+
+    cr_assert_eq(write(fd, half, strlen(half)), (ssize_t)strlen(half));
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    size_t n = read_all(fd, buf, sizeof(buf), 500, &eof);
+    cr_assert_eq(n, 0, "no reply to half a request: [%s]", buf);
+    cr_assert(eof);
+    cr_assert_eq(srv.nconns, 0);
+    cr_assert_eq(srv.requests, 0);
+    close(fd);
 }
