@@ -272,6 +272,9 @@ static int conn_request_done(struct policy_conn *c)
     if (r->protocol_state == NULL || strcasecmp(r->protocol_state, "RCPT") != 0 ||
         r->recipient == NULL || r->recipient[0] == '\0')
         return conn_reply(c, "DUNNO");
+    /* the list is in order of last activity: the head is what conn_evict takes first */
+    TAILQ_REMOVE(&c->s->conns, c, link);
+    TAILQ_INSERT_TAIL(&c->s->conns, c, link);
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     conn_enter_state(c, CONN_VERIFYING);
     conn_arm_deadline(c);
@@ -320,6 +323,11 @@ static void conn_process(struct policy_conn *c)
                                 "policy %s: disconnected in the middle of a request", c->peer);
                 policy_conn_free(c);
                 return;
+            }
+            if (!c->request_started && evbuffer_get_length(in) > 0) {
+                /* the first byte of a request starts its deadline, not the first line */
+                c->request_started = 1;
+                conn_arm_deadline(c);
             }
             if (c->read_paused) {
                 c->read_paused = 0;
@@ -445,8 +453,38 @@ void policy_server_init(struct policy_server *s, struct event_base *base, const 
     TAILQ_INIT(&s->conns);
 }
 
+/*
+ * conn_evict - the table is full: close the least recently active
+ * connection that is waiting for input (idle between requests, or still
+ * sending one: a slow client), so a slot held by a trickling or forgotten
+ * client goes to the new one. Connections with a lookup or a reply in
+ * progress are never taken. Returns 0 when a slot was freed.
+ */
+static int conn_evict(struct policy_server *s, const char *newcomer)
+{
+    struct policy_conn *c;
+
+    TAILQ_FOREACH(c, &s->conns, link)
+    {
+        if (c->state == CONN_READING)
+            break;
+    }
+    if (c == NULL)
+        return -1;
+    s->evicted++;
+    log_limited(&s->log_evicted, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
+                "policy %s: max_connections = %d reached: closed the least recently active "
+                "connection (%s, %s) to make room (%lu so far)",
+                newcomer, s->cfg->max_connections, c->peer,
+                c->request_started ? "slow request" : "idle", s->evicted);
+    policy_conn_free(c);
+    return 0;
+}
+
 struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd, const char *peer)
 {
+    if (!s->draining && s->nconns >= s->cfg->max_connections)
+        (void)conn_evict(s, peer);
     if (s->draining || s->nconns >= s->cfg->max_connections) {
         s->refused++;
         log_limited(&s->log_refused, POLICY_LOG_INTERVAL_MS, LOG_WARNING,

@@ -3,8 +3,9 @@
  * state all connections share.
  *
  * A connection is a small state machine with one deadline:
- *   READING   waiting for request lines (idle_timeout before the first line,
- *             request_timeout once a request has begun)
+ *   READING   waiting for request lines (idle_timeout before the first byte,
+ *             request_timeout from the first byte of a request: a client
+ *             trickling a byte at a time is cut off after request_timeout)
  *   VERIFYING the request is complete; the verifier is working (reading is
  *             paused: Postfix sends one request at a time; the answer budget
  *             bounds this state)
@@ -41,11 +42,12 @@ struct policy_server {
     const struct config *cfg; /* replaced on reload; connections read it per request */
     struct verifier *verifier;
     int nconns;
-    int draining; /* SIGTERM: finish what is in progress, take nothing new */
-    TAILQ_HEAD(, policy_conn) conns;
-    unsigned long requests, protocol_errors, refused;
+    int draining;                    /* SIGTERM: finish what is in progress, take nothing new */
+    TAILQ_HEAD(, policy_conn) conns; /* least recently active first (see policy_conn_new) */
+    unsigned long requests, protocol_errors, refused, evicted;
     /* rate limits per kind of client-caused warning (see POLICY_LOG_INTERVAL_MS) */
-    struct log_limit log_protocol, log_not_policy, log_cut_off, log_timeout, log_refused;
+    struct log_limit log_protocol, log_not_policy, log_cut_off, log_timeout, log_refused,
+        log_evicted;
 };
 
 void policy_server_init(struct policy_server *s, struct event_base *base, const struct config *cfg,
@@ -53,8 +55,11 @@ void policy_server_init(struct policy_server *s, struct event_base *base, const 
 
 /*
  * policy_conn_new - take over an accepted socket fd (non-blocking is set
- * here). peer is a printable peer name for logs. Returns NULL (and closes
- * fd) when over max_connections or out of memory.
+ * here). peer is a printable peer name for logs. At max_connections the
+ * least recently active connection that waits for input (idle, or a slow
+ * request) is closed to make room; when every connection is busy with a
+ * lookup or a reply, or on SIGTERM, or out of memory, returns NULL and
+ * closes fd.
  */
 struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd, const char *peer);
 

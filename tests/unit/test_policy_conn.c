@@ -334,3 +334,58 @@ Test(policy_conn, half_close_mid_request_closes_without_reply)
     cr_assert_eq(srv.requests, 0);
     close(fd);
 }
+
+Test(policy_conn, slow_request_is_cut_off_after_request_timeout)
+{
+    cfg.idle_timeout = 30;
+    cfg.request_timeout = 1;
+    int fd = connect_client(0);
+    const char *req = "request=smtpd_access_policy\n";
+
+    /* one byte every 100 ms: never a whole line within the first second */
+    for (int i = 0; i < 20 && srv.nconns == 1; i++) {
+        cr_assert_eq(write(fd, req + i, 1), 1);
+        run_ms(100);
+    }
+    cr_assert_eq(srv.nconns, 0,
+                 "a request trickling a byte at a time is closed at request_timeout");
+    close(fd);
+}
+
+Test(policy_conn, full_table_makes_room_for_a_new_client)
+{
+    enum { MAX = 4 };
+    int fds[MAX], eof;
+    char buf[256];
+    const char *req = "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                      "recipient=x@reject.test\n\n";
+
+    cfg.max_connections = MAX;
+    /* the oldest sends half a line; the others complete a request, then stay idle */
+    for (int i = 0; i < MAX; i++)
+        fds[i] = connect_client(0);
+    cr_assert_eq(write(fds[0], "requ", 4), 4);
+    for (int i = 1; i < MAX; i++) {
+        cr_assert_eq(write(fds[i], req, strlen(req)), (ssize_t)strlen(req));
+        run_ms(5);
+        cr_assert_gt(read_all(fds[i], buf, sizeof(buf), 50, &eof), 0);
+    }
+    cr_assert_eq(srv.nconns, MAX);
+    /* a new client gets a slot: the least recently active one (the slow client) is closed */
+    int legit = connect_client(0);
+    cr_assert_eq(srv.nconns, MAX);
+    cr_assert_eq(srv.evicted, 1);
+    read_all(fds[0], buf, sizeof(buf), 50, &eof);
+    cr_assert(eof, "the slow client was closed");
+    cr_assert_eq(write(legit, req, strlen(req)), (ssize_t)strlen(req));
+    read_all(legit, buf, sizeof(buf), 100, &eof);
+    cr_assert(strncmp(buf, "action=550 5.1.1 ", 17) == 0, "new client's reply: [%s]", buf);
+    /* next in line: the connection whose request is oldest */
+    int another = connect_client(0);
+    read_all(fds[1], buf, sizeof(buf), 50, &eof);
+    cr_assert(eof, "the least recently active idle client was closed next");
+    for (int i = 0; i < MAX; i++)
+        close(fds[i]);
+    close(legit);
+    close(another);
+}
