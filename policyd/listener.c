@@ -31,9 +31,42 @@ struct listener {
     struct policy_server *s;
     char name[160];
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    dev_t unix_dev; /* the socket file this instance created: only that one is unlinked */
+    ino_t unix_ino;
 };
 
-/* bind_unix - a UNIX socket with the given mode and owner, replacing a stale file */
+/*
+ * unix_in_use - does something accept connections on the socket file at
+ * path? 1 yes (or full backlog: alive), 0 no (ECONNREFUSED: stale file),
+ * -1 cannot tell (err set). The probe connection is closed at once; a
+ * callahead-policyd on the other end sees a client that said nothing.
+ */
+static int unix_in_use(const struct sockaddr_un *sun, char *err, size_t errlen)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+    if (fd < 0) {
+        snprintf(err, errlen, "unix:%s: socket: %s", sun->sun_path, strerror(errno));
+        return -1;
+    }
+    int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
+        return 1;
+    if (e == ECONNREFUSED || e == ENOENT)
+        return 0;
+    snprintf(err, errlen, "unix:%s: cannot tell whether it is in use: %s", sun->sun_path,
+             strerror(e));
+    return -1;
+}
+
+/*
+ * bind_unix - a UNIX socket with the given mode and owner. An existing
+ * socket file is replaced only when nothing answers on it (left by a crash):
+ * a live one belongs to another server, often a second callahead-policyd
+ * started by mistake, and stealing it would cut that server off.
+ */
 static int bind_unix(const char *path, int mode, const char *owner, const char *group, char *err,
                      size_t errlen)
 {
@@ -44,21 +77,33 @@ static int bind_unix(const char *path, int mode, const char *owner, const char *
         snprintf(err, errlen, "unix:%s: path too long", path);
         return -1;
     }
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             snprintf(err, errlen, "unix:%s: exists and is not a socket", path);
             return -1;
         }
-        unlink(path);
+        switch (unix_in_use(&sun, err, errlen)) {
+        case 1:
+            snprintf(err, errlen,
+                     "unix:%s: another server is listening on this socket (is callahead-policyd "
+                     "already running?): not replacing it",
+                     path);
+            return -1;
+        case 0:
+            unlink(path); /* stale: nobody listens */
+            break;
+        default:
+            return -1;
+        }
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "unix:%s: socket: %s", path, strerror(errno));
         return -1;
     }
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, path, strlen(path) + 1);
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
         snprintf(err, errlen, "unix:%s: bind: %s", path, strerror(errno));
         close(fd);
@@ -243,8 +288,17 @@ struct listener *listener_start(struct event_base *base, int fd, struct policy_s
     }
     l->s = s;
     listener_describe(fd, l->name, sizeof(l->name));
-    if (strncmp(l->name, "unix:", 5) == 0)
+    if (strncmp(l->name, "unix:", 5) == 0) {
+        struct stat st;
         snprintf(l->unix_path, sizeof(l->unix_path), "%s", l->name + 5);
+        /* bound moments ago by this process: remember which file is ours */
+        if (lstat(l->unix_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            l->unix_dev = st.st_dev;
+            l->unix_ino = st.st_ino;
+        } else {
+            l->unix_path[0] = '\0'; /* already gone or replaced: never unlink it */
+        }
+    }
     evutil_make_socket_nonblocking(fd);
     l->ev = evconnlistener_new(base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                -1, fd);
@@ -262,7 +316,11 @@ void listener_free(struct listener *l)
     if (l == NULL)
         return;
     evconnlistener_free(l->ev);
-    if (l->unix_path[0] != '\0')
-        unlink(l->unix_path);
+    if (l->unix_path[0] != '\0') {
+        /* unlink only the file this instance created, not one a later server bound there */
+        struct stat st;
+        if (lstat(l->unix_path, &st) == 0 && st.st_dev == l->unix_dev && st.st_ino == l->unix_ino)
+            unlink(l->unix_path);
+    }
     free(l);
 }

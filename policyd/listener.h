@@ -16,8 +16,9 @@ struct listener;
 
 /*
  * listener_bind - create and bind spec; listener_listen starts listening.
- * For unix: a stale socket file is removed first, then mode/owner/group
- * (owner, group: "" = keep) are applied. Returns the fd or -1 with err
+ * For unix: an existing socket file is removed first only when nothing
+ * answers on it (a live one is an error: another server owns it), then
+ * mode/owner/group (owner, group: "" = keep) are applied. Returns the fd or -1 with err
  * set. An inet port 0 binds any free port: listener_describe shows which.
  */
 int listener_bind(const char *spec, int mode, const char *owner, const char *group, char *err,
@@ -37,7 +38,11 @@ void listener_describe(int fd, char *buf, size_t size);
 struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s, char *err,
                                 size_t errlen);
 
-/* listener_stop - stop accepting and close the socket (unlinking a UNIX socket's file) */
+/*
+ * listener_free - stop accepting and close the socket; a UNIX socket's file
+ * is unlinked only when it is still the one this listener created (same
+ * device and inode), so a server that took the path over keeps it.
+ */
 void listener_free(struct listener *l);
 
 #endif

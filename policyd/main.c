@@ -2,10 +2,14 @@
  * main.c - callahead-policyd: the Postfix policy delegation daemon.
  *
  * Start-up order matters: read and check the configuration and the route
- * table while errors can still go to the terminal; bind the sockets (as
- * root, so a UNIX socket can be placed in Postfix's private/ directory);
- * daemonize; write the pidfile; drop privileges; only then create the event
- * loop, the verifier and its backends. One thread, one loop from here on.
+ * table while errors can still go to the terminal; make relative paths
+ * absolute (the daemon works in "/"); detach, with the starting command
+ * waiting to hear whether the start worked; lock the pidfile (a second
+ * instance stops here, before it touches any socket); raise the descriptor
+ * limit; bind the sockets (as root, so a UNIX socket can be placed in
+ * Postfix's private/ directory); drop privileges; only then create the event
+ * loop, the verifier and its backends, and report readiness once listening.
+ * One thread, one loop from here on.
  * SIGHUP reloads the configuration and the route table without dropping a
  * connection (a bad new configuration keeps the old one); SIGTERM stops
  * accepting, lets lookups in progress answer, and exits.
@@ -13,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,14 +35,22 @@
 #include "log.h"
 #include "policy_conn.h"
 #include "route.h"
+#include "startup.h"
 #include "verifier.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
 #endif
 
+/* descriptors beyond connections and probes: listeners, Redis, DNS, tables, log */
+#define NOFILE_MARGIN 64
+
 struct daemon_state {
-    const char *config_path;
+    const char *config_path; /* absolute once start-up has begun */
+    const char *start_dir;   /* the working directory at start: base of relative paths */
+    int ready_fd;            /* pipe to the command waiting for the background start, or -1 */
+    int pidfile_fd;          /* the locked pidfile, or -1 */
+    int foreground;
     struct config *cfg;
     struct event_base *base;
     struct verifier *verifier;
@@ -125,18 +138,50 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
     return 0;
 }
 
-static int write_pidfile(const char *path, char *err, size_t errlen)
+/*
+ * start_fail - start-up failed after the configuration was read: say why on
+ * the terminal (foreground) or to the waiting command and the log
+ * (background), remove the pidfile when it is ours, and exit 1.
+ */
+static void start_fail(struct daemon_state *d, const char *msg)
 {
-    if (path == NULL || path[0] == '\0')
-        return 0;
-    FILE *fp = fopen(path, "w");
-    if (fp == NULL) {
-        snprintf(err, errlen, "pidfile %s: %s", path, strerror(errno));
-        return -1;
+    if (d->foreground) {
+        fprintf(stderr, "callahead-policyd: %s\n", msg);
+    } else {
+        log_err("start-up failed: %s", msg);
+        startup_failed(d->ready_fd, msg);
     }
-    fprintf(fp, "%ld\n", (long)getpid());
-    fclose(fp);
-    return 0;
+    if (d->pidfile_fd >= 0) {
+        unlink(d->cfg->pidfile);
+        close(d->pidfile_fd);
+    }
+    exit(1);
+}
+
+/*
+ * raise_nofile - make room for max_connections + max_probes descriptors, or
+ * say clearly how many connections the limit in effect allows.
+ */
+static void raise_nofile(const struct config *cfg)
+{
+    long need = (long)cfg->max_connections + cfg->max_probes + NOFILE_MARGIN;
+    char err[256];
+    long have = startup_raise_nofile(need, err, sizeof(err));
+
+    if (have < 0) {
+        log_warn("%s", err);
+        return;
+    }
+    if (have >= need) {
+        log_debug("open file limit %ld (max_connections %d + max_probes %d + %d needed)", have,
+                  cfg->max_connections, cfg->max_probes, NOFILE_MARGIN);
+        return;
+    }
+    long usable = have - cfg->max_probes - NOFILE_MARGIN;
+    log_warn("open file limit is %ld, below the %ld that max_connections = %d and max_probes = %d "
+             "need, and it cannot be raised: about %ld policy connections can be open at once "
+             "(raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn, or lower max_connections)",
+             have, need, cfg->max_connections, cfg->max_probes, usable > 0 ? usable : 0);
 }
 
 /* reload_cb - SIGHUP: new config and routes, or keep the old ones and say why */
@@ -151,6 +196,12 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         return;
     if (config_load(d->config_path, ncfg, err, sizeof(err)) < 0) {
         log_err("reload failed, keeping the running configuration: %s", err);
+        free(ncfg);
+        return;
+    }
+    if (startup_config_paths(ncfg, d->start_dir, err, sizeof(err)) < 0) {
+        log_err("reload failed, keeping the running configuration: %s", err);
+        config_free(ncfg);
         free(ncfg);
         return;
     }
@@ -218,6 +269,8 @@ int main(int argc, char **argv)
     int opt;
 
     memset(&d, 0, sizeof(d));
+    d.ready_fd = -1;
+    d.pidfile_fd = -1;
     d.config_path = SYSCONFDIR "/callahead/callahead.conf";
     while ((opt = getopt(argc, argv, "c:fDndmtV")) != -1) {
         switch (opt) {
@@ -225,7 +278,7 @@ int main(int argc, char **argv)
             d.config_path = optarg;
             break;
         case 'f':
-            foreground = 1;
+            foreground = d.foreground = 1;
             break;
         case 'D':
             debug = 1;
@@ -269,6 +322,20 @@ int main(int argc, char **argv)
         config_print(stdout, d.cfg, 1);
         return 0;
     }
+    /* relative names mean the start directory, now, after detaching and on reload */
+    static char start_dir[PATH_MAX];
+    char *abs_config = NULL;
+    if (getcwd(start_dir, sizeof(start_dir)) == NULL) {
+        fprintf(stderr, "callahead-policyd: getcwd: %s\n", strerror(errno));
+        return 1;
+    }
+    d.start_dir = start_dir;
+    if ((abs_config = startup_abs_path(start_dir, d.config_path)) == NULL ||
+        startup_config_paths(d.cfg, start_dir, err, sizeof(err)) < 0) {
+        fprintf(stderr, "callahead-policyd: out of memory\n");
+        return 1;
+    }
+    d.config_path = abs_config;
     /* the route table is checked now so a typo is reported on the terminal */
     struct route_table *rt = route_table_load(d.cfg->route_table, err, sizeof(err));
     if (rt == NULL) {
@@ -286,52 +353,45 @@ int main(int argc, char **argv)
     log_set_debug(debug || d.cfg->debug);
     signal(SIGPIPE, SIG_IGN);
 
+    if (!foreground && (d.ready_fd = startup_detach(err, sizeof(err))) < 0) {
+        fprintf(stderr, "callahead-policyd: %s\n", err);
+        return 1;
+    }
+    /* from here on every failure goes through start_fail */
+    if (d.cfg->pidfile[0] != '\0' &&
+        (d.pidfile_fd = startup_pidfile_lock(d.cfg->pidfile, err, sizeof(err))) < 0)
+        start_fail(&d, err);
+    raise_nofile(d.cfg);
+
     int fds[CONFIG_MAX_LISTEN];
     for (int i = 0; i < d.cfg->nlisten; i++) {
         fds[i] = listener_bind(d.cfg->listen[i], d.cfg->unix_socket_mode, d.cfg->unix_socket_owner,
                                d.cfg->unix_socket_group, err, sizeof(err));
-        if (fds[i] < 0) {
-            fprintf(stderr, "callahead-policyd: %s\n", err);
-            return 1;
-        }
+        if (fds[i] < 0)
+            start_fail(&d, err);
     }
     for (int i = 0; i < d.cfg->nlisten; i++) {
-        if (listener_listen(fds[i], err, sizeof(err)) < 0) {
-            fprintf(stderr, "callahead-policyd: %s\n", err);
-            return 1;
-        }
+        if (listener_listen(fds[i], err, sizeof(err)) < 0)
+            start_fail(&d, err);
     }
-    if (!foreground && daemon(0, 0) < 0) {
-        fprintf(stderr, "callahead-policyd: daemon: %s\n", strerror(errno));
-        return 1;
-    }
-    if (write_pidfile(d.cfg->pidfile, err, sizeof(err)) < 0 ||
-        drop_privileges(d.cfg->user, err, sizeof(err)) < 0) {
-        log_err("%s", err);
-        return 1;
-    }
+    if (drop_privileges(d.cfg->user, err, sizeof(err)) < 0)
+        start_fail(&d, err);
 
     d.base = event_base_new();
-    if (d.base == NULL) {
-        log_err("cannot create the event loop");
-        return 1;
-    }
+    if (d.base == NULL)
+        start_fail(&d, "cannot create the event loop");
     struct verifier_config vc;
     config_verifier(d.cfg, &vc);
     d.verifier = verifier_new(d.base, &vc, err, sizeof(err));
-    if (d.verifier == NULL) {
-        log_err("%s", err);
-        return 1;
-    }
+    if (d.verifier == NULL)
+        start_fail(&d, err);
     policy_server_init(&d.server, d.base, d.cfg, d.verifier);
     for (int i = 0; i < d.cfg->nlisten; i++) {
         char name[160];
         listener_describe(fds[i], name, sizeof(name));
         d.listeners[i] = listener_start(d.base, fds[i], &d.server, err, sizeof(err));
-        if (d.listeners[i] == NULL) {
-            log_err("%s", err);
-            return 1;
-        }
+        if (d.listeners[i] == NULL)
+            start_fail(&d, err);
         d.nlisteners++;
         log_info("listening on %s", name);
     }
@@ -344,6 +404,8 @@ int main(int argc, char **argv)
     evsignal_add(ev_int, NULL);
     log_info("callahead-policyd " PACKAGE_VERSION " started (route table %s, cache %s)",
              d.cfg->route_table, d.cfg->redis_server[0] ? d.cfg->redis_server : "in-process only");
+    startup_ready(d.ready_fd); /* the starting command exits 0 now */
+    d.ready_fd = -1;
 
     event_base_dispatch(d.base);
 
@@ -359,10 +421,13 @@ int main(int argc, char **argv)
     if (d.drain_timer)
         event_free(d.drain_timer);
     event_base_free(d.base);
-    if (d.cfg->pidfile[0] != '\0')
-        unlink(d.cfg->pidfile);
+    if (d.pidfile_fd >= 0) {
+        unlink(d.cfg->pidfile); /* ours: we hold its lock */
+        close(d.pidfile_fd);
+    }
     config_free(d.cfg);
     free(d.cfg);
+    free(abs_config);
     log_info("stopped");
     return 0;
 }
