@@ -4,6 +4,12 @@
  * Binding is separate from accepting so main.c can bind (as root, e.g. in
  * Postfix's private/ directory), then drop privileges and daemonize, and
  * only then start the event loop.
+ *
+ * When accept() fails (EMFILE/ENFILE: out of descriptors) the pending
+ * connection stays in the kernel's queue and the socket stays readable, so
+ * retrying at once spins the loop and floods the log. The listener is
+ * disabled instead and re-enabled by a timer after LISTENER_BACKOFF_MS;
+ * the failure is logged once per LISTENER_LOG_INTERVAL_MS with a count.
  */
 #include "listener.h"
 
@@ -21,13 +27,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 
+#include "config.h"
 #include "log.h"
 #include "policy_conn.h"
 
+#define LISTENER_BACKOFF_MS 250        /* pause accepting after a failed accept() */
+#define LISTENER_LOG_INTERVAL_MS 10000 /* one "accept failed" line per interval */
+
 struct listener {
     struct evconnlistener *ev;
+    struct event *backoff;      /* re-enables ev after an accept() failure */
+    struct log_limit log_limit; /* accept() failures */
     struct policy_server *s;
     char name[160];
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -268,13 +281,33 @@ static void accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sock
     policy_conn_new(l->s, fd, peer);
 }
 
-/* accept_error_cb - EMFILE and friends: log and keep going (libevent retries) */
+/* backoff_cb - the pause after an accept() failure is over: accept again */
+static void backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    evconnlistener_enable(l->ev);
+}
+
+/*
+ * accept_error_cb - accept() failed with something other than "try again"
+ * (libevent handles EAGAIN, EINTR and ECONNABORTED itself): typically EMFILE
+ * or ENFILE while every descriptor is in use. Stop accepting for a moment
+ * (the clients wait in the listen queue) rather than spin on a socket that
+ * stays readable.
+ */
 static void accept_error_cb(struct evconnlistener *ev, void *arg)
 {
     struct listener *l = arg;
     int e = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {0, LISTENER_BACKOFF_MS * 1000};
 
-    log_warn("%s: accept: %s", l->name, evutil_socket_error_to_string(e));
+    evconnlistener_disable(l->ev);
+    evtimer_add(l->backoff, &tv);
+    log_limited(&l->log_limit, LISTENER_LOG_INTERVAL_MS, LOG_WARNING,
+                "%s: accept: %s: not accepting for %d ms (max_connections = %d; %d open)", l->name,
+                evutil_socket_error_to_string(e), LISTENER_BACKOFF_MS, l->s->cfg->max_connections,
+                l->s->nconns);
 }
 
 struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s, char *err,
@@ -308,6 +341,13 @@ struct listener *listener_start(struct event_base *base, int fd, struct policy_s
         return NULL;
     }
     evconnlistener_set_error_cb(l->ev, accept_error_cb);
+    l->backoff = evtimer_new(base, backoff_cb, l);
+    if (l->backoff == NULL) {
+        snprintf(err, errlen, "%s: out of memory", l->name);
+        evconnlistener_free(l->ev);
+        free(l);
+        return NULL;
+    }
     return l;
 }
 
@@ -316,6 +356,7 @@ void listener_free(struct listener *l)
     if (l == NULL)
         return;
     evconnlistener_free(l->ev);
+    event_free(l->backoff);
     if (l->unix_path[0] != '\0') {
         /* unlink only the file this instance created, not one a later server bound there */
         struct stat st;

@@ -44,6 +44,7 @@
 
 /* descriptors beyond connections and probes: listeners, Redis, DNS, tables, log */
 #define NOFILE_MARGIN 64
+#define NOFILE_SELF 16 /* of those, what the daemon holds even when idle */
 
 struct daemon_state {
     const char *config_path; /* absolute once start-up has begun */
@@ -177,11 +178,12 @@ static void raise_nofile(const struct config *cfg)
                   cfg->max_connections, cfg->max_probes, NOFILE_MARGIN);
         return;
     }
-    long usable = have - cfg->max_probes - NOFILE_MARGIN;
+    long usable = have > NOFILE_SELF ? have - NOFILE_SELF : 0;
     log_warn("open file limit is %ld, below the %ld that max_connections = %d and max_probes = %d "
-             "need, and it cannot be raised: about %ld policy connections can be open at once "
-             "(raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn, or lower max_connections)",
-             have, need, cfg->max_connections, cfg->max_probes, usable > 0 ? usable : 0);
+             "need, and it cannot be raised: policy connections and probes together can use "
+             "only about %ld descriptors; more clients wait in the listen queue (raise the hard "
+             "limit, e.g. LimitNOFILE= or ulimit -Hn, or lower max_connections)",
+             have, need, cfg->max_connections, cfg->max_probes, usable);
 }
 
 /* reload_cb - SIGHUP: new config and routes, or keep the old ones and say why */
