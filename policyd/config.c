@@ -74,7 +74,9 @@ static const struct config_param config_params[] = {
      "User to switch to after the sockets are bound when started as root; empty stays as "
      "started (for example as a systemd unit's User=)."},
     {"pidfile", CONFIG_STR, "", OFF(pidfile), 0, 0, CHECK_NONE,
-     "File to write the daemon's process id to; empty writes none, which suits systemd."},
+     "File to write the daemon's process id to; empty writes none, which suits systemd. It "
+     "stays locked while the daemon runs, so a second instance with the same pidfile refuses "
+     "to start."},
     {"syslog_name", CONFIG_STR, "callahead", OFF(syslog_name), 0, 0, CHECK_NONEMPTY,
      "Program name in syslog lines, like Postfix's syslog_name."},
     {"syslog_facility", CONFIG_STR, "mail", OFF(syslog_facility), 0, 0, CHECK_FACILITY,
@@ -87,13 +89,16 @@ static const struct config_param config_params[] = {
     /* connections */
     {"max_connections", CONFIG_INT, "4096", OFF(max_connections), 1, 1000000, CHECK_NONE,
      "Most policy client connections at once; Postfix keeps one per smtpd process, so 4096 "
-     "covers far more smtpd processes than a default default_process_limit of 100."},
+     "covers far more smtpd processes than a default default_process_limit of 100. When all "
+     "are in use, a new client takes the slot of the least recently active connection that "
+     "waits for input (idle, or still sending a request)."},
     {"idle_timeout", CONFIG_TIME, "300s", OFF(idle_timeout), 1, DAY, CHECK_NONE,
      "Close a connection that sends no request for this long; 300s matches Postfix's "
      "smtpd_policy_service_max_idle, so the client notices first."},
     {"request_timeout", CONFIG_TIME, "30s", OFF(request_timeout), 1, 3600, CHECK_NONE,
-     "Close a connection that takes longer than this to send one whole request once it began; "
-     "Postfix sends a request in one write, so only a stuck or hostile client waits this long."},
+     "Close a connection that takes longer than this to send one whole request, counted from "
+     "its first byte; Postfix sends a request in one write, so only a stuck or hostile client "
+     "waits this long."},
     {"max_line_length", CONFIG_INT, "4096", OFF(limits.max_line), 64, 1048576, CHECK_NONE,
      "Longest request line in bytes; a protocol error above it, and 4096 is far above any "
      "attribute Postfix sends (an address is at most 256 bytes)."},
