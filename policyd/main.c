@@ -47,10 +47,12 @@
 #define NOFILE_SELF 16 /* of those, what the daemon holds even when idle */
 
 struct daemon_state {
-    const char *config_path; /* absolute once start-up has begun */
-    const char *start_dir;   /* the working directory at start: base of relative paths */
-    int ready_fd;            /* pipe to the command waiting for the background start, or -1 */
-    int pidfile_fd;          /* the locked pidfile, or -1 */
+    const char *config_path;      /* absolute once start-up has begun */
+    const char *start_dir;        /* the working directory at start: base of relative paths */
+    int ready_fd;                 /* pipe to the command waiting for the background start, or -1 */
+    int pidfile_fd;               /* the locked pidfile, or -1 */
+    int bound[CONFIG_MAX_LISTEN]; /* sockets bound at start-up, until listeners own them */
+    int nbound;
     int foreground;
     struct config *cfg;
     struct event_base *base;
@@ -146,6 +148,15 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
  */
 static void start_fail(struct daemon_state *d, const char *msg)
 {
+    /* the socket files this start created are no use to anyone */
+    for (int i = 0; i < d->nbound; i++) {
+        char name[160];
+        listener_describe(d->bound[i], name, sizeof(name));
+        if (strncmp(name, "unix:", 5) == 0)
+            unlink(name + 5);
+        close(d->bound[i]);
+    }
+    d->nbound = 0;
     if (d->foreground) {
         fprintf(stderr, "callahead-policyd: %s\n", msg);
     } else {
@@ -365,12 +376,13 @@ int main(int argc, char **argv)
         start_fail(&d, err);
     raise_nofile(d.cfg);
 
-    int fds[CONFIG_MAX_LISTEN];
+    int *fds = d.bound;
     for (int i = 0; i < d.cfg->nlisten; i++) {
         fds[i] = listener_bind(d.cfg->listen[i], d.cfg->unix_socket_mode, d.cfg->unix_socket_owner,
                                d.cfg->unix_socket_group, err, sizeof(err));
         if (fds[i] < 0)
             start_fail(&d, err);
+        d.nbound++;
     }
     for (int i = 0; i < d.cfg->nlisten; i++) {
         if (listener_listen(fds[i], err, sizeof(err)) < 0)
@@ -397,6 +409,7 @@ int main(int argc, char **argv)
         d.nlisteners++;
         log_info("listening on %s", name);
     }
+    d.nbound = 0; /* the listeners own the sockets now */
 
     struct event *ev_hup = evsignal_new(d.base, SIGHUP, reload_cb, &d);
     struct event *ev_term = evsignal_new(d.base, SIGTERM, stop_cb, &d);

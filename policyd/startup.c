@@ -104,12 +104,18 @@ static void wait_for_daemon(int fd, pid_t child)
     msg[got] = '\0';
     if (got >= 1 && msg[0] == 'R')
         _exit(0);
+    /*
+     * The daemon failed and exits right after saying so: wait for it, so
+     * that when this command returns its sockets are closed and a restart
+     * can bind them.
+     */
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+        ;
     if (got >= 1 && msg[0] == 'E') {
         fprintf(stderr, "callahead-policyd: %s\n", msg + 1);
     } else {
-        int status = 0;
-        /* reaped only when it is already gone: a daemon that lives on is not waited for */
-        if (waitpid(child, &status, WNOHANG) == child && WIFSIGNALED(status))
+        if (WIFSIGNALED(status))
             fprintf(stderr,
                     "callahead-policyd: the daemon was killed by signal %d during "
                     "start-up\n",

@@ -5,7 +5,7 @@
 #    (its working directory is "/"), also for a SIGHUP reload of the relative route table;
 #  - the starting command returns only once the daemon listens (a query right after it
 #    is answered) and returns non-zero with the reason when start-up fails later on,
-#    leaving no pidfile behind;
+#    leaving no pidfile or socket file behind, and with its sockets closed;
 #  - a second instance is refused (locked pidfile; a unix socket that answers) and the
 #    first one's socket stays intact; a daemon that stops removes only its own socket file.
 # shellcheck source=tests/e2e/lib.sh
@@ -107,7 +107,7 @@ e2e_untrack "$PID_B"
 
 # --- a start that fails after detaching: non-zero exit with the reason, no pidfile
 cat >"$D/c.conf" <<EOC
-listen = inet:127.0.0.1:$PORT_A
+listen = inet:127.0.0.1:$PORT_A, unix:c.sock
 route_table = routes
 pidfile = c.pid
 user = no-such-user-e2e
@@ -116,6 +116,7 @@ start_bg "$D" c.conf
 [ "$RC" -ne 0 ] || e2e_fail "a failed background start exited 0"
 e2e_assert_match 'no-such-user-e2e' "$OUT" "the failed start reports its reason"
 [ ! -e "$D/c.pid" ] || e2e_fail "the failed start left a stale pidfile"
+[ ! -e "$D/c.sock" ] || e2e_fail "the failed start left its socket file behind"
 if e2e_port_open "$PORT_A"; then
     e2e_fail "something listens on $PORT_A after the failed start"
 fi
