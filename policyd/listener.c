@@ -30,7 +30,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "config.h"
 #include "log.h"
 #include "policy_conn.h"
 
@@ -305,9 +304,8 @@ static void accept_error_cb(struct evconnlistener *ev, void *arg)
     evconnlistener_disable(l->ev);
     evtimer_add(l->backoff, &tv);
     log_limited(&l->log_limit, LISTENER_LOG_INTERVAL_MS, LOG_WARNING,
-                "%s: accept: %s: not accepting for %d ms (max_connections = %d; %d open)", l->name,
-                evutil_socket_error_to_string(e), LISTENER_BACKOFF_MS, l->s->cfg->max_connections,
-                l->s->nconns);
+                "%s: accept: %s: not accepting for %d ms (%d policy connections open)", l->name,
+                evutil_socket_error_to_string(e), LISTENER_BACKOFF_MS, l->s->nconns);
 }
 
 struct listener *listener_start(struct event_base *base, int fd, struct policy_server *s, char *err,

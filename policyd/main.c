@@ -171,10 +171,14 @@ static void start_fail(struct daemon_state *d, const char *msg)
 }
 
 /*
- * raise_nofile - make room for max_connections + max_probes descriptors, or
- * say clearly how many connections the limit in effect allows.
+ * raise_nofile - make room for max_connections + max_probes descriptors.
+ * When the limit cannot be raised that far, returns how many policy
+ * connections fit (the usable descriptors shared between connections and
+ * probes in proportion to max_connections and max_probes), so the table
+ * counts as full, and evicts, before accept() runs out of descriptors;
+ * 0 when everything fits.
  */
-static void raise_nofile(const struct config *cfg)
+static int raise_nofile(const struct config *cfg)
 {
     long need = (long)cfg->max_connections + cfg->max_probes + NOFILE_MARGIN;
     char err[256];
@@ -182,19 +186,22 @@ static void raise_nofile(const struct config *cfg)
 
     if (have < 0) {
         log_warn("%s", err);
-        return;
+        return 0;
     }
     if (have >= need) {
         log_debug("open file limit %ld (max_connections %d + max_probes %d + %d needed)", have,
                   cfg->max_connections, cfg->max_probes, NOFILE_MARGIN);
-        return;
+        return 0;
     }
     long usable = have > NOFILE_SELF ? have - NOFILE_SELF : 0;
+    long conns = usable * cfg->max_connections / (cfg->max_connections + cfg->max_probes);
+    if (conns < 1)
+        conns = 1;
     log_warn("open file limit is %ld, below the %ld that max_connections = %d and max_probes = %d "
-             "need, and it cannot be raised: policy connections and probes together can use "
-             "only about %ld descriptors; more clients wait in the listen queue (raise the hard "
-             "limit, e.g. LimitNOFILE= or ulimit -Hn, or lower max_connections)",
-             have, need, cfg->max_connections, cfg->max_probes, usable);
+             "need, and it cannot be raised: at most %ld policy connections at once (raise the "
+             "hard limit, e.g. LimitNOFILE= or ulimit -Hn, or lower max_connections)",
+             have, need, cfg->max_connections, cfg->max_probes, conns);
+    return (int)conns;
 }
 
 /* reload_cb - SIGHUP: new config and routes, or keep the old ones and say why */
@@ -374,7 +381,7 @@ int main(int argc, char **argv)
     if (d.cfg->pidfile[0] != '\0' &&
         (d.pidfile_fd = startup_pidfile_lock(d.cfg->pidfile, err, sizeof(err))) < 0)
         start_fail(&d, err);
-    raise_nofile(d.cfg);
+    int conn_cap = raise_nofile(d.cfg);
 
     int *fds = d.bound;
     for (int i = 0; i < d.cfg->nlisten; i++) {
@@ -400,6 +407,7 @@ int main(int argc, char **argv)
     if (d.verifier == NULL)
         start_fail(&d, err);
     policy_server_init(&d.server, d.base, d.cfg, d.verifier);
+    d.server.conn_cap = conn_cap;
     for (int i = 0; i < d.cfg->nlisten; i++) {
         char name[160];
         listener_describe(fds[i], name, sizeof(name));

@@ -453,6 +453,14 @@ void policy_server_init(struct policy_server *s, struct event_base *base, const 
     TAILQ_INIT(&s->conns);
 }
 
+/* conn_limit - max_connections, or less when the descriptor limit allows less */
+static int conn_limit(const struct policy_server *s)
+{
+    int max = s->cfg->max_connections;
+
+    return s->conn_cap > 0 && s->conn_cap < max ? s->conn_cap : max;
+}
+
 /*
  * conn_evict - the table is full: close the least recently active
  * connection that is waiting for input (idle between requests, or still
@@ -473,23 +481,23 @@ static int conn_evict(struct policy_server *s, const char *newcomer)
         return -1;
     s->evicted++;
     log_limited(&s->log_evicted, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
-                "policy %s: max_connections = %d reached: closed the least recently active "
+                "policy %s: connection limit %d reached: closed the least recently active "
                 "connection (%s, %s) to make room (%lu so far)",
-                newcomer, s->cfg->max_connections, c->peer,
-                c->request_started ? "slow request" : "idle", s->evicted);
+                newcomer, conn_limit(s), c->peer, c->request_started ? "slow request" : "idle",
+                s->evicted);
     policy_conn_free(c);
     return 0;
 }
 
 struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd, const char *peer)
 {
-    if (!s->draining && s->nconns >= s->cfg->max_connections)
+    if (!s->draining && s->nconns >= conn_limit(s))
         (void)conn_evict(s, peer);
-    if (s->draining || s->nconns >= s->cfg->max_connections) {
+    if (s->draining || s->nconns >= conn_limit(s)) {
         s->refused++;
         log_limited(&s->log_refused, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
-                    "policy %s: refused: %s (max_connections = %d; %lu refused so far)", peer,
-                    s->draining ? "shutting down" : "too many connections", s->cfg->max_connections,
+                    "policy %s: refused: %s (connection limit %d; %lu refused so far)", peer,
+                    s->draining ? "shutting down" : "too many connections", conn_limit(s),
                     s->refused);
         evutil_closesocket(fd);
         return NULL;

@@ -42,7 +42,8 @@ struct policy_server {
     const struct config *cfg; /* replaced on reload; connections read it per request */
     struct verifier *verifier;
     int nconns;
-    int draining;                    /* SIGTERM: finish what is in progress, take nothing new */
+    int conn_cap; /* > 0: fewer connections than max_connections fit the descriptor limit */
+    int draining; /* SIGTERM: finish what is in progress, take nothing new */
     TAILQ_HEAD(, policy_conn) conns; /* least recently active first (see policy_conn_new) */
     unsigned long requests, protocol_errors, refused, evicted;
     /* rate limits per kind of client-caused warning (see POLICY_LOG_INTERVAL_MS) */

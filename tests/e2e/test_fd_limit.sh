@@ -1,11 +1,13 @@
 #!/bin/bash
 # test_fd_limit.sh - out of file descriptors. The daemon runs as an unprivileged user
 # with a hard limit of 64 descriptors (so it cannot raise it) and the default
-# max_connections = 4096: it must say at start-up that the limit is too low. Then
-# 150 idle clients connect, far more than 64 descriptors allow: accept() fails with
-# EMFILE, and the daemon must neither spin (CPU time over 2 s stays small) nor flood
-# the log (a few "accept" lines at most). Once those clients leave, a new client
-# is answered.
+# max_connections = 4096: it must say at start-up that the limit is too low and how
+# many connections fit, and count the table as full at that many, so 150 idle
+# clients cannot lock a new one out. Then its limit is lowered further behind its
+# back (prlimit --pid), so accept() itself fails with EMFILE: the daemon must
+# neither spin (CPU time over 2 s stays small) nor flood the log (a few "accept"
+# lines at most), and once the idle clients leave a new client is answered.
+# Last, a low soft limit under a high hard one is raised at start-up.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -29,32 +31,58 @@ cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-# 150 idle clients, held for 5 s
-perl -MIO::Socket::INET -e '
-    my @s;
-    for (1 .. 150) {
-        my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $ARGV[0], Timeout => 5)
-            or die "connect $_: $!\n";
-        push @s, $c;
-    }
-    sleep 5;' "$POLICYD_PORT" &
-HOLDER=$!
-e2e_track "$HOLDER" "idle clients"
+# idle_clients N SECONDS - N connections that send nothing, held for SECONDS (background)
+idle_clients() {
+    perl -MIO::Socket::INET -e '
+        my ($port, $n, $secs) = @ARGV; my @s;
+        for (1 .. $n) {
+            my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $port, Timeout => 5)
+                or die "connect $_: $!\n";
+            push @s, $c;
+        }
+        sleep $secs;' "$POLICYD_PORT" "$1" "$2" &
+    HOLDER=$!
+    e2e_track "$HOLDER" "idle clients"
+}
+
+# no_busy_loop - the daemon's CPU time over 2 s stays under 10 % (a busy loop burns ~100 %)
+no_busy_loop() {
+    local t0 t1 hz
+    hz=$(getconf CLK_TCK)
+    t0=$(cpu_ticks "$POLICYD_PID")
+    sleep 2
+    t1=$(cpu_ticks "$POLICYD_PID")
+    e2e_log "daemon CPU over 2 s $1: $((t1 - t0)) ticks (CLK_TCK $hz)"
+    [ $((t1 - t0)) -le $((hz / 5)) ] || e2e_fail "the daemon used $((t1 - t0)) ticks in 2 s $1: busy loop"
+}
+
+cap=$(sed -n 's/.*at most \([0-9]*\) policy connections at once.*/\1/p' "$POLICYD_LOG")
+[ -n "$cap" ] && [ "$cap" -gt 0 ] && [ "$cap" -lt 64 ] || e2e_fail "no usable connection count logged"
+e2e_log "ok: the daemon counts $cap connections as a full table"
+
+# 1. 150 idle clients against a table of $cap: the least active make room, nothing fails
+idle_clients 150 4
 sleep 1.5
-t0=$(cpu_ticks "$POLICYD_PID")
-sleep 2
-t1=$(cpu_ticks "$POLICYD_PID")
-ticks=$((t1 - t0))
-hz=$(getconf CLK_TCK)
-e2e_log "daemon CPU over 2 s with descriptors exhausted: $ticks ticks (CLK_TCK $hz)"
-# a busy loop burns ~2 s (2 * CLK_TCK ticks); allow 10 %
-[ "$ticks" -le $((hz / 5)) ] || e2e_fail "the daemon used $ticks ticks of CPU in 2 s: busy loop"
+no_busy_loop "with 150 idle clients"
+e2e_assert_match '^550 5\.1\.1 ' "$(e2e_policy_query recipient=bob@example.test)" \
+    "a new client is answered while 150 idle clients hold on"
+[ "$(grep -c 'accept' "$POLICYD_LOG")" -eq 0 ] || e2e_fail "accept() failed although the table was capped"
+lines=$(grep -c 'connection limit [0-9]* reached' "$POLICYD_LOG" || true)
+[ "$lines" -ge 1 ] && [ "$lines" -le 2 ] || e2e_fail "$lines eviction lines logged (want 1 or 2)"
+wait "$HOLDER" 2>/dev/null
+e2e_untrack "$HOLDER"
+
+# 2. the limit drops under the daemon's feet: accept() fails with EMFILE
+setpriv --reuid=65534 --regid=65534 --clear-groups prlimit --pid "$POLICYD_PID" --nofile=24:24 ||
+    e2e_fail "cannot lower the daemon's descriptor limit"
+idle_clients 150 5
+sleep 1.5
+no_busy_loop "with descriptors exhausted"
 lines=$(grep -c 'accept' "$POLICYD_LOG" || true)
 e2e_log "accept lines in the log: $lines"
 [ "$lines" -ge 1 ] || e2e_fail "the descriptor shortage was not logged at all"
 [ "$lines" -le 3 ] || e2e_fail "$lines accept lines logged: not rate-limited"
 e2e_alive "$POLICYD_PID" || e2e_fail "the daemon died"
-
 wait "$HOLDER" 2>/dev/null
 e2e_untrack "$HOLDER"
 # the clients left; the daemon accepts again (after its back-off) and answers

@@ -56,7 +56,7 @@ e2e_assert_match '^closed=40 ' "$out" "every slow client was cut off"
 longest=$(sed -n 's/.*longest=\([0-9]*\).*/\1/p' <<<"$out")
 # request_timeout = 2s from the first byte (+ half a second of client polling)
 [ "$longest" -le 3 ] || e2e_fail "a slow client lived ${longest}s after its first byte"
-lines=$(grep -c 'max_connections = 20 reached' "$POLICYD_LOG" || true)
+lines=$(grep -c 'connection limit 20 reached' "$POLICYD_LOG" || true)
 [ "$lines" -ge 1 ] && [ "$lines" -le 2 ] || e2e_fail "$lines eviction lines logged (want 1 or 2)"
 e2e_log "ok: $lines eviction line(s) logged"
 e2e_stop_policyd
