@@ -51,6 +51,7 @@ struct daemon_state {
     const char *start_dir;        /* the working directory at start: base of relative paths */
     int ready_fd;                 /* pipe to the command waiting for the background start, or -1 */
     int pidfile_fd;               /* the locked pidfile, or -1 */
+    char *pidfile;                /* its name (a reload may change cfg->pidfile, not this) */
     int bound[CONFIG_MAX_LISTEN]; /* sockets bound at start-up, until listeners own them */
     int nbound;
     int foreground;
@@ -164,7 +165,7 @@ static void start_fail(struct daemon_state *d, const char *msg)
         startup_failed(d->ready_fd, msg);
     }
     if (d->pidfile_fd >= 0) {
-        unlink(d->cfg->pidfile);
+        unlink(d->pidfile);
         close(d->pidfile_fd);
     }
     exit(1);
@@ -378,9 +379,12 @@ int main(int argc, char **argv)
         return 1;
     }
     /* from here on every failure goes through start_fail */
-    if (d.cfg->pidfile[0] != '\0' &&
-        (d.pidfile_fd = startup_pidfile_lock(d.cfg->pidfile, err, sizeof(err))) < 0)
-        start_fail(&d, err);
+    if (d.cfg->pidfile[0] != '\0') {
+        if ((d.pidfile = strdup(d.cfg->pidfile)) == NULL)
+            start_fail(&d, "out of memory");
+        if ((d.pidfile_fd = startup_pidfile_lock(d.pidfile, err, sizeof(err))) < 0)
+            start_fail(&d, err);
+    }
     int conn_cap = raise_nofile(d.cfg);
 
     int *fds = d.bound;
@@ -445,9 +449,10 @@ int main(int argc, char **argv)
         event_free(d.drain_timer);
     event_base_free(d.base);
     if (d.pidfile_fd >= 0) {
-        unlink(d.cfg->pidfile); /* ours: we hold its lock */
+        unlink(d.pidfile); /* ours: we hold its lock */
         close(d.pidfile_fd);
     }
+    free(d.pidfile);
     config_free(d.cfg);
     free(d.cfg);
     free(abs_config);
