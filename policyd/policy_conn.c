@@ -48,7 +48,7 @@ struct policy_conn {
     enum conn_state state;
     char peer[64];
     struct policy_request req;
-    int request_started; /* a line of the current request has arrived */
+    int request_started; /* a byte of the current request has arrived */
     int closing;         /* close once the output has drained (SIGTERM drain) */
     int peer_eof;        /* the client shut its sending side: answer what is complete, close */
     struct verifier_req *lookup;
@@ -263,6 +263,9 @@ static int conn_request_done(struct policy_conn *c)
 {
     struct policy_request *r = &c->req;
 
+    /* the list is in order of last activity: the head is what conn_evict takes first */
+    TAILQ_REMOVE(&c->s->conns, c, link);
+    TAILQ_INSERT_TAIL(&c->s->conns, c, link);
     if (r->request == NULL || strcmp(r->request, "smtpd_access_policy") != 0) {
         log_limited(&c->s->log_not_policy, POLICY_LOG_INTERVAL_MS, LOG_WARNING,
                     "policy %s: request=%s is not smtpd_access_policy: DUNNO", c->peer,
@@ -272,9 +275,6 @@ static int conn_request_done(struct policy_conn *c)
     if (r->protocol_state == NULL || strcasecmp(r->protocol_state, "RCPT") != 0 ||
         r->recipient == NULL || r->recipient[0] == '\0')
         return conn_reply(c, "DUNNO");
-    /* the list is in order of last activity: the head is what conn_evict takes first */
-    TAILQ_REMOVE(&c->s->conns, c, link);
-    TAILQ_INSERT_TAIL(&c->s->conns, c, link);
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     conn_enter_state(c, CONN_VERIFYING);
     conn_arm_deadline(c);
@@ -472,11 +472,9 @@ static int conn_evict(struct policy_server *s, const char *newcomer)
 {
     struct policy_conn *c;
 
-    TAILQ_FOREACH(c, &s->conns, link)
-    {
-        if (c->state == CONN_READING)
-            break;
-    }
+    c = TAILQ_FIRST(&s->conns);
+    while (c != NULL && c->state != CONN_READING)
+        c = TAILQ_NEXT(c, link);
     if (c == NULL)
         return -1;
     s->evicted++;
