@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "policy_action.h"
+#include "value_parse.h"
 
 #define CONFIG_MAX_LINE 4096      /* one physical line, without LF */
 #define CONFIG_MAX_VALUE 2048     /* one value after joining continuation lines */
@@ -55,6 +56,9 @@ struct config_param {
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (24L * 3600)
+
+/* big enough that any in-range value stays exact */
+#define CONFIG_NUM_LIMIT 1000000000L
 
 static const struct config_param config_params[] = {
     /* where we listen */
@@ -228,97 +232,6 @@ static int config_seterr(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-/* config_parse_uint - a decimal number (digits only) below limit; *end after the digits */
-static int config_parse_uint(const char *s, long limit, long *out, const char **end)
-{
-    long v = 0;
-    const char *p = s;
-
-    if (!isdigit((unsigned char)*p))
-        return -1;
-    for (; isdigit((unsigned char)*p); p++) {
-        v = v * 10 + (*p - '0');
-        if (v > limit)
-            return -1;
-    }
-    *out = v;
-    *end = p;
-    return 0;
-}
-
-/* big enough that any in-range value stays exact, small enough that v * 604800 fits a long */
-#define CONFIG_NUM_LIMIT 1000000000L
-
-/* config_parse_time - "300", "300s", "5m", "3h", "31d", "1w" into seconds */
-static int config_parse_time(const char *s, long *out)
-{
-    const char *end;
-    long v, mul;
-
-    if (config_parse_uint(s, CONFIG_NUM_LIMIT, &v, &end) < 0)
-        return -1;
-    switch (tolower((unsigned char)*end)) {
-    case '\0':
-    case 's':
-        mul = 1;
-        break;
-    case 'm':
-        mul = 60;
-        break;
-    case 'h':
-        mul = 3600;
-        break;
-    case 'd':
-        mul = DAY;
-        break;
-    case 'w':
-        mul = 7 * DAY;
-        break;
-    default:
-        return -1;
-    }
-    if (*end != '\0' && end[1] != '\0')
-        return -1;
-    *out = v * mul;
-    return 0;
-}
-
-/* config_parse_ms - "250", "250ms", "5s" into milliseconds */
-static int config_parse_ms(const char *s, long *out)
-{
-    const char *end;
-    long v;
-
-    if (config_parse_uint(s, CONFIG_NUM_LIMIT, &v, &end) < 0)
-        return -1;
-    if (*end == '\0' || strcasecmp(end, "ms") == 0)
-        *out = v;
-    else if (strcasecmp(end, "s") == 0)
-        *out = v * 1000;
-    else
-        return -1;
-    return 0;
-}
-
-/* config_parse_bool - yes/no (and the usual synonyms) */
-static int config_parse_bool(const char *s, long *out)
-{
-    static const char *const yes[] = {"yes", "true", "on", "1"};
-    static const char *const no[] = {"no", "false", "off", "0"};
-
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(s, yes[i]) == 0) {
-            *out = 1;
-            return 0;
-        }
-        if (strcasecmp(s, no[i]) == 0) {
-            *out = 0;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* config_parse_mode - octal digits, e.g. "0660" */
 static int config_parse_mode(const char *s, long *out)
 {
@@ -337,75 +250,6 @@ static int config_parse_mode(const char *s, long *out)
     return 0;
 }
 
-/* config_check_port - decimal 0..65535 (0: let the kernel pick, for tests) */
-static int config_check_port(const char *s, size_t len, int *port)
-{
-    long v = 0;
-
-    if (len == 0 || len > 5)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v > 65535)
-        return -1;
-    if (port)
-        *port = (int)v;
-    return 0;
-}
-
-/*
- * config_split_hostport - "HOST:PORT" or "[IPV6]:PORT" (s, len bytes) into
- * host and port. need_port 0 allows the port to be missing (*port then
- * untouched). host_out gets a copy of the host (or NULL when not wanted).
- */
-static int config_split_hostport(const char *s, size_t len, int need_port, char **host_out,
-                                 int *port)
-{
-    const char *host = s, *rest;
-    size_t hlen;
-
-    if (len > 0 && s[0] == '[') {
-        const char *close = memchr(s, ']', len);
-        if (close == NULL)
-            return -1;
-        host = s + 1;
-        hlen = (size_t)(close - host);
-        rest = close + 1;
-        if (memchr(host, ':', hlen) == NULL)
-            return -1; /* brackets are for IPv6 only */
-    } else {
-        const char *colon = memchr(s, ':', len);
-        size_t ncolons = 0;
-        for (size_t i = 0; i < len; i++)
-            ncolons += s[i] == ':';
-        if (ncolons > 1)
-            return -1; /* an IPv6 address must be written in brackets */
-        hlen = colon ? (size_t)(colon - s) : len;
-        rest = s + hlen;
-    }
-    if (hlen == 0 || hlen > 255)
-        return -1;
-    for (size_t i = 0; i < hlen; i++)
-        if (!isalnum((unsigned char)host[i]) && strchr(".-_:%", host[i]) == NULL)
-            return -1;
-    size_t rlen = len - (size_t)(rest - s);
-    if (rlen == 0) {
-        if (need_port)
-            return -1;
-    } else if (rest[0] != ':' || config_check_port(rest + 1, rlen - 1, port) < 0) {
-        return -1;
-    }
-    if (host_out) {
-        *host_out = strndup(host, hlen);
-        if (*host_out == NULL)
-            return -1;
-    }
-    return 0;
-}
-
 /* config_check_unix_path - an absolute-or-relative path that fits sun_path */
 static int config_check_unix_path(const char *s, size_t len)
 {
@@ -421,7 +265,7 @@ static int config_check_unix_path(const char *s, size_t len)
 static int config_check_endpoint(const char *s, size_t len)
 {
     if (len > 5 && strncmp(s, "inet:", 5) == 0)
-        return config_split_hostport(s + 5, len - 5, 1, NULL, NULL);
+        return value_parse_hostport(s + 5, len - 5, 1, NULL, 0, NULL) == VALUE_OK ? 0 : -1;
     if (len > 5 && strncmp(s, "unix:", 5) == 0)
         return config_check_unix_path(s + 5, len - 5);
     return -1;
@@ -507,7 +351,7 @@ static int config_check_string(const struct config_param *p, const char *value, 
                 return 0;
         } else {
             int port = CONFIG_REDIS_DEFAULT_PORT;
-            if (config_split_hostport(value, len, 0, NULL, &port) == 0 && port > 0)
+            if (value_parse_hostport(value, len, 0, NULL, 0, &port) == VALUE_OK && port > 0)
                 return 0;
         }
         return config_seterr(err, errlen, "bad %s (want HOST:PORT, [IPV6]:PORT or unix:PATH)",
@@ -526,8 +370,12 @@ static int config_redis_derive(struct config *c)
     if (c->redis_server == NULL || c->redis_server[0] == '\0' ||
         strncmp(c->redis_server, "unix:", 5) == 0)
         return 0;
-    return config_split_hostport(c->redis_server, strlen(c->redis_server), 0, &c->redis_host,
-                                 &c->redis_port);
+    char host[VALUE_HOST_MAX];
+    if (value_parse_hostport(c->redis_server, strlen(c->redis_server), 0, host, sizeof(host),
+                             &c->redis_port) != VALUE_OK)
+        return -1;
+    c->redis_host = strdup(host);
+    return c->redis_host != NULL ? 0 : -1;
 }
 
 /*
@@ -538,7 +386,8 @@ static int config_set(struct config *c, const struct config_param *p, const char
                       size_t errlen)
 {
     void *field = config_field(c, p);
-    long v = 0;
+    long long v = 0;
+    long m;
 
     switch (p->type) {
     case CONFIG_ACTION: {
@@ -561,30 +410,38 @@ static int config_set(struct config *c, const struct config_param *p, const char
     }
     case CONFIG_LISTEN:
         return config_set_listen(c, value, err, errlen);
-    case CONFIG_INT: {
-        const char *end;
-        if (config_parse_uint(value, CONFIG_NUM_LIMIT, &v, &end) < 0 || *end != '\0')
+    case CONFIG_INT:
+        if (value_parse_count(value, 0, CONFIG_NUM_LIMIT, &v) != VALUE_OK)
             return config_seterr(err, errlen, "bad number for %s", p->name);
         break;
-    }
-    case CONFIG_BOOL:
-        if (config_parse_bool(value, &v) < 0)
+    case CONFIG_BOOL: {
+        int b;
+        if (value_parse_bool(value, &b) != VALUE_OK)
             return config_seterr(err, errlen, "bad boolean for %s (want yes or no)", p->name);
+        v = b;
         break;
+    }
     case CONFIG_TIME:
-        if (config_parse_time(value, &v) < 0)
+    case CONFIG_MS: {
+        /* one duration grammar (value_parse.h); only the unit of a bare number differs */
+        long long bare = p->type == CONFIG_TIME ? VALUE_SECONDS : VALUE_MS;
+        int rc = value_parse_duration(value, bare, 0, LLONG_MAX, &v);
+        if (rc == VALUE_OK && p->type == CONFIG_TIME && v % 1000 != 0)
+            rc = VALUE_SYNTAX;
+        if (rc == VALUE_SYNTAX)
             return config_seterr(err, errlen,
-                                 "bad time for %s (want a number with suffix s, m, h, d or w)",
-                                 p->name);
+                                 "bad time for %s (want a number with unit ms, s, m, h, d or w%s)",
+                                 p->name, p->type == CONFIG_TIME ? ", whole seconds" : "");
+        if (rc == VALUE_OK && p->type == CONFIG_TIME)
+            v /= 1000;
+        if (rc != VALUE_OK)
+            v = LLONG_MAX; /* too large to compute: out of range below */
         break;
-    case CONFIG_MS:
-        if (config_parse_ms(value, &v) < 0)
-            return config_seterr(err, errlen, "bad time for %s (want a number with suffix ms or s)",
-                                 p->name);
-        break;
+    }
     case CONFIG_MODE:
-        if (config_parse_mode(value, &v) < 0)
+        if (config_parse_mode(value, &m) < 0)
             return config_seterr(err, errlen, "bad octal mode for %s", p->name);
+        v = m;
         break;
     }
     if (v < p->min || v > p->max)

@@ -86,8 +86,10 @@ static void print_config_manpage(void)
           ".SH SYNTAX\nPostfix style: one\n.I \"name = value\"\nper line; lines starting "
           "with\n.B #\nare comments; a line starting with white space continues the previous "
           "value. Unknown names, duplicates and bad values are errors reported with file and "
-          "line. Times take a unit suffix (s, m, h, d, w), durations in milliseconds take ms or "
-          "s. Show the parameters you changed with\n.BR \"callahead-policyd -n\" .\n"
+          "line. Times are digits and a unit: ms, s, m, h, d or w (15s, 500ms, 1d); a number "
+          "without a unit is in seconds, except for the parameters whose default is written "
+          "in ms, where it is in milliseconds. Show the parameters you changed with\n.BR "
+          "\"callahead-policyd -n\" .\n"
           ".PP\nIn action templates\n.B %a\nis the recipient address,\n.B %r\nthe reason,\n"
           ".B %s\nthe verdict's source,\n.B %c\nthe SMTP code and\n.B %%\na percent sign.\n"
           ".SH PARAMETERS\n",

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "value_parse.h"
 
 #define CDB_SOURCE "cdb"
 #define CDB_VALUE_MAX 1024 /* longer values are cut: only the reason text comes from them */
@@ -221,11 +222,9 @@ static void *cdb_open(const struct backend_env *env, const struct route *r, char
         snprintf(err, errlen, "cdb: no table path");
         return NULL;
     }
-    if (strcasecmp(fold, "yes") == 0 || strcasecmp(fold, "true") == 0 || strcmp(fold, "1") == 0)
-        fold_local = true;
-    else if (strcasecmp(fold, "no") == 0 || strcasecmp(fold, "false") == 0 ||
-             strcmp(fold, "0") == 0)
-        fold_local = false;
+    int fold_yes;
+    if (value_parse_bool(fold, &fold_yes) == VALUE_OK)
+        fold_local = fold_yes != 0;
     else {
         snprintf(err, errlen, "cdb:%s: fold_local must be yes or no, not \"%.50s\"", r->arg, fold);
         return NULL;

@@ -172,7 +172,9 @@ Test(config, bad_values)
     parse_err_prefix("idle_timeout = 0\n", "test.conf:1: idle_timeout out of range");
     parse_err_prefix("ttl_valid = 1000w\n", "test.conf:1: ttl_valid out of range");
     parse_err_prefix("ttl_valid = 999999999w\n", "test.conf:1: ttl_valid out of range");
-    parse_err_prefix("answer_budget = 5m\n", "test.conf:1: bad time for answer_budget");
+    parse_err_prefix("answer_budget = 5y\n", "test.conf:1: bad time for answer_budget");
+    parse_err_prefix("answer_budget = 11m\n", "test.conf:1: answer_budget out of range");
+    parse_err_prefix("idle_timeout = 1500ms\n", "test.conf:1: bad time for idle_timeout");
     parse_err_prefix("answer_budget = 1ms\n", "test.conf:1: answer_budget out of range");
     parse_err_prefix("redis_reconnect_max = 50ms\n", "test.conf:1: redis_reconnect_max out");
     parse_err_prefix("unix_socket_mode = 0680\n", "test.conf:1: bad octal mode");
@@ -603,4 +605,31 @@ Test(config, example_file)
     free(all);
     config_free(&d);
     config_free(&c);
+}
+
+/* the one duration grammar of value_parse.h: every unit for every time parameter */
+Test(config, one_duration_grammar)
+{
+    struct config c;
+
+    parse_ok("idle_timeout = 5000ms\n"
+             "answer_budget = 1m\n"
+             "redis_reconnect_max = 1h\n"
+             "dns_timeout = 4S\n"
+             "cache_l1_ttl = 1w\n",
+             &c);
+    cr_assert_eq(c.idle_timeout, 5);
+    cr_assert_eq(c.answer_budget_ms, 60000);
+    cr_assert_eq(c.redis_reconnect_max_ms, 3600000);
+    cr_assert_eq(c.dns_timeout_ms, 4000);
+    cr_assert_eq(c.cache_l1_ttl, 7 * 86400);
+    config_free(&c);
+    /* a bare number keeps the parameter's unit: seconds, or ms where the default says ms */
+    parse_ok("idle_timeout = 7\nredis_timeout = 7\n", &c);
+    cr_assert_eq(c.idle_timeout, 7);
+    cr_assert_eq(c.redis_timeout_ms, 7);
+    config_free(&c);
+    parse_err_prefix("answer_budget = 99999999999999999999w\n",
+                     "test.conf:1: answer_budget out of range");
+    parse_err_prefix("redis_timeout = -5ms\n", "test.conf:1: bad time for redis_timeout");
 }
