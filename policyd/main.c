@@ -248,6 +248,30 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     log_info("reloaded %s (route table %s)", d->config_path, ncfg->route_table);
 }
 
+/*
+ * check_verifier - open the verifier of cfg on a private event loop and
+ * free it again: the route table, every route's options and every backend's
+ * open() are checked by the very code that start-up and reload run, so -t
+ * cannot pass what the daemon then refuses. Nothing is sent anywhere: the
+ * loop never runs.
+ */
+static int check_verifier(const struct config *cfg, char *err, size_t errlen)
+{
+    struct event_base *base = event_base_new();
+    struct verifier_config vc;
+
+    if (base == NULL) {
+        snprintf(err, errlen, "cannot create an event loop");
+        return -1;
+    }
+    config_verifier(cfg, &vc);
+    struct verifier *v = verifier_new(base, &vc, err, errlen);
+    int rc = v != NULL ? 0 : -1;
+    verifier_free(v);
+    event_base_free(base);
+    return rc;
+}
+
 /* drain_check_cb - exit once every connection has answered, or the deadline passed */
 static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -359,13 +383,11 @@ int main(int argc, char **argv)
         return 1;
     }
     d.config_path = abs_config;
-    /* the route table is checked now so a typo is reported on the terminal */
-    struct route_table *rt = route_table_load(d.cfg->route_table, err, sizeof(err));
-    if (rt == NULL) {
+    /* checked now so that a typo is reported on the terminal, by -t and start-up alike */
+    if (check_verifier(d.cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "callahead-policyd: %s\n", err);
         return 1;
     }
-    route_table_free(rt);
     if (check_only) {
         printf("%s: configuration and route table %s are valid\n", d.config_path,
                d.cfg->route_table);

@@ -15,6 +15,7 @@
 
 #include "address.h"
 #include "route.h"
+#include "value_parse.h"
 #include "verdict.h"
 
 struct event_base;
@@ -52,6 +53,17 @@ struct backend_ops {
     void (*cancel)(struct backend_req *req);
     /* close - free the state; pending requests must have been cancelled or finished */
     void (*close)(void *state);
+    /*
+     * options - the route options this backend claims, each with its value
+     * type and bounds, ended by {NULL}; NULL for none. Before open() the
+     * verifier checks every option of the route against its own generic
+     * table (fold_local, breaker_*, ...) and this one: an option neither
+     * claims, or a value not of the declared type, rejects the route table
+     * with file:line, at start-up, on reload and in "callahead-policyd -t"
+     * alike. open() then parses the values (with value_parse.h) and checks
+     * whatever a type cannot say (VALUE_TEXT syntax, combinations).
+     */
+    const struct value_decl *options;
 };
 
 #endif

@@ -1075,12 +1075,12 @@ static void req_dns_cb(int status, const struct dns_target *targets, int ntarget
 
 /* --- options and route arguments ---------------------------------------- */
 
-/* parse_duration - a route option's duration (route_parse_ms, at most an hour) into tv */
+/* parse_duration - a route option's duration (value_parse_duration, at most an hour) into tv */
 static int parse_duration(const char *s, struct timeval *tv)
 {
-    long ms;
+    long long ms;
 
-    if (route_parse_ms(s, SMTP_TIMEOUT_LIMIT_MS, &ms) < 0)
+    if (value_parse_duration(s, VALUE_SECONDS, 1, SMTP_TIMEOUT_LIMIT_MS, &ms) != VALUE_OK)
         return -1;
     tv->tv_sec = (time_t)(ms / 1000);
     tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
@@ -1333,26 +1333,26 @@ static int parse_options(const struct route *r, struct smtp_route *rt, char *err
     }
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
         v = route_option(r, counts[i].name, counts[i].def);
-        if (route_parse_count(v, counts[i].max, (int *)((char *)rt + counts[i].off)) < 0) {
+        long long n;
+        if (value_parse_count(v, 1, counts[i].max, &n) != VALUE_OK) {
             snprintf(err, errlen, "%s=%s: expected 1..%d", counts[i].name, v, counts[i].max);
             return -1;
         }
+        *(int *)((char *)rt + counts[i].off) = (int)n;
     }
     v = route_option(r, "reuse", "yes");
-    if (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0) {
-        rt->reuse = v[0] == 'y';
-    } else {
+    if (value_parse_bool(v, &rt->reuse) != VALUE_OK) {
         snprintf(err, errlen, "reuse=%s: expected yes or no", v);
         return -1;
     }
     v = route_option(r, "port", NULL);
     if (v != NULL) {
-        int port;
+        long long port;
         if (rt->mode != MODE_MX) {
             snprintf(err, errlen, "port=%s: only for smtp:mx; write smtp:[host]:port", v);
             return -1;
         }
-        if (route_parse_count(v, 65535, &port) < 0) {
+        if (value_parse_count(v, 1, 65535, &port) != VALUE_OK) {
             snprintf(err, errlen, "port=%s: expected 1..65535", v);
             return -1;
         }
@@ -1553,10 +1553,34 @@ static void smtp_close(void *state)
     route_free(rt);
 }
 
+/* smtp_options - the route options parse_options reads (docs/ROUTES.md); durations in ms */
+static const struct value_decl smtp_options[] = {
+    {"connect_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"greeting_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"command_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"ehlo_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"mail_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"rcpt_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"rset_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"idle_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"quit_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"queue_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"max_connections", VALUE_COUNT, 1, SMTP_MAX_CONNECTIONS_LIMIT},
+    {"max_rcpts_per_session", VALUE_COUNT, 1, SMTP_MAX_RCPTS_LIMIT},
+    {"max_addresses", VALUE_COUNT, 1, SMTP_MAX_ADDRESSES_LIMIT},
+    {"reuse", VALUE_BOOL, 0, 1},
+    {"port", VALUE_COUNT, 1, 65535},
+    {"sender", VALUE_TEXT, 0, 0},
+    {"helo_name", VALUE_TEXT, 0, 0},
+    {"invalid_codes", VALUE_TEXT, 0, 0},
+    {NULL, 0, 0, 0},
+};
+
 const struct backend_ops backend_smtp_ops = {
     .name = "smtp",
     .open = smtp_open,
     .lookup = smtp_lookup,
     .cancel = smtp_cancel,
     .close = smtp_close,
+    .options = smtp_options,
 };

@@ -827,43 +827,32 @@ const char *route_option(const struct route *r, const char *name, const char *de
     return def;
 }
 
-int route_parse_ms(const char *s, long max_ms, long *ms)
+/*
+ * route_options_check - every option of r is claimed by one of the tables
+ * and has a value of its declared type; see route.h.
+ */
+int route_options_check(const struct route *r, const struct value_decl *const *tables,
+                        size_t ntables, char *why, size_t whylen)
 {
-    static const struct {
-        const char *suffix;
-        long unit;
-    } units[] = {{"ms", 1}, {"", 1000}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-    char *end;
-    unsigned long v;
+    for (int i = 0; i < r->noptions && i < ROUTE_MAX_OPTIONS; i++) {
+        const struct route_option *o = &r->options[i];
+        const struct value_decl *found = NULL;
 
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || v == 0)
-        return -1;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].suffix) == 0) {
-            if (v > (unsigned long)(max_ms / units[i].unit))
-                return -1;
-            *ms = (long)v * units[i].unit;
-            return 0;
+        for (size_t t = 0; t < ntables && found == NULL; t++)
+            for (const struct value_decl *d = tables[t]; d != NULL && d->name != NULL; d++)
+                if (strcmp(d->name, o->name) == 0) {
+                    found = d;
+                    break;
+                }
+        if (found == NULL) {
+            const char *near = value_closest(o->name, tables, ntables);
+            snprintf(why, whylen, "unknown option \"%.64s\" for %s routes%s%s%s", o->name,
+                     route_method_name(r->method), near ? " (did you mean \"" : "",
+                     near ? near : "", near ? "\"?)" : "");
+            return -1;
         }
+        if (value_check(found, o->value, why, whylen) < 0)
+            return -1;
     }
-    return -1;
-}
-
-int route_parse_count(const char *s, int max, int *out)
-{
-    char *end;
-    unsigned long n;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    n = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || n == 0 || n > (unsigned long)max)
-        return -1;
-    *out = (int)n;
     return 0;
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "address.h"
+#include "value_parse.h"
 
 #define ROUTE_MAX_REWRITES 8
 #define ROUTE_MAX_OPTIONS 16
@@ -88,15 +89,15 @@ const struct route *route_resolve(const struct route_table *t, struct address *a
 const char *route_option(const struct route *r, const char *name, const char *def);
 
 /*
- * route_parse_ms - a route option's duration: digits, then "ms", "s" or
- * nothing (seconds), "m", "h" or "d"; from 1 ms to max_ms. 0 with *ms set,
- * or -1. One parser for every backend's and the verifier's options, so
- * they all take the same syntax (docs/ROUTES.md).
+ * route_options_check - check r's options against the declared ones: the
+ * NULL-terminated tables (ntables of them: the verifier's generic options,
+ * the backend's own) in that order. An option no table claims is an error
+ * naming it, with the closest declared name when it looks like a typo; a
+ * value not of the declared type is an error naming option and value.
+ * 0, or -1 and the reason (without file and line) in why.
  */
-int route_parse_ms(const char *s, long max_ms, long *ms);
-
-/* route_parse_count - a route option's decimal count from 1 to max; 0 with *out set, or -1 */
-int route_parse_count(const char *s, int max, int *out);
+int route_options_check(const struct route *r, const struct value_decl *const *tables,
+                        size_t ntables, char *why, size_t whylen);
 
 /* route_method_name - "cdb", "smtp", ... */
 const char *route_method_name(enum route_method m);

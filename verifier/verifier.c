@@ -70,70 +70,79 @@ void tables_unref(struct verifier_tables *t)
     free(t);
 }
 
-/* opt_bool - a yes/no route option; -1 + err for anything else */
-static int opt_bool(const struct route *r, const char *name, int def, int *out, char *err,
-                    size_t errlen)
-{
-    const char *v = route_option(r, name, NULL);
+/*
+ * verifier_route_options - the per-route options the verifier itself
+ * handles for every backend route, whatever its method (docs/ROUTES.md).
+ * Durations are in milliseconds here; a bare number is seconds.
+ */
+static const struct value_decl verifier_route_options[] = {
+    {"fold_local", VALUE_BOOL, 0, 1},
+    {"fold_subaddress", VALUE_BOOL, 0, 1},
+    {"accept_all_check", VALUE_BOOL, 0, 1},
+    {"accept_all_ttl", VALUE_DURATION, 1, 365LL * 86400000},
+    {"breaker_failures", VALUE_COUNT, 1, 1000},
+    {"breaker_time", VALUE_DURATION, 1, 86400000},
+    {"lock_time", VALUE_DURATION, 1, 600000},
+    {NULL, 0, 0, 0},
+};
 
-    if (v == NULL) {
-        *out = def;
-        return 0;
-    }
-    if (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0) {
-        *out = v[0] == 'y';
-        return 0;
-    }
-    snprintf(err, errlen, "%s=%s: expected yes or no", name, v);
-    return -1;
+/* opt_decl - the declaration of one of the verifier's own options */
+static const struct value_decl *opt_decl(const char *name)
+{
+    for (const struct value_decl *d = verifier_route_options; d->name != NULL; d++)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    return NULL;
 }
 
-/* opt_ms - a duration route option (route_parse_ms) in milliseconds, def when absent */
-static int opt_ms(const struct route *r, const char *name, long def, long max, long *out, char *err,
-                  size_t errlen)
+/* opt_bool - a yes/no route option (declared and checked already), def when absent */
+static int opt_bool(const struct route *r, const char *name, int def)
 {
+    int b;
     const char *v = route_option(r, name, NULL);
 
-    if (v == NULL) {
-        *out = def;
-        return 0;
-    }
-    if (route_parse_ms(v, max, out) < 0) {
-        snprintf(err, errlen, "%s=%s: expected a positive duration (e.g. 15s, 500ms, 1d)", name, v);
-        return -1;
-    }
-    return 0;
+    return v != NULL && value_parse_bool(v, &b) == VALUE_OK ? b : def;
 }
 
-/* route_backend_options - the verifier's own route options, checked at load time */
-static int route_backend_options(struct route_backend *rb, char *err, size_t errlen)
+/* opt_num - a duration (in ms) or count route option (declared and checked already) */
+static long long opt_num(const struct route *r, const char *name, long long def)
+{
+    const struct value_decl *d = opt_decl(name);
+    const char *v = route_option(r, name, NULL);
+    long long n;
+
+    if (v == NULL || d == NULL)
+        return def;
+    if (d->type == VALUE_DURATION)
+        return value_parse_duration(v, VALUE_SECONDS, d->min, d->max, &n) == VALUE_OK ? n : def;
+    return value_parse_count(v, d->min, d->max, &n) == VALUE_OK ? n : def;
+}
+
+/*
+ * route_backend_options - check every option of rb's route against the
+ * verifier's table and the backend's (ops may be NULL: a method not in this
+ * build claims nothing), then take the verifier's own values.
+ */
+static int route_backend_options(struct route_backend *rb, const struct backend_ops *ops, char *err,
+                                 size_t errlen)
 {
     const struct route *r = rb->route;
     int is_smtp = r->method == ROUTE_SMTP;
-    long ms;
-    const char *fv;
+    const struct value_decl *tables[2] = {verifier_route_options, ops ? ops->options : NULL};
 
+    if (route_options_check(r, tables, 2, err, errlen) < 0)
+        return -1;
     /* a callout passes the local part as given; tables compare case-insensitively */
-    if (opt_bool(r, "fold_local", !is_smtp, &rb->fold_local, err, errlen) < 0 ||
-        /* the CDB backend tries user+ext then user itself, so it needs the whole address */
-        opt_bool(r, "fold_subaddress", r->method != ROUTE_CDB, &rb->fold_subaddress, err, errlen) <
-            0 ||
-        opt_bool(r, "accept_all_check", 0, &rb->accept_all_check, err, errlen) < 0)
-        return -1;
-    if (opt_ms(r, "accept_all_ttl", 86400000L, 365L * 86400000L, &ms, err, errlen) < 0)
-        return -1;
+    rb->fold_local = opt_bool(r, "fold_local", !is_smtp);
+    /* the CDB backend tries user+ext then user itself, so it needs the whole address */
+    rb->fold_subaddress = opt_bool(r, "fold_subaddress", r->method != ROUTE_CDB);
+    rb->accept_all_check = opt_bool(r, "accept_all_check", 0);
+    long long ms = opt_num(r, "accept_all_ttl", 86400000LL);
     rb->accept_all_ttl = (int)(ms / 1000 > 0 ? ms / 1000 : 1);
-    if (opt_ms(r, "breaker_time", 60000L, 86400000L, &ms, err, errlen) < 0)
-        return -1;
+    ms = opt_num(r, "breaker_time", 60000);
     rb->breaker_secs = (int)(ms / 1000 > 0 ? ms / 1000 : 1);
-    if (opt_ms(r, "lock_time", 15000L, 600000L, &ms, err, errlen) < 0)
-        return -1;
-    rb->lock_ms = (int)ms;
-    fv = route_option(r, "breaker_failures", "5");
-    if (route_parse_count(fv, 1000, &rb->breaker_failures) < 0) {
-        snprintf(err, errlen, "breaker_failures=%s: expected 1 to 1000", fv);
-        return -1;
-    }
+    rb->lock_ms = (int)opt_num(r, "lock_time", 15000);
+    rb->breaker_failures = (int)opt_num(r, "breaker_failures", 5);
     rb->breaker_per_domain = is_smtp && r->arg != NULL && strcmp(r->arg, "mx") == 0;
     return 0;
 }
@@ -168,15 +177,24 @@ static struct verifier_tables *tables_load(const char *path, const struct backen
         struct route_backend *rb = &t->backends[i];
 
         rb->route = r;
-        if (r->method != ROUTE_CDB && r->method != ROUTE_SMTP && r->method != ROUTE_LDAP)
-            continue;
         char oerr[256];
-        if (route_backend_options(rb, oerr, sizeof(oerr)) < 0) {
+        if (r->method != ROUTE_CDB && r->method != ROUTE_SMTP && r->method != ROUTE_LDAP) {
+            /* a static answer or a rewrite: no option applies */
+            const struct value_decl *none[1] = {NULL};
+            if (route_options_check(r, none, 0, oerr, sizeof(oerr)) < 0) {
+                snprintf(err, errlen, "%s:%d: %s", path, r->lineno, oerr);
+                tables_unref(t);
+                return NULL;
+            }
+            continue;
+        }
+        const struct backend_ops *ops = backend_for(r->method);
+        if (route_backend_options(rb, ops, oerr, sizeof(oerr)) < 0) {
             snprintf(err, errlen, "%s:%d: %s", path, r->lineno, oerr);
             tables_unref(t);
             return NULL;
         }
-        rb->ops = backend_for(r->method);
+        rb->ops = ops;
         if (rb->ops == NULL) {
             log_warn("%s:%d: %s verification is not available in this build: "
                      "recipients routed here get tempfail",

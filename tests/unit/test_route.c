@@ -411,31 +411,60 @@ Test(route, load_file)
     cr_assert(strstr(err, "No such file") != NULL, "%s", err);
 }
 
-/* the one duration and count syntax every route option uses */
-Test(route, option_durations_and_counts)
+static const struct value_decl generic[] = {
+    {"fold_local", VALUE_BOOL, 0, 1},
+    {"breaker_failures", VALUE_COUNT, 1, 1000},
+    {"breaker_time", VALUE_DURATION, 1, 86400000},
+    {NULL, 0, 0, 0},
+};
+static const struct value_decl own[] = {
+    {"connect_timeout", VALUE_DURATION, 1, 3600000},
+    {"sender", VALUE_TEXT, 0, 0},
+    {NULL, 0, 0, 0},
+};
+
+/* check_line - route_options_check of the one route in text against generic and own */
+static int check_line(const char *text)
 {
-    long ms;
-    int n;
-    const struct {
-        const char *s;
-        long ms;
-    } good[] = {{"500ms", 500}, {"15", 15000},   {"15s", 15000},
-                {"5m", 300000}, {"1h", 3600000}, {"1d", 86400000}};
-    const char *bad[] = {
-        "", "0", "0s", "-1", "+5", " 5", "5 s", "5x", "s", "1.5s", "99999999999999999999999", "2d"};
+    const struct value_decl *tables[] = {generic, own};
+    struct route_table *t = parse(text);
+    cr_assert_not_null(t, "%s", err);
+    int rc = route_options_check(route_table_get(t, 0), tables, 2, err, sizeof(err));
+    route_table_free(t);
+    return rc;
+}
 
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        cr_assert_eq(route_parse_ms(good[i].s, 86400000, &ms), 0, "%s", good[i].s);
-        cr_assert_eq(ms, good[i].ms, "%s", good[i].s);
-    }
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_eq(route_parse_ms(bad[i], 86400000, &ms), -1, "'%s' must be refused", bad[i]);
-    cr_assert_eq(route_parse_ms("3601s", 3600000, &ms), -1, "over the maximum");
+/* every option must be claimed by a table and have a value of its declared type */
+Test(route, options_are_declared_and_typed)
+{
+    cr_assert_eq(check_line("a.org smtp:mx connect_timeout=1s breaker_failures=2 fold_local=no "
+                            "sender=x@y.org breaker_time=5m"),
+                 0, "%s", err);
+    cr_assert_eq(check_line("a.org smtp:mx fold_local=true"), 0, "%s", err);
 
-    cr_assert_eq(route_parse_count("20", 1000, &n), 0);
-    cr_assert_eq(n, 20);
-    cr_assert_eq(route_parse_count("1000", 1000, &n), 0);
-    const char *badn[] = {"", "0", "1001", "-1", "+1", " 1", "1x", "99999999999999999999"};
-    for (size_t i = 0; i < sizeof(badn) / sizeof(badn[0]); i++)
-        cr_assert_eq(route_parse_count(badn[i], 1000, &n), -1, "'%s' must be refused", badn[i]);
+    cr_assert_eq(check_line("a.org smtp:mx conect_timeout=1s"), -1);
+    cr_assert_str_eq(err, "unknown option \"conect_timeout\" for smtp routes "
+                          "(did you mean \"connect_timeout\"?)");
+    cr_assert_eq(check_line("a.org smtp:mx connect_timeout=1s breaker_falures=2"), -1);
+    cr_assert(strstr(err, "\"breaker_falures\"") && strstr(err, "\"breaker_failures\"?"), "%s",
+              err);
+    /* nothing close: no suggestion */
+    cr_assert_eq(check_line("a.org cdb:/x colour=blue"), -1);
+    cr_assert_str_eq(err, "unknown option \"colour\" for cdb routes");
+
+    cr_assert_eq(check_line("a.org smtp:mx fold_local=maybe"), -1);
+    cr_assert_str_eq(err, "fold_local=maybe: expected yes or no");
+    cr_assert_eq(check_line("a.org smtp:mx breaker_failures=0"), -1);
+    cr_assert_str_eq(err, "breaker_failures=0: expected a number from 1 to 1000");
+    cr_assert_eq(check_line("a.org smtp:mx connect_timeout=2h"), -1);
+    cr_assert(strstr(err, "connect_timeout=2h: expected a duration from 1ms to 1h") == err, "%s",
+              err);
+    cr_assert_eq(check_line("a.org smtp:mx connect_timeout=fast"), -1);
+
+    /* a route with no tables claims nothing */
+    struct route_table *t = parse("* dunno x=1\n");
+    cr_assert_not_null(t);
+    cr_assert_eq(route_options_check(route_table_get(t, 0), NULL, 0, err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "unknown option \"x\" for dunno routes");
+    route_table_free(t);
 }

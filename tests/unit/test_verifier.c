@@ -94,8 +94,11 @@ static void fake_close(void *state)
 {
 }
 
-static const struct backend_ops fake_ops = {"fake", fake_open, fake_lookup, fake_cancel,
-                                            fake_close};
+static const struct backend_ops fake_ops = {.name = "fake",
+                                            .open = fake_open,
+                                            .lookup = fake_lookup,
+                                            .cancel = fake_cancel,
+                                            .close = fake_close};
 
 /* --- helpers */
 struct result {
