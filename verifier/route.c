@@ -614,6 +614,13 @@ struct route_table *route_table_parse(const char *text, size_t len, const char *
             return line_err(err, errlen, fname, lineno, "out of memory");
         }
     }
+    if (t->n == 0) {
+        /* an empty table (a truncated deploy, a file of comments) would verify nothing */
+        route_table_free(t);
+        return line_err(err, errlen, fname, lineno > 0 ? lineno : 1,
+                        "no routes: a table must have at least one route "
+                        "(write \"* dunno\" to verify nothing on purpose)");
+    }
     return t;
 }
 

@@ -57,7 +57,9 @@ struct route_table; /* opaque */
  * route_table_parse - parse a route table from memory (len bytes, need not be
  * NUL-terminated). fname is used in error messages only. Returns NULL and
  * writes "fname:line: reason" to err for any error: a bad pattern, an unknown
- * method, a rewrite without a regex, a line too long. The whole table is
+ * method, a rewrite without a regex, a line too long, or no route at all
+ * (an empty or comments-only table would silently verify nothing; "* dunno"
+ * says so on purpose). The whole table is
  * rejected on the first error so a typo never half-loads.
  */
 struct route_table *route_table_parse(const char *text, size_t len, const char *fname, char *err,

@@ -2,7 +2,8 @@
 # test_route_check.sh - "callahead-policyd -t" runs exactly the checks start-up
 # runs: for each bad route table (an option no backend claims, a typo of a
 # known option, a value of the wrong type, a value only the backend's open()
-# can judge, an option on a route that takes none) -t fails with "FILE:LINE: reason" naming the option, and starting
+# can judge, an option on a route that takes none, an empty or comments-only
+# table) -t fails with "FILE:LINE: reason" naming the option, and starting
 # the daemon fails the same way instead of running. A good table passes both.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -61,11 +62,21 @@ expect_refused "sender without a domain" "$E2E_ROUTES:2: sender=nobody: expected
 write_routes "x.test reject note=why"
 expect_refused "option on a static route" "$E2E_ROUTES:2: unknown option \"note\" for reject routes"
 
+: >"$E2E_ROUTES"
+expect_refused "empty route table" "$E2E_ROUTES:1: no routes"
+printf '%s\n' "# everything commented out" "# example.test cdb:$E2E_CDB" "" >"$E2E_ROUTES"
+expect_refused "comments-only route table" "$E2E_ROUTES:3: no routes"
+
 # good: the same checks pass, and the daemon starts and answers from that table
 write_routes "x.test smtp:[127.0.0.1]:25 connect_timeout=1s breaker_failures=2 fold_local=true" \
     "* dunno"
 out=$("$POLICYD" -c "$CONF" -t 2>&1) || e2e_fail "-t refused a good table: [$out]"
 e2e_log "ok: good table: -t [$out]"
+printf '%s\n' "# verify nothing, on purpose" "* dunno" >"$E2E_TMP/routes.dunno"
+e2e_policyd_conf "$CONF" "route_table = $E2E_TMP/routes.dunno"
+sed -i "/^route_table = ${E2E_ROUTES//\//\\/}\$/d" "$CONF"
+out=$("$POLICYD" -c "$CONF" -t 2>&1) || e2e_fail "-t refused an explicit '* dunno': [$out]"
+e2e_log "ok: explicit '* dunno': -t [$out]"
 e2e_policyd_conf "$CONF"
 e2e_start_policyd "$CONF"
 e2e_assert_eq DUNNO "$(e2e_policy_query recipient=alice@example.test)" "alice@example.test"

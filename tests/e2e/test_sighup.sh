@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_sighup.sh - SIGHUP reloads the config and the route table: a new route
 # takes effect without a restart; a broken config or a broken route table is
-# refused with a "file:line: reason" log line and the old one stays in use.
+# refused with a "file:line: reason" log line and the old one stays in use, and
+# so is an empty or comments-only route table.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -76,6 +77,20 @@ e2e_assert_match "^${CAROL_REJECT//./\\.}" "$(e2e_smtp_rcpt carol@other.test)" \
     "carol still rejected after the broken route table"
 e2e_assert_eq "$(e2e_unknown_reply bob@example.test)" \
     "$(e2e_smtp_rcpt bob@example.test)" "bob after the broken route table"
+
+# 3b. An empty route table (a truncated deploy) or one of only comments: refused, the
+# old routes stay; it would otherwise turn every verification off without a word.
+for empty in '' '# example.test cdb:gone.cdb'; do
+    printf '%s' "$empty" >"$E2E_ROUTES"
+    mark
+    kill -HUP "$POLICYD_PID"
+    wait_log "$E2E_ROUTES:1: no routes"
+    e2e_alive "$POLICYD_PID" || e2e_fail "the daemon died on an empty route table"
+    e2e_assert_match '^550 ' "$(e2e_policy_query recipient=carol@other.test)" \
+        "carol still rejected after the empty route table [$empty]"
+    e2e_assert_match '^550 ' "$(e2e_policy_query recipient=bob@example.test)" \
+        "bob still verified after the empty route table [$empty]"
+done
 
 # 4. Both good again, routes back to the original: other.test is the MTA's again.
 cp "$E2E_TMP/routes.orig" "$E2E_ROUTES"

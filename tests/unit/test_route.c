@@ -140,16 +140,15 @@ Test(route, null_address_matches_regex_and_star_only)
     route_table_free(t);
 }
 
-Test(route, empty_and_comment_only_tables)
+/* an empty or comments-only table would verify nothing: refused; "* dunno" says so on purpose */
+Test(route, empty_and_comment_only_tables_are_refused)
 {
-    struct route_table *t = parse("");
-    cr_assert_not_null(t);
-    cr_assert_eq(route_table_count(t), 0);
-    cr_assert_eq(match_line(t, "a@b"), 0);
-    route_table_free(t);
-    t = parse("# nothing\n   \n\t# more\n");
-    cr_assert_not_null(t);
-    cr_assert_eq(route_table_count(t), 0);
+    expect_error("", 1, "no routes");
+    expect_error("# nothing\n   \n\t# more\n", 3, "no routes");
+    cr_assert(strstr(err, "* dunno") != NULL, "%s", err);
+    struct route_table *t = parse("# verify nothing, on purpose\n* dunno\n");
+    cr_assert_not_null(t, "%s", err);
+    cr_assert_eq(route_table_count(t), 1);
     route_table_free(t);
     route_table_free(NULL);
 }
