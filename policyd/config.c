@@ -52,7 +52,19 @@ struct config_param {
     long min, max;   /* range for numeric types (in the stored unit) */
     enum config_check check;
     const char *doc; /* one sentence: what it does, and why the default */
+    int restart;     /* RELOAD: a SIGHUP applies it; RESTART: see config_restart_changes */
 };
+
+/*
+ * RESTART marks a parameter that is fixed once the daemon runs: the sockets
+ * are bound and the privileges dropped, syslog is open, the descriptor limit
+ * was sized from max_connections and max_probes, and the cache, the Redis
+ * connection and the resolver are shared by every lookup in progress.
+ * A reload that changes one of them is refused as a whole (the running
+ * configuration stays entirely in force), rather than half applied.
+ */
+#define RELOAD 0
+#define RESTART 1
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY (24L * 3600)
@@ -65,135 +77,168 @@ static const struct config_param config_params[] = {
     {"listen", CONFIG_LISTEN, "inet:127.0.0.1:10040", OFF(listen), 0, 0, CHECK_NONE,
      "Where to accept policy requests: a list (comma or space separated, at most 16) of "
      "inet:HOST:PORT, inet:[IPV6]:PORT or unix:PATH; loopback only by default, because the "
-     "answers tell whoever asks which addresses exist."},
+     "answers tell whoever asks which addresses exist.",
+     RESTART},
     {"unix_socket_mode", CONFIG_MODE, "0660", OFF(unix_socket_mode), 0, 0777, CHECK_NONE,
      "Octal permissions of unix: listening sockets; 0660 lets only the owner and group (give "
-     "it to postfix) connect, since anyone who can connect can probe addresses."},
+     "it to postfix) connect, since anyone who can connect can probe addresses.",
+     RESTART},
     {"unix_socket_owner", CONFIG_STR, "", OFF(unix_socket_owner), 0, 0, CHECK_NONE,
-     "User that owns unix: listening sockets; empty keeps the user the daemon runs as."},
+     "User that owns unix: listening sockets; empty keeps the user the daemon runs as.", RESTART},
     {"unix_socket_group", CONFIG_STR, "", OFF(unix_socket_group), 0, 0, CHECK_NONE,
      "Group that owns unix: listening sockets (for example postfix); empty keeps the "
-     "daemon's group."},
+     "daemon's group.",
+     RESTART},
     {"user", CONFIG_STR, "", OFF(user), 0, 0, CHECK_NONE,
      "User to switch to after the sockets are bound when started as root; empty stays as "
-     "started (for example as a systemd unit's User=)."},
+     "started (for example as a systemd unit's User=).",
+     RESTART},
     {"pidfile", CONFIG_STR, "", OFF(pidfile), 0, 0, CHECK_NONE,
      "File to write the daemon's process id to; empty writes none, which suits systemd. It "
      "stays locked while the daemon runs, so a second instance with the same pidfile refuses "
-     "to start."},
+     "to start.",
+     RESTART},
     {"syslog_name", CONFIG_STR, "callahead", OFF(syslog_name), 0, 0, CHECK_NONEMPTY,
-     "Program name in syslog lines, like Postfix's syslog_name."},
+     "Program name in syslog lines, like Postfix's syslog_name.", RESTART},
     {"syslog_facility", CONFIG_STR, "mail", OFF(syslog_facility), 0, 0, CHECK_FACILITY,
      "Syslog facility (mail, daemon, user or local0 to local7); mail puts the verdicts next "
-     "to Postfix's own log lines."},
+     "to Postfix's own log lines.",
+     RESTART},
     {"debug", CONFIG_BOOL, "no", OFF(debug), 0, 1, CHECK_NONE,
      "Log debug detail (state changes, cache and backend steps); off because it is one line "
-     "per step of every request."},
+     "per step of every request.",
+     RELOAD},
 
     /* connections */
     {"max_connections", CONFIG_INT, "4096", OFF(max_connections), 1, 1000000, CHECK_NONE,
      "Most policy client connections at once; Postfix keeps one per smtpd process, so 4096 "
      "covers far more smtpd processes than a default default_process_limit of 100. When all "
      "are in use, a new client takes the slot of the least recently active connection that "
-     "waits for input (idle, or still sending a request)."},
+     "waits for input (idle, or still sending a request).",
+     RESTART},
     {"idle_timeout", CONFIG_TIME, "300s", OFF(idle_timeout), 1, DAY, CHECK_NONE,
      "Close a connection that sends no request for this long; 300s matches Postfix's "
-     "smtpd_policy_service_max_idle, so the client notices first."},
+     "smtpd_policy_service_max_idle, so the client notices first.",
+     RELOAD},
     {"request_timeout", CONFIG_TIME, "30s", OFF(request_timeout), 1, 3600, CHECK_NONE,
      "Close a connection that takes longer than this to send one whole request, counted from "
      "its first byte; Postfix sends a request in one write, so only a stuck or hostile client "
-     "waits this long."},
+     "waits this long.",
+     RELOAD},
     {"max_line_length", CONFIG_INT, "4096", OFF(limits.max_line), 64, 1048576, CHECK_NONE,
      "Longest request line in bytes; a protocol error above it, and 4096 is far above any "
-     "attribute Postfix sends (an address is at most 256 bytes)."},
+     "attribute Postfix sends (an address is at most 256 bytes).",
+     RELOAD},
     {"max_attributes", CONFIG_INT, "100", OFF(limits.max_attributes), 16, 100000, CHECK_NONE,
      "Most attributes in one request; Postfix 3.7 sends about 30, so 100 leaves room for "
-     "future versions and still bounds a hostile client."},
+     "future versions and still bounds a hostile client.",
+     RELOAD},
     {"max_request_size", CONFIG_INT, "65536", OFF(limits.max_request), 1024, 16777216, CHECK_NONE,
-     "Most bytes in one request, all lines together; 64 KiB is many times a real request."},
+     "Most bytes in one request, all lines together; 64 KiB is many times a real request.", RELOAD},
 
     /* verdict -> action */
     {"action_valid", CONFIG_ACTION, "DUNNO", OFF(action[VERDICT_VALID]), 0, 0, CHECK_NONE,
      "Reply for an address that exists; DUNNO lets the restrictions after "
-     "check_policy_service still apply."},
+     "check_policy_service still apply.",
+     RELOAD},
     {"action_invalid", CONFIG_ACTION, "550 5.1.1 %r", OFF(action[VERDICT_INVALID]), 0, 0,
      CHECK_NONE,
      "Reply for an address that does not exist (%a is the address, %r the reason, %s the "
      "source, %c the next hop's code, %% a percent sign); an explicit 550 because Postfix "
      "turns a plain REJECT into 554, and no address in the text because Postfix itself "
-     "writes \"<address>: Recipient address rejected: \" before it."},
+     "writes \"<address>: Recipient address rejected: \" before it.",
+     RELOAD},
     {"action_tempfail", CONFIG_ACTION,
      "DEFER_IF_PERMIT 4.1.1 Recipient address verification failed: %r",
      OFF(action[VERDICT_TEMPFAIL]), 0, 0, CHECK_NONE,
      "Reply when the address could not be verified now; DEFER_IF_PERMIT defers only mail "
-     "that later restrictions would accept, as Postfix's reject_unverified_recipient does."},
+     "that later restrictions would accept, as Postfix's reject_unverified_recipient does.",
+     RELOAD},
     {"action_unknown", CONFIG_ACTION, "DUNNO", OFF(action[VERDICT_UNKNOWN]), 0, 0, CHECK_NONE,
-     "Reply when no route covers the address; DUNNO leaves the decision to Postfix."},
+     "Reply when no route covers the address; DUNNO leaves the decision to Postfix.", RELOAD},
     {"action_malformed", CONFIG_ACTION, "DUNNO", OFF(action_malformed), 0, 0, CHECK_NONE,
      "Reply when the recipient does not parse as an address; DUNNO, because Postfix has "
-     "already accepted its syntax and its own checks are the better judge."},
+     "already accepted its syntax and its own checks are the better judge.",
+     RELOAD},
     {"fail_open", CONFIG_BOOL, "no", OFF(fail_open), 0, 1, CHECK_NONE,
      "Answer action_valid instead of action_tempfail when verification fails; off, because "
-     "deferring costs the sender a retry while accepting may cost a bounce to a forged sender."},
+     "deferring costs the sender a retry while accepting may cost a bounce to a forged sender.",
+     RELOAD},
     {"dry_run", CONFIG_BOOL, "no", OFF(dry_run), 0, 1, CHECK_NONE,
      "Log the verdicts but always answer DUNNO; turn it on for a first deployment to see what "
-     "would be rejected."},
+     "would be rejected.",
+     RELOAD},
     {"reply_next_hop_text", CONFIG_BOOL, "no", OFF(reply_next_hop_text), 0, 1, CHECK_NONE,
      "Put a callout next hop's own reply text in %r and its name in %s; off, so that internal "
      "host names, addresses and software banners never reach the SMTP client (a generic "
-     "reason is used instead)."},
+     "reason is used instead).",
+     RELOAD},
 
     /* verifier */
     {"route_table", CONFIG_STR, "/etc/callahead/routes", OFF(route_table), 0, 0, CHECK_NONEMPTY,
-     "File that says how each recipient domain is verified (first match wins)."},
+     "File that says how each recipient domain is verified (first match wins).", RELOAD},
     {"recipient_delimiter", CONFIG_STR, "+", OFF(recipient_delimiter), 0, 0, CHECK_NONE,
      "Characters that separate a local part from its extension (user+ext), as in Postfix's "
-     "recipient_delimiter; empty for none."},
+     "recipient_delimiter; empty for none.",
+     RESTART},
     {"answer_budget", CONFIG_MS, "5000ms", OFF(answer_budget_ms), 10, 600000, CHECK_NONE,
      "Answer tempfail if verification takes longer than this, and let it finish into the "
      "cache; 5s is well under Sendmail's milter timeout of about 10s and Postfix's 100s "
-     "policy timeout."},
+     "policy timeout.",
+     RELOAD},
     {"max_probes", CONFIG_INT, "500", OFF(max_probes), 1, 100000, CHECK_NONE,
      "Most backend probes (callouts) in progress at once over all next hops; more wait in a "
      "queue within their answer budget, so a flood of new addresses cannot open thousands of "
-     "connections (each smtp route also has its own max_connections)."},
+     "connections (each smtp route also has its own max_connections).",
+     RESTART},
     {"dns_servers", CONFIG_STR, "", OFF(dns_servers), 0, 0, CHECK_NONE,
      "Resolvers for smtp:mx and next hops given by name, as a comma list of ADDRESS[:PORT] or "
-     "[IPV6]:PORT; empty uses /etc/resolv.conf (read once at start-up)."},
+     "[IPV6]:PORT; empty uses /etc/resolv.conf (read once at start-up).",
+     RESTART},
     {"dns_timeout", CONFIG_MS, "4000ms", OFF(dns_timeout_ms), 100, 60000, CHECK_NONE,
      "Deadline for one whole MX and address lookup; below answer_budget so that a slow DNS "
-     "still leaves time for the callout."},
+     "still leaves time for the callout.",
+     RESTART},
     {"redis_server", CONFIG_STR, "", OFF(redis_server), 0, 0, CHECK_REDIS,
      "Shared Redis cache as HOST:PORT, [IPV6]:PORT or unix:PATH; empty uses only the "
-     "in-process cache, which is enough for a single MX."},
+     "in-process cache, which is enough for a single MX.",
+     RESTART},
     {"redis_key_prefix", CONFIG_STR, "callahead:", OFF(redis_key_prefix), 0, 0, CHECK_NONE,
-     "Prefix of every Redis key, so one Redis can serve other applications too."},
+     "Prefix of every Redis key, so one Redis can serve other applications too.", RESTART},
     {"redis_timeout", CONFIG_MS, "250ms", OFF(redis_timeout_ms), 1, 60000, CHECK_NONE,
      "Deadline for connecting to Redis and for each command; a slow Redis costs a cache miss, "
-     "not a slow answer."},
+     "not a slow answer.",
+     RESTART},
     {"redis_reconnect_max", CONFIG_MS, "10s", OFF(redis_reconnect_max_ms), 100, 3600000, CHECK_NONE,
-     "Longest wait between Redis reconnect attempts (backoff starts at 100ms and doubles)."},
+     "Longest wait between Redis reconnect attempts (backoff starts at 100ms and doubles).",
+     RESTART},
     {"cache_l1_size", CONFIG_INT, "100000", OFF(cache_l1_size), 1, 100000000, CHECK_NONE,
-     "Most addresses in the in-process cache; 100000 verdicts take a few tens of MB."},
+     "Most addresses in the in-process cache; 100000 verdicts take a few tens of MB.", RESTART},
     {"cache_l1_ttl", CONFIG_TIME, "60s", OFF(cache_l1_ttl), 1, 31 * DAY, CHECK_NONE,
      "How long the in-process cache keeps a verdict when Redis is used, so that a change in "
-     "Redis (a flush) reaches every host within a minute."},
+     "Redis (a flush) reaches every host within a minute.",
+     RESTART},
     {"ttl_valid", CONFIG_TIME, "31d", OFF(ttl[VERDICT_VALID]), 0, 365 * DAY, CHECK_NONE,
      "How long an existing address stays cached; 31d as Postfix's "
-     "address_verify_positive_expire_time (Exim uses 24h); 0 disables caching."},
+     "address_verify_positive_expire_time (Exim uses 24h); 0 disables caching.",
+     RESTART},
     {"ttl_invalid", CONFIG_TIME, "3d", OFF(ttl[VERDICT_INVALID]), 0, 365 * DAY, CHECK_NONE,
      "How long a non-existent address stays cached; 3d as Postfix's "
-     "address_verify_negative_expire_time (Exim uses 2h); 0 disables caching."},
+     "address_verify_negative_expire_time (Exim uses 2h); 0 disables caching.",
+     RESTART},
     {"ttl_tempfail", CONFIG_TIME, "60s", OFF(ttl[VERDICT_TEMPFAIL]), 0, 365 * DAY, CHECK_NONE,
      "How long a failed verification is cached, briefly, so a dead next hop is not asked "
-     "again for every recipient; 0 disables caching."},
+     "again for every recipient; 0 disables caching.",
+     RESTART},
     {"refresh_valid", CONFIG_TIME, "7d", OFF(refresh[VERDICT_VALID]), 0, 365 * DAY, CHECK_NONE,
      "A cached valid verdict older than this is still used but verified again in the "
-     "background; 7d as Postfix's address_verify_positive_refresh_time; 0 never."},
+     "background; 7d as Postfix's address_verify_positive_refresh_time; 0 never.",
+     RESTART},
     {"refresh_invalid", CONFIG_TIME, "3h", OFF(refresh[VERDICT_INVALID]), 0, 365 * DAY, CHECK_NONE,
      "A cached invalid verdict older than this is still used but verified again in the "
      "background, so a new mailbox works within hours; 3h as Postfix's "
-     "address_verify_negative_refresh_time; 0 never."},
+     "address_verify_negative_refresh_time; 0 never.",
+     RESTART},
 };
 #define CONFIG_NPARAMS (sizeof(config_params) / sizeof(config_params[0]))
 
@@ -801,6 +846,34 @@ void config_print(FILE *fp, const struct config *c, int only_changed)
         config_free(&def);
 }
 
+/*
+ * config_restart_changes - list in buf (comma separated, cut to size) the
+ * RESTART parameters whose values differ between running and next, as
+ * "callahead-policyd -n" would print them; returns how many differ.
+ */
+int config_restart_changes(const struct config *running, const struct config *next, char *buf,
+                           size_t size)
+{
+    char a[CONFIG_MAX_LINE + 1], b[CONFIG_MAX_LINE + 1];
+    int n = 0;
+    size_t used = 0;
+
+    if (size > 0)
+        buf[0] = '\0';
+    for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
+        const struct config_param *p = &config_params[i];
+        if (!p->restart || strcmp(config_format(running, p, a, sizeof(a)),
+                                  config_format(next, p, b, sizeof(b))) == 0)
+            continue;
+        if (used < size) {
+            int w = snprintf(buf + used, size - used, "%s%s", n ? ", " : "", p->name);
+            used += w > 0 ? (size_t)w : 0;
+        }
+        n++;
+    }
+    return n;
+}
+
 /* config_troff_text - s with troff's escape character and line-start controls made literal */
 static void config_troff_text(FILE *fp, const char *s)
 {
@@ -852,11 +925,12 @@ void config_print_doc(FILE *fp, int troff)
             config_troff_text(fp, p->name);
             fputs("\n(default: ", fp);
             config_troff_text(fp, *p->def ? p->def : "empty");
-            fputs(")\n", fp);
+            fputs(p->restart ? "; a change needs a restart)\n" : ")\n", fp);
             config_troff_text(fp, p->doc);
             fputc('\n', fp);
         } else {
-            fprintf(fp, "%s (default: %s)\n", p->name, *p->def ? p->def : "empty");
+            fprintf(fp, "%s (default: %s%s)\n", p->name, *p->def ? p->def : "empty",
+                    p->restart ? "; a change needs a restart" : "");
             config_wrap(fp, p->doc, 4);
             fputc('\n', fp);
         }

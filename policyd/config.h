@@ -87,6 +87,15 @@ void config_free(struct config *c);
 /* config_verifier - fill vc from c (pointers into c; valid while c lives) */
 void config_verifier(const struct config *c, struct verifier_config *vc);
 
+/*
+ * config_restart_changes - how many parameters that only a restart can
+ * change (listen, the cache, Redis, TTLs, ...; callahead.conf(5) marks them)
+ * differ between the running configuration and next; their names, comma
+ * separated, in buf. A reload with any such change is refused as a whole.
+ */
+int config_restart_changes(const struct config *running, const struct config *next, char *buf,
+                           size_t size);
+
 /* config_print - "name = value" lines; only_changed: only those differing from the default */
 void config_print(FILE *fp, const struct config *c, int only_changed);
 

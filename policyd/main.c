@@ -207,7 +207,12 @@ static int raise_nofile(const struct config *cfg)
     return (int)conns;
 }
 
-/* reload_cb - SIGHUP: new config and routes, or keep the old ones and say why */
+/*
+ * reload_cb - SIGHUP: the new configuration and route table as a whole, or
+ * keep the running ones and say why. Refused: a file that does not parse, a
+ * route table that verifier_reload refuses (the same checks as start-up and
+ * -t), and any change of a parameter only a restart can apply.
+ */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon_state *d = arg;
@@ -228,6 +233,18 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         free(ncfg);
         return;
     }
+    /* both configurations have absolute paths now, so only real changes count */
+    char changed[400];
+    int nchanged = config_restart_changes(d->cfg, ncfg, changed, sizeof(changed));
+    if (nchanged > 0) {
+        /* all or nothing: a half-applied reload would run with settings -n does not show */
+        log_err("reload refused, keeping the running configuration: %s changed in %s, and %s "
+                "only at a restart",
+                changed, d->config_path, nchanged > 1 ? "these take effect" : "this takes effect");
+        config_free(ncfg);
+        free(ncfg);
+        return;
+    }
     config_verifier(ncfg, &vc);
     if (verifier_reload(d->verifier, &vc, err, sizeof(err)) < 0) {
         log_err("reload failed, keeping the running configuration: %s", err);
@@ -235,11 +252,6 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         free(ncfg);
         return;
     }
-    int listen_changed = ncfg->nlisten != d->cfg->nlisten;
-    for (int i = 0; !listen_changed && i < ncfg->nlisten; i++)
-        listen_changed = strcmp(ncfg->listen[i], d->cfg->listen[i]) != 0;
-    if (listen_changed)
-        log_warn("reload: listen changed; the new sockets take effect only after a restart");
     log_set_debug(ncfg->debug);
     config_free(d->cfg);
     free(d->cfg);

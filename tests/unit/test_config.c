@@ -524,9 +524,11 @@ Test(config, print_doc)
 
     config_print_doc(fp, 1);
     fclose(fp);
-    cr_assert_not_null(strstr(buf, ".TP\n.B ttl_valid\n(default: 31d)\n"));
+    cr_assert_not_null(
+        strstr(buf, ".TP\n.B ttl_valid\n(default: 31d; a change needs a restart)\n"));
+    cr_assert_not_null(strstr(buf, ".TP\n.B dry_run\n(default: no)\n"));
     cr_assert_not_null(strstr(buf, ".B listen\n"));
-    cr_assert_not_null(strstr(buf, "(default: empty)"));
+    cr_assert_not_null(strstr(buf, "(default: empty; a change needs a restart)"));
     free(buf);
 
     fp = open_memstream(&buf, &size);
@@ -632,4 +634,38 @@ Test(config, one_duration_grammar)
     parse_err_prefix("answer_budget = 99999999999999999999w\n",
                      "test.conf:1: answer_budget out of range");
     parse_err_prefix("redis_timeout = -5ms\n", "test.conf:1: bad time for redis_timeout");
+}
+
+/* a reload may change only what a running daemon can apply; the rest is named */
+Test(config, restart_changes)
+{
+    struct config a, b;
+    char names[256];
+
+    parse_ok("dry_run = yes\nroute_table = /a\n", &a);
+    parse_ok("action_invalid = 550 5.1.1 no\nroute_table = /b\nanswer_budget = 2s\n", &b);
+    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0);
+    cr_assert_str_eq(names, "");
+    config_free(&b);
+
+    parse_ok("redis_server = 127.0.0.1:6390\nttl_valid = 2d\nredis_key_prefix = x:\n"
+             "recipient_delimiter = -\nlisten = inet:127.0.0.1:1\ndry_run = yes\n"
+             "route_table = /a\n",
+             &b);
+    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 5);
+    cr_assert_str_eq(names,
+                     "listen, recipient_delimiter, redis_server, redis_key_prefix, ttl_valid");
+    /* the same value written differently is no change */
+    config_free(&a);
+    parse_ok("redis_server = 127.0.0.1:6390\nttl_valid = 48h\nredis_key_prefix = x:\n"
+             "recipient_delimiter = -\nlisten = inet:127.0.0.1:1\n",
+             &a);
+    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0, "%s", names);
+    /* a short buffer is cut, the count stays right */
+    config_free(&a);
+    config_defaults(&a);
+    cr_assert_eq(config_restart_changes(&a, &b, names, 8), 5);
+    cr_assert_eq(strlen(names), 7);
+    config_free(&a);
+    config_free(&b);
 }
