@@ -166,11 +166,7 @@ else
     skip "e2e (_build-asan)" "build failed"
 fi
 
-if [ -f tests/fuzz/run.sh ]; then
-    step "fuzz (FUZZ_SECONDS=$FUZZ_SECONDS)" bash tests/fuzz/run.sh
-else
-    skip "fuzz" "tests/fuzz/run.sh does not exist yet"
-fi
+step "fuzz (FUZZ_SECONDS=$FUZZ_SECONDS)" bash tests/fuzz/run.sh
 
 printf '\n==== summary (%ss)\n' "$(($(date +%s) - t_all))"
 printf '%s\n' "${summary[@]}"

@@ -24,7 +24,7 @@ struct verifier_config {
     int answer_budget_ms;            /* a lookup answers tempfail after this long */
     struct cache_config cache;
     const char *dns_servers; /* "127.0.0.1:5353,[::1]:53"; NULL or "" = /etc/resolv.conf */
-    int dns_timeout_ms;      /* one whole MX + address lookup; <= 0 = the default (5000) */
+    int dns_timeout_ms;      /* one whole MX + address lookup; <= 0 = the default (4000) */
     int max_probes;          /* backend probes in progress at once; <= 0 = 500 */
 };
 
@@ -43,16 +43,22 @@ struct verifier_result {
 typedef void (*verifier_cb)(const struct verdict *v, const struct verifier_result *res, void *arg);
 
 /*
- * verifier_new - load the route table and open its backends and the cache.
- * The config strings are copied. NULL + err on any error.
+ * verifier_new - load the route table, check every route's options against
+ * the declared ones (backend.h), open its backends and the cache. The config
+ * strings are copied. NULL + err ("file:line: reason" for the table) on any
+ * error. Opening one on a private event base and freeing it unrun is how
+ * "callahead-policyd -t" runs exactly the checks of start-up and reload.
  */
 struct verifier *verifier_new(struct event_base *base, const struct verifier_config *cfg, char *err,
                               size_t errlen);
 
 /*
- * verifier_reload - load a new route table and backends from cfg; on any
- * error the old ones stay in use and -1 + err is returned. Lookups in
- * progress finish against the tables they started with. The cache is kept.
+ * verifier_reload - load a new route table and backends from cfg (the same
+ * checks as verifier_new); on any error the old ones stay in use and -1 +
+ * err is returned. Lookups in progress finish against the tables they
+ * started with. Only the route table, answer_budget_ms and max_probes are
+ * taken from cfg: the cache, the resolver and the delimiter are kept, so a
+ * caller that wants them changed must refuse the reload (policyd does).
  */
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err,
                     size_t errlen);
