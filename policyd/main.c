@@ -379,6 +379,8 @@ int main(int argc, char **argv)
     }
     if (print_changed) {
         config_print(stdout, d.cfg, 1);
+        config_free(d.cfg);
+        free(d.cfg);
         return 0;
     }
     /* relative names mean the start directory, now, after detaching and on reload */
@@ -396,14 +398,17 @@ int main(int argc, char **argv)
     }
     d.config_path = abs_config;
     /* checked now so that a typo is reported on the terminal, by -t and start-up alike */
-    if (check_verifier(d.cfg, err, sizeof(err)) < 0) {
+    int checked = check_verifier(d.cfg, err, sizeof(err));
+    if (checked < 0)
         fprintf(stderr, "callahead-policyd: %s\n", err);
-        return 1;
-    }
-    if (check_only) {
+    else if (check_only)
         printf("%s: configuration and route table %s are valid\n", d.config_path,
                d.cfg->route_table);
-        return 0;
+    if (checked < 0 || check_only) {
+        config_free(d.cfg);
+        free(d.cfg);
+        free(abs_config);
+        return checked < 0 ? 1 : 0;
     }
 
     log_open(d.cfg->syslog_name, foreground, facility_code(d.cfg->syslog_facility));
