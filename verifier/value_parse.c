@@ -157,8 +157,9 @@ int value_parse_hostport(const char *s, size_t len, int need_port, char *host, s
     }
     if (hlen == 0 || hlen >= VALUE_HOST_MAX)
         return VALUE_SYNTAX;
+    /* h[i] != '\0' first: strchr would find a NUL byte as the terminator of its set */
     for (size_t i = 0; i < hlen; i++)
-        if (!isalnum((unsigned char)h[i]) && strchr(".-_:%", h[i]) == NULL)
+        if (h[i] == '\0' || (!isalnum((unsigned char)h[i]) && strchr(".-_:%", h[i]) == NULL))
             return VALUE_SYNTAX;
     size_t rlen = len - (size_t)(rest - s);
     if (rlen == 0) {

@@ -132,6 +132,9 @@ Test(value_parse, host_and_port)
     for (size_t i = 0; i < N(bad); i++)
         cr_assert_neq(value_parse_hostport(bad[i], strlen(bad[i]), 1, host, sizeof(host), &port),
                       VALUE_OK, "'%s' must be refused", bad[i]);
+    /* a NUL byte inside the length is not a host character (found by fuzz_value_parse) */
+    cr_assert_eq(value_parse_hostport("\0\0:25", 5, 1, host, sizeof(host), &port), VALUE_SYNTAX);
+    cr_assert_eq(value_parse_hostport("a\0b:25", 6, 1, host, sizeof(host), &port), VALUE_SYNTAX);
     /* a host of 256 bytes does not fit */
     char big[300];
     memset(big, 'a', 256);
