@@ -576,3 +576,55 @@ Test(verifier, global_probe_limit_queues_the_rest)
                  fake_max_inflight);
     verifier_free(v);
 }
+
+/* a backend's declared options: claimed for its routes, typed, and nobody else's */
+static const struct value_decl fake_options[] = {
+    {"depth", VALUE_COUNT, 1, 9},
+    {NULL, 0, 0, 0},
+};
+static const struct backend_ops fake_ops_declared = {.name = "fake",
+                                                     .open = fake_open,
+                                                     .lookup = fake_lookup,
+                                                     .cancel = fake_cancel,
+                                                     .close = fake_close,
+                                                     .options = fake_options};
+
+Test(verifier, route_options_are_checked_against_the_declarations)
+{
+    struct verifier_config vc;
+    struct verifier *v;
+    struct result r;
+    char err[512];
+
+    memset(&vc, 0, sizeof(vc));
+    vc.route_table = routes_path;
+    vc.cache.l1_max_entries = 10;
+    verifier_set_backend(ROUTE_LDAP, &fake_ops_declared);
+
+    write_file(routes_path, "x.test  ldap:corp  depth=3 fold_local=no breaker_time=5m\n");
+    v = verifier_new(base, &vc, err, sizeof(err));
+    cr_assert_not_null(v, "%s", err);
+
+    /* a typo, on reload as at start-up: refused with file:line and the closest name */
+    write_file(routes_path, "# typo\nx.test  ldap:corp  deph=3\n");
+    cr_assert_eq(verifier_reload(v, &vc, err, sizeof(err)), -1);
+    cr_assert(strstr(err, ":2: unknown option \"deph\" for ldap routes (did you mean \"depth\"?)"),
+              "%s", err);
+    lookup_wait(v, "y@x.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID, "old table still in use");
+    verifier_free(v);
+
+    write_file(routes_path, "x.test  ldap:corp  depth=10\n");
+    cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
+    cr_assert(strstr(err, ":1: depth=10: expected a number from 1 to 9"), "%s", err);
+
+    /* the option is the backend's: a backend that declares nothing does not take it */
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    write_file(routes_path, "x.test  ldap:corp  depth=3\n");
+    cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
+    cr_assert(strstr(err, ":1: unknown option \"depth\" for ldap routes"), "%s", err);
+    /* and static routes take none */
+    write_file(routes_path, "x.test  accept  depth=3\n");
+    cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
+    cr_assert(strstr(err, ":1: unknown option \"depth\" for accept routes"), "%s", err);
+}
