@@ -1,24 +1,28 @@
 /*
  * backend_cdb.c - recipient tables in tinycdb files (see backend_cdb.h).
  *
- * Lookups are mmap reads, cheap enough to run inline on the event loop, so
- * this backend is synchronous: lookup always answers BACKEND_DONE and there
- * is nothing to cancel.
+ * Lookups are memory reads in a private snapshot of the file, cheap enough
+ * to run inline on the event loop, so this backend is synchronous: lookup
+ * always answers BACKEND_DONE and there is nothing to cancel.
  *
- * Reopening: every lookup stat()s the path (one syscall, far cheaper than the
- * policy round trip around it) and reopens the table when the device, inode,
- * size or mtime differ from the open one. Replace a table by writing a new
- * file and rename()ing it over the old one ("cdb -c" does exactly that);
- * rewriting a mapped file in place can fault the reader, as with any mmap.
+ * Versions: the path is stat()ed at most every check_interval (a stat per
+ * lookup costs a path walk; a second is soon enough for a table change) and
+ * a changed file is read into a new snapshot, which replaces the old one only
+ * when it is whole and consistent (cdb_snapshot_load). An unusable new
+ * version leaves the old snapshot answering and is tried again at the next
+ * check; a settled bad version (its ctime tick has passed) is not re-read
+ * until it changes. A snapshot read in the same clock tick as the file's
+ * last change is read once more after that tick, because a write within one
+ * tick need not change any timestamp.
  *
- * Failure is never "invalid": a missing, unreadable or corrupt table gives
- * tempfail with a text that names the file, and is logged once per change of
- * the file, not once per lookup. open() succeeds even when the file is
- * missing at start (with a warning), so one missing table does not stop the
- * daemon; the table is picked up as soon as it appears.
+ * Failure is never "invalid": with no usable snapshot (missing, unreadable,
+ * corrupt or half-written table) the answer is tempfail with a text that
+ * names the file; warnings are rate-limited (one per minute per table, with
+ * a count), so a table rewritten in a loop cannot flood the log.
  *
  * Options (route "name=value"): fold_local=yes|no (default yes: lower-case
- * the local part of each key). Other options are left to other layers.
+ * the local part of each key), check_interval=DURATION|0 (default 1s). Other
+ * options are left to other layers.
  */
 #include "backend_cdb.h"
 
@@ -33,126 +37,149 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cdb_snapshot.h"
 #include "log.h"
 #include "value_parse.h"
 
 #define CDB_SOURCE "cdb"
 #define CDB_VALUE_MAX 1024 /* longer values are cut: only the reason text comes from them */
 #define CDB_NOT_FOUND_TEXT "5.1.1 User unknown"
-
-/* file_id - what identifies one version of the table file */
-struct file_id {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-};
+#define CDB_CHECK_DEFAULT "1s"      /* how often the path is stat()ed for a new version */
+#define CDB_CHECK_MAX_MS 3600000L   /* check_interval upper bound: one hour */
+#define CDB_WARN_INTERVAL_MS 60000L /* "still serving the previous version" at most this often */
 
 struct cdb_state {
     char *path;
     bool fold_local;
-    char delims[16];       /* recipient_delimiter, copied: env strings need not outlive us */
-    int fd;                /* -1 when no table is open */
-    struct cdb db;         /* valid when fd >= 0 */
-    struct file_id id;     /* of the open table */
-    bool failed;           /* last attempt failed for the file version in bad_id */
-    struct file_id bad_id; /* so a broken file is reported once, not per lookup */
-    char error[200];       /* why the table is unusable, for the tempfail text */
+    char delims[16];           /* recipient_delimiter, copied: env strings need not outlive us */
+    long long check_ms;        /* check_interval; 0: stat on every lookup */
+    long long next_check;      /* monotonic ms of the next stat */
+    struct cdb_snapshot *snap; /* the version answering lookups, NULL when none is usable */
+    struct cdb_file_id id;     /* of snap */
+    bool settled;              /* snap's version can no longer change without changing id */
+    bool failed;               /* the newest version seen (bad_id) is unusable */
+    bool bad_settled;          /* ... and will not become usable without changing its id */
+    struct cdb_file_id bad_id;
+    long long warn_after; /* monotonic ms before which a bad version is not logged again */
+    unsigned suppressed;  /* bad versions not logged since the last warning */
+    char error[200];      /* why no table is usable, for the tempfail text */
 };
 
-static bool id_equal(const struct file_id *a, const struct file_id *b)
+/* now_ms - a cheap monotonic clock; only the check interval and log rate use it */
+static long long now_ms(void)
 {
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+    struct timespec ts;
+
+#ifdef CLOCK_MONOTONIC_COARSE
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void id_from_stat(struct file_id *id, const struct stat *st)
+/* table_drop - forget the snapshot, if any */
+static void table_drop(struct cdb_state *s)
 {
-    memset(id, 0, sizeof(*id));
-    id->dev = st->st_dev;
-    id->ino = st->st_ino;
-    id->size = st->st_size;
-    id->mtime = st->st_mtim;
-}
-
-/* table_close - unmap and close the open table, if any */
-static void table_close(struct cdb_state *s)
-{
-    if (s->fd >= 0) {
-        cdb_free(&s->db);
-        close(s->fd);
-        s->fd = -1;
-    }
+    cdb_snapshot_free(s->snap);
+    s->snap = NULL;
+    memset(&s->id, 0, sizeof(s->id));
 }
 
 /*
- * table_fail - remember that the file version id is unusable and why; log it
- * once per version. Returns -1.
+ * table_bad - the version id (seen, settled as told) cannot be used, because
+ * of why. Logged at most once per CDB_WARN_INTERVAL_MS with a count of the
+ * others, so a table rewritten in a loop costs one line a minute, not one per
+ * lookup. Returns 0 when the previous snapshot still answers, -1 when there
+ * is none (s->error says why, for the tempfail text).
  */
-static int table_fail(struct cdb_state *s, const struct file_id *id, const char *why)
+static int table_bad(struct cdb_state *s, const struct cdb_file_id *id, bool settled,
+                     const char *why)
 {
-    bool repeat = s->failed && id != NULL && id_equal(id, &s->bad_id);
+    long long now = now_ms();
 
-    snprintf(s->error, sizeof(s->error), "%s: %s", s->path, why);
     s->failed = true;
-    if (id != NULL)
-        s->bad_id = *id;
-    else
-        memset(&s->bad_id, 0, sizeof(s->bad_id));
-    if (!repeat)
-        log_warn("cdb table %s", s->error);
-    return -1;
+    s->bad_id = *id;
+    s->bad_settled = settled;
+    snprintf(s->error, sizeof(s->error), "%s: %s", s->path, why);
+    if (now >= s->warn_after) {
+        if (s->snap != NULL)
+            log_warn("cdb table %s; still answering from the previous version (%zu bytes)%s",
+                     s->error, cdb_snapshot_size(s->snap), s->suppressed ? " and" : "");
+        else
+            log_warn("cdb table %s; answering tempfail", s->error);
+        if (s->suppressed)
+            log_warn("cdb table %s: %u other unusable versions since the last warning", s->path,
+                     s->suppressed);
+        s->suppressed = 0;
+        s->warn_after = now + CDB_WARN_INTERVAL_MS;
+    } else {
+        s->suppressed++;
+    }
+    return s->snap != NULL ? 0 : -1;
+}
+
+/* table_load - read the version now at path; swap it in if it is usable */
+static int table_load(struct cdb_state *s)
+{
+    struct cdb_snapshot *snap;
+    struct cdb_file_id id;
+    bool settled;
+    char why[128];
+
+    if (cdb_snapshot_load(s->path, &snap, &id, &settled, why, sizeof(why)) < 0)
+        return table_bad(s, &id, settled, why);
+    bool was_failed = s->failed || s->snap == NULL;
+    table_drop(s);
+    s->snap = snap;
+    s->id = id;
+    s->settled = settled;
+    s->failed = false;
+    s->error[0] = '\0';
+    if (was_failed && s->warn_after != 0)
+        log_info("cdb table %s: usable again (%zu bytes)", s->path, cdb_snapshot_size(snap));
+    return 0;
 }
 
 /*
- * table_refresh - make sure the table open is the file now at path. Returns
- * 0 when a usable table is open, -1 (with s->error set) otherwise.
+ * table_refresh - make sure the snapshot answering is the newest usable
+ * version of the file, checking the path at most every check_interval.
+ * Returns 0 when a snapshot is usable (possibly the previous version, when
+ * the new one is incomplete), -1 (with s->error set) when none is.
+ *
+ * A removed file (stat fails) drops the snapshot: removing a table is how a
+ * postmaster stops it answering, and the answer is tempfail until it is back.
  */
 static int table_refresh(struct cdb_state *s)
 {
     struct stat st;
-    struct file_id now;
+    struct cdb_file_id now;
+    long long t = now_ms();
+
+    /* an unsettled snapshot is re-read once its clock tick has passed: check it each time */
+    if (t < s->next_check && (s->snap == NULL || s->settled))
+        return s->snap != NULL ? 0 : -1;
+    s->next_check = t + s->check_ms;
 
     if (stat(s->path, &st) < 0) {
-        table_close(s);
-        /* a missing file stays missing between lookups: log it once */
-        if (s->failed && s->bad_id.ino == 0 && s->bad_id.dev == 0)
-            return -1;
-        return table_fail(s, NULL, strerror(errno));
-    }
-    id_from_stat(&now, &st);
-    if (s->fd >= 0 && id_equal(&now, &s->id))
-        return 0;
-    if (s->fd < 0 && s->failed && id_equal(&now, &s->bad_id))
-        return -1; /* same broken file as last time: do not retry or re-log */
-
-    table_close(s);
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return table_fail(s, &now, strerror(errno));
-    /* identify what we actually opened: the path may have moved on since stat() */
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return table_fail(s, &now, "not a regular file");
-    }
-    id_from_stat(&now, &st);
-    if (st.st_size < 2048 || (unsigned long long)st.st_size > 0xffffffffULL) {
-        close(fd);
-        return table_fail(s, &now, "corrupt cdb file (bad size)");
-    }
-    memset(&s->db, 0, sizeof(s->db));
-    if (cdb_init(&s->db, fd) < 0) {
         int e = errno;
-        close(fd);
-        return table_fail(s, &now, e == EPROTO ? "corrupt cdb file" : strerror(e));
+        bool repeat = s->failed && s->bad_id.ino == 0 && s->snap == NULL;
+        table_drop(s);
+        memset(&now, 0, sizeof(now));
+        if (repeat)
+            return -1; /* the same missing file: logged already */
+        s->warn_after = 0;
+        return table_bad(s, &now, true, strerror(e));
     }
-    s->fd = fd;
-    s->id = now;
-    if (s->failed)
-        log_info("cdb table %s: usable again", s->path);
-    s->failed = false;
-    s->error[0] = '\0';
-    return 0;
+    cdb_file_id_from_stat(&now, &st);
+    if (s->snap != NULL && cdb_file_id_equal(&now, &s->id)) {
+        if (s->settled || !cdb_file_id_settled(&now))
+            return 0;
+        return table_load(s); /* read once more, now that no write can hide in the same tick */
+    }
+    if (s->failed && s->bad_settled && cdb_file_id_equal(&now, &s->bad_id))
+        return s->snap != NULL ? 0 : -1; /* the same bad version: neither re-read nor re-log */
+    return table_load(s);
 }
 
 /*
@@ -160,21 +187,9 @@ static int table_refresh(struct cdb_state *s)
  * found, 0 when not, -1 when the file is corrupt.
  */
 static int table_get(struct cdb_state *s, const char *key, size_t klen, const char **val,
-                     unsigned *vlen)
+                     size_t *vlen)
 {
-    int rc = cdb_find(&s->db, key, (unsigned)klen);
-
-    if (rc <= 0)
-        return rc < 0 ? -1 : 0;
-    unsigned pos = cdb_datapos(&s->db), len = cdb_datalen(&s->db);
-    /* tinycdb checks this too; a hostile file gets no benefit of the doubt */
-    if (pos > s->db.cdb_fsize || len > s->db.cdb_fsize - pos)
-        return -1;
-    *val = cdb_get(&s->db, len, pos);
-    if (*val == NULL)
-        return -1;
-    *vlen = len;
-    return 1;
+    return cdb_snapshot_find(s->snap, key, klen, val, vlen);
 }
 
 /*
@@ -183,7 +198,7 @@ static int table_get(struct cdb_state *s, const char *key, size_t klen, const ch
  * access table defers: a postmaster can park a mailbox being migrated),
  * anything else valid (the value is the text).
  */
-static void value_verdict(const char *val, unsigned vlen, struct verdict *out)
+static void value_verdict(const char *val, size_t vlen, struct verdict *out)
 {
     char text[VERDICT_TEXT_MAX];
     size_t len = vlen > CDB_VALUE_MAX ? CDB_VALUE_MAX : vlen;
@@ -215,6 +230,8 @@ static void *cdb_open(const struct backend_env *env, const struct route *r, char
                       size_t errlen)
 {
     const char *fold = route_option(r, "fold_local", "yes");
+    const char *check = route_option(r, "check_interval", CDB_CHECK_DEFAULT);
+    long long check_ms = 0;
     const char *delims = env && env->recipient_delimiter ? env->recipient_delimiter : "";
     bool fold_local;
 
@@ -229,6 +246,12 @@ static void *cdb_open(const struct backend_env *env, const struct route *r, char
         snprintf(err, errlen, "cdb:%s: fold_local must be yes or no, not \"%.50s\"", r->arg, fold);
         return NULL;
     }
+    if (value_parse_duration(check, VALUE_SECONDS, 0, CDB_CHECK_MAX_MS, &check_ms) != VALUE_OK) {
+        snprintf(err, errlen,
+                 "cdb:%s: check_interval must be 0 or a duration up to 1h, not \"%.50s\"", r->arg,
+                 check);
+        return NULL;
+    }
     if (strlen(delims) >= sizeof(((struct cdb_state *)0)->delims)) {
         snprintf(err, errlen, "cdb:%s: recipient_delimiter too long", r->arg);
         return NULL;
@@ -240,8 +263,8 @@ static void *cdb_open(const struct backend_env *env, const struct route *r, char
         snprintf(err, errlen, "cdb:%s: out of memory", r->arg);
         return NULL;
     }
-    s->fd = -1;
     s->fold_local = fold_local;
+    s->check_ms = check_ms;
     snprintf(s->delims, sizeof(s->delims), "%s", delims);
     /* a missing table is logged here and answered with tempfail until it appears */
     (void)table_refresh(s);
@@ -255,7 +278,7 @@ static enum backend_status cdb_lookup(void *state, const struct address *addr, s
     struct cdb_state *s = state;
     char key[ADDRESS_MAX + 2];
     const char *val = NULL;
-    unsigned vlen = 0;
+    size_t vlen = 0;
     int klen, rc;
 
     if (req != NULL)
@@ -292,9 +315,10 @@ static enum backend_status cdb_lookup(void *state, const struct address *addr, s
 
     if (rc < 0) {
         /* unusable until the file changes: remember this version as broken */
-        struct file_id id = s->id;
-        table_close(s);
-        table_fail(s, &id, "corrupt cdb file");
+        struct cdb_file_id id = s->id;
+        table_drop(s);
+        s->warn_after = 0;
+        table_bad(s, &id, true, "corrupt cdb file (a record lies outside the file)");
         verdict_set(out, VERDICT_TEMPFAIL, 0, CDB_SOURCE, s->error);
     } else if (rc == 0) {
         verdict_set(out, VERDICT_INVALID, 550, CDB_SOURCE, CDB_NOT_FOUND_TEXT);
@@ -304,17 +328,23 @@ static enum backend_status cdb_lookup(void *state, const struct address *addr, s
     return BACKEND_DONE;
 }
 
-/* cdb_close - unmap and free; no requests can be pending */
+/* cdb_close - free the snapshot and the state; no requests can be pending */
 static void cdb_close(void *state)
 {
     struct cdb_state *s = state;
 
     if (s == NULL)
         return;
-    table_close(s);
+    table_drop(s);
     free(s->path);
     free(s);
 }
+
+/* cdb_options - the route options cdb_open reads (docs/ROUTES.md); durations in ms */
+static const struct value_decl cdb_options[] = {
+    {"check_interval", VALUE_DURATION, 0, CDB_CHECK_MAX_MS},
+    {NULL, VALUE_TEXT, 0, 0},
+};
 
 const struct backend_ops backend_cdb_ops = {
     .name = "cdb",
@@ -322,4 +352,5 @@ const struct backend_ops backend_cdb_ops = {
     .lookup = cdb_lookup,
     .cancel = NULL,
     .close = cdb_close,
+    .options = cdb_options,
 };

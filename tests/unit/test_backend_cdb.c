@@ -10,10 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend_cdb.h"
+#include "value_parse.h"
 
 static char dir[] = "/tmp/callahead-cdb-XXXXXX";
 static char err[512];
@@ -70,13 +75,19 @@ struct fixture {
     void *state;
 };
 
-/* open_backend - parse "x.test cdb:PATH OPTIONS" and open the backend on it */
+/*
+ * open_backend - parse "x.test cdb:PATH OPTIONS" and open the backend on it.
+ * Unless the options say otherwise, check_interval=0: these tests change the
+ * file and look up at once.
+ */
 static struct fixture open_backend(const char *path, const char *options, const char *delims)
 {
     struct fixture f;
     char line[512];
     struct backend_env env = {.base = NULL, .recipient_delimiter = delims};
-    int n = snprintf(line, sizeof(line), "x.test cdb:%s %s\n", path, options ? options : "");
+    const char *opts = options ? options : "";
+    int n = snprintf(line, sizeof(line), "x.test cdb:%s %s%s\n", path, opts,
+                     strstr(opts, "check_interval=") ? "" : " check_interval=0");
     f.routes = route_table_parse(line, (size_t)n, "test", err, sizeof(err));
     cr_assert_not_null(f.routes, "%s", err);
     err[0] = '\0';
@@ -442,4 +453,278 @@ Test(backend_cdb, open_needs_a_path)
     err[0] = '\0';
     cr_assert_null(backend_cdb_ops.open(&env, &r, err, sizeof(err)));
     cr_assert_neq(err[0], '\0');
+}
+
+/* read_file - the whole file at path, malloc'd; *len its size */
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fstat(fd, &st), 0);
+    unsigned char *buf = malloc((size_t)st.st_size);
+    cr_assert_not_null(buf);
+    cr_assert_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
+    close(fd);
+    *len = (size_t)st.st_size;
+    return buf;
+}
+
+/*
+ * rewrite_in_place - what cp does to an existing destination: open it with
+ * O_TRUNC (same inode) and write the new bytes in chunks of `chunk`.
+ */
+static void rewrite_in_place(const char *path, const unsigned char *data, size_t len, size_t chunk)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        _exit(2);
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        if (write(fd, data + off, n) != (ssize_t)n)
+            _exit(3);
+    }
+    close(fd);
+}
+
+/* make_big_table - user0..user(n-1)@x.test, each "OK big" */
+static void make_big_table(const char *path, int n)
+{
+    struct cdb_make cm;
+    char key[64];
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(cdb_make_start(&cm, fd), 0);
+    for (int i = 0; i < n; i++) {
+        int klen = snprintf(key, sizeof(key), "user%d@x.test", i);
+        cr_assert_eq(cdb_make_add(&cm, key, (unsigned)klen, "OK big", 6), 0);
+    }
+    cr_assert_eq(cdb_make_finish(&cm), 0);
+    close(fd);
+}
+
+/*
+ * The crash of issue 6, defect 1: a table rewritten in place (cp big small
+ * big small ...) while lookups run. A mapped table faults (SIGBUS) as soon as
+ * it is read past its new end; a snapshot never does, and because every
+ * version of the table says user0 is valid, no lookup may ever answer
+ * anything else: not invalid from a half-written table, not tempfail once
+ * a good version was read.
+ */
+Test(backend_cdb, rewrite_in_place_never_faults, .timeout = 60)
+{
+    static const char *const small_kv[] = {"user0@x.test", "OK small", NULL};
+    size_t big_len, small_len;
+
+    make_big_table(path_in("big.cdb"), 200000);
+    unsigned char *big_data = read_file(path_in("big.cdb"), &big_len);
+    make_table(path_in("small.cdb"), small_kv);
+    unsigned char *small_data = read_file(path_in("small.cdb"), &small_len);
+    const char *live = path_in("sig.cdb"); /* the other slot is not reused below */
+    rewrite_in_place(live, big_data, big_len, 131072);
+
+    struct fixture f = open_backend(live, NULL, "+");
+    cr_assert_not_null(f.state, "%s", err);
+    cr_assert_str_eq(lookup(f.state, "user0@x.test").text, "OK big");
+
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        /* the writer must not outlive a test that crashed */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(0);
+        /* as a shell loop of cp runs: each version stays whole for a moment */
+        for (;;) {
+            rewrite_in_place(live, big_data, big_len, 131072);
+            usleep(5000);
+            rewrite_in_place(live, small_data, small_len, 131072);
+            usleep(5000);
+        }
+    }
+
+    unsigned seed = 42, lookups = 0, big_answers = 0, wrong = 0;
+    char addr[64], first_wrong[300] = "";
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        seed = seed * 1103515245u + 12345u;
+        snprintf(addr, sizeof(addr), "user%u@x.test", (seed >> 8) % 200000);
+        struct verdict v = lookup(f.state, addr);
+        cr_assert(v.kind == VERDICT_VALID || v.kind == VERDICT_INVALID, "%s: kind %d text %s", addr,
+                  v.kind, v.text);
+        v = lookup(f.state, "user0@x.test");
+        /* counted, not asserted here: the loop first shows there is no fault at all */
+        if (v.kind != VERDICT_VALID && wrong++ == 0)
+            snprintf(first_wrong, sizeof(first_wrong), "kind %d text %s", v.kind, v.text);
+        big_answers += strcmp(v.text, "OK big") == 0;
+        lookups++;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 4000);
+
+    kill(child, SIGKILL);
+    int status;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "writer failed: %d", status);
+    cr_assert_eq(wrong, 0, "user0 answered other than valid %u times in %u lookups, first: %s",
+                 wrong, lookups, first_wrong);
+    cr_assert_gt(lookups, 1000);
+    cr_assert_gt(big_answers, 0);
+    close_backend(&f);
+    free(big_data);
+    free(small_data);
+}
+
+/* a good table, then in-place writes that leave it half-written, empty or garbage */
+Test(backend_cdb, incomplete_rewrite_keeps_previous_version)
+{
+    const char *p = path_in("t.cdb");
+    const char *next = path_in("next.cdb");
+    static const char *const v2[] = {"bob@x.test", "OK v2", NULL};
+    size_t len;
+
+    make_table(p, basic);
+    make_big_table(next, 2000);
+    unsigned char *data = read_file(next, &len);
+    struct fixture f = open_backend(p, NULL, "+");
+    cr_assert_not_null(f.state, "%s", err);
+    cr_assert_str_eq(lookup(f.state, "alice@x.test").text, "OK");
+
+    /* the header and half the records of the next version, as cp leaves it mid-copy */
+    rewrite_in_place(p, data, len / 2, 4096);
+    struct verdict v = lookup(f.state, "alice@x.test");
+    cr_assert_eq(v.kind, VERDICT_VALID, "kind %d text %s", v.kind, v.text);
+    cr_assert_str_eq(v.text, "OK");
+    cr_assert_eq(lookup(f.state, "user1@x.test").kind, VERDICT_INVALID);
+
+    /* every length short of the whole file keeps the previous version */
+    size_t cuts[] = {0, 1, 2047, 2048, 2049, len - 1};
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        rewrite_in_place(p, data, cuts[i], 4096);
+        v = lookup(f.state, "alice@x.test");
+        cr_assert_eq(v.kind, VERDICT_VALID, "cut at %zu: kind %d text %s", cuts[i], v.kind, v.text);
+        cr_assert_str_eq(v.text, "OK");
+    }
+
+    /* garbage over it: the previous version still answers */
+    unsigned char noise[4096];
+    for (size_t i = 0; i < sizeof(noise); i++)
+        noise[i] = (unsigned char)(i * 7 + 0xa5);
+    rewrite_in_place(p, noise, sizeof(noise), 4096);
+    cr_assert_str_eq(lookup(f.state, "alice@x.test").text, "OK");
+
+    /* the copy completes: the new version answers */
+    rewrite_in_place(p, data, len, 4096);
+    cr_assert_str_eq(lookup(f.state, "user1@x.test").text, "OK big");
+    cr_assert_eq(lookup(f.state, "alice@x.test").kind, VERDICT_INVALID);
+
+    /* and a small table written over the big one in place */
+    make_table(next, v2);
+    free(data);
+    data = read_file(next, &len);
+    rewrite_in_place(p, data, len, 4096);
+    cr_assert_str_eq(lookup(f.state, "bob@x.test").text, "OK v2");
+    cr_assert_eq(lookup(f.state, "user1@x.test").kind, VERDICT_INVALID);
+    close_backend(&f);
+    free(data);
+}
+
+/* no good version yet: half-written at start is tempfail, never "invalid" */
+Test(backend_cdb, half_written_at_start_is_tempfail)
+{
+    const char *p = path_in("t.cdb");
+    const char *next = path_in("next.cdb");
+    size_t len;
+
+    make_big_table(next, 2000);
+    unsigned char *data = read_file(next, &len);
+    rewrite_in_place(p, data, len - 100, 4096);
+    struct fixture f = open_backend(p, NULL, "+");
+    cr_assert_not_null(f.state, "%s", err);
+    struct verdict v = lookup(f.state, "nobody@x.test");
+    cr_assert_eq(v.kind, VERDICT_TEMPFAIL, "kind %d text %s", v.kind, v.text);
+    cr_assert(strstr(v.text, "t.cdb") != NULL, "%s", v.text);
+    cr_assert(strstr(v.text, "incomplete") != NULL, "%s", v.text);
+    cr_assert_eq(lookup(f.state, "user5@x.test").kind, VERDICT_TEMPFAIL);
+
+    rewrite_in_place(p, data, len, 4096);
+    cr_assert_eq(lookup(f.state, "user5@x.test").kind, VERDICT_VALID);
+    cr_assert_eq(lookup(f.state, "nobody@x.test").kind, VERDICT_INVALID);
+    close_backend(&f);
+    free(data);
+}
+
+/* a header that is sound but a slot naming a record past the end: tempfail, not a fault */
+Test(backend_cdb, record_outside_file_is_tempfail)
+{
+    const char *p = path_in("t.cdb");
+    static const char *const one[] = {"alice@x.test", "OK", NULL};
+    size_t len;
+
+    make_table(p, one);
+    unsigned char *data = read_file(p, &len);
+    /* point every slot's record position far past the end (the tables are at the end) */
+    for (size_t off = len - 16; off >= 2048 + 8 + 12 + 2; off -= 8) {
+        if (cdb_unpack(data + off + 4) != 0)
+            cdb_pack(0x7ffffff0u, data + off + 4);
+        if (off < 2048 + 8 + 12 + 2 + 8)
+            break;
+    }
+    cdb_pack(0x7ffffff0u, data + len - 4);
+    write_file(p, data, len);
+    struct fixture f = open_backend(p, NULL, "+");
+    cr_assert_not_null(f.state, "%s", err);
+    struct verdict v = lookup(f.state, "alice@x.test");
+    cr_assert_eq(v.kind, VERDICT_TEMPFAIL, "kind %d text %s", v.kind, v.text);
+    cr_assert(strstr(v.text, "corrupt") != NULL, "%s", v.text);
+    close_backend(&f);
+    free(data);
+}
+
+/* the path is stat()ed at most every check_interval, not per lookup */
+Test(backend_cdb, check_interval)
+{
+    const char *p = path_in("t.cdb");
+    const char *tmp = path_in("t.cdb.new");
+    static const char *const v1[] = {"alice@x.test", "OK v1", NULL};
+    static const char *const v2[] = {"alice@x.test", "OK v2", NULL};
+
+    make_table(p, v1);
+    struct fixture f = open_backend(p, "check_interval=300ms", "+");
+    cr_assert_not_null(f.state, "%s", err);
+    /* wait out the clock tick of the file's creation, so the snapshot is settled */
+    usleep(50000);
+    cr_assert_str_eq(lookup(f.state, "alice@x.test").text, "OK v1");
+    make_table(tmp, v2);
+    cr_assert_eq(rename(tmp, p), 0);
+    cr_assert_str_eq(lookup(f.state, "alice@x.test").text, "OK v1");
+    usleep(400000);
+    cr_assert_str_eq(lookup(f.state, "alice@x.test").text, "OK v2");
+    close_backend(&f);
+
+    const char *bad[] = {"check_interval=-1", "check_interval=1x", "check_interval=2h",
+                         "check_interval="};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        f = open_backend(p, bad[i], "+");
+        cr_assert_null(f.state, "%s accepted", bad[i]);
+        cr_assert(strstr(err, "check_interval") != NULL, "%s", err);
+        close_backend(&f);
+    }
+}
+
+/* the verifier refuses undeclared route options: check_interval must be declared */
+Test(backend_cdb, options_declared)
+{
+    const struct value_decl *d = backend_cdb_ops.options;
+    char why[128];
+
+    cr_assert_not_null(d);
+    while (d->name != NULL && strcmp(d->name, "check_interval") != 0)
+        d++;
+    cr_assert_not_null(d->name, "check_interval is not declared");
+    cr_assert_eq(value_check(d, "0", why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(value_check(d, "250ms", why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(value_check(d, "1h", why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(value_check(d, "2h", why, sizeof(why)), -1);
+    cr_assert_eq(value_check(d, "-1", why, sizeof(why)), -1);
 }
