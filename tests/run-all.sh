@@ -24,8 +24,8 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 export FUZZ_SECONDS
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libevent-dev libhiredis-dev
-  libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev tinycdb libldap-dev redis-server postfix slapd
-  ldap-utils swaks miltertest clang libclang-rt-14-dev valgrind clang-format dnsmasq-base"
+  libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev tinycdb libldap-dev redis-server postfix postfix-doc
+  slapd ldap-utils swaks miltertest clang libclang-rt-14-dev valgrind clang-format dnsmasq-base"
 
 summary=()
 failed=0

@@ -181,6 +181,9 @@ smtp_dns_support_level = disabled
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 biff = no
+# set-permissions must not depend on doc files (postfix-doc ships them gzipped)
+readme_directory = no
+html_directory = no
 default_process_limit = 200
 # no flow control: without deliveries qmgr hands out no tokens, and every queue file that
 # smtpd or verify(8) opens would wait in_flow_delay (1s) - a benchmark artefact

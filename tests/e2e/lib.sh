@@ -415,7 +415,9 @@ EOF
 
 # e2e_postfix_main_cf_base DIR HOSTNAME DOMAIN - the main.cf lines every private
 # instance shares (queue, data and logs under DIR, loopback only, no local
-# delivery, no DNS, no TLS); callers add their relay and restriction lines
+# delivery, no DNS, no TLS, no doc files: with postfix-doc installed,
+# set-permissions would chown the README files Debian ships gzipped and stop);
+# callers add their relay and restriction lines
 e2e_postfix_main_cf_base() {
     cat <<EOF
 compatibility_level = 3.6
@@ -439,6 +441,8 @@ smtp_dns_support_level = disabled
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 biff = no
+readme_directory = no
+html_directory = no
 maillog_file = $1/log/maillog
 maillog_file_prefixes = $1/log
 EOF
