@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "policy_action.h"
+#include "reply_action.h"
 #include "value_parse.h"
 
 #define CONFIG_MAX_LINE 4096      /* one physical line, without LF */
@@ -32,7 +32,7 @@
 
 enum config_type {
     CONFIG_STR,    /* char * */
-    CONFIG_ACTION, /* char *, checked with policy_action_check */
+    CONFIG_ACTION, /* char *, checked with reply_action_check */
     CONFIG_INT,    /* int, decimal */
     CONFIG_BOOL,   /* int, yes/no */
     CONFIG_TIME,   /* int seconds; suffix s m h d w, none = s */
@@ -437,7 +437,7 @@ static int config_set(struct config *c, const struct config_param *p, const char
     switch (p->type) {
     case CONFIG_ACTION: {
         char why[128];
-        if (policy_action_check(value, why, sizeof(why)) < 0)
+        if (reply_action_check(value, why, sizeof(why)) < 0)
             return config_seterr(err, errlen, "bad %s: %s", p->name, why);
     }
         /* fall through */

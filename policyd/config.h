@@ -39,7 +39,7 @@ struct config {
     int request_timeout; /* seconds to receive one whole request once it began */
     struct policy_limits limits;
 
-    /* verdict -> action templates (see policy_action.h), by enum verdict_kind */
+    /* verdict -> action templates (see reply_policy.h), by enum verdict_kind */
     char *action[VERDICT_KIND_COUNT];
     char *action_malformed;  /* recipient that does not parse as an address */
     int fail_open;           /* 1: tempfail verdicts answer action[VALID] instead */

@@ -29,8 +29,8 @@
 
 #include "config.h"
 #include "log.h"
-#include "policy_action.h"
 #include "policy_proto.h"
+#include "reply_policy.h"
 #include "verifier.h"
 
 enum conn_state { CONN_READING, CONN_VERIFYING, CONN_WRITING, CONN_STATE_COUNT };
@@ -179,67 +179,28 @@ static int conn_reply(struct policy_conn *c, const char *action)
     return conn_flush(c) < 0 ? -1 : 0;
 }
 
-/* is_rejecting - does an action refuse the recipient (for dry_run)? */
-static int is_rejecting(const char *action)
+/* conn_reply_policy - the reply options of the configuration, for reply_policy_decide */
+static void conn_reply_policy(const struct config *cfg, struct reply_policy *p)
 {
-    return action[0] == '4' || action[0] == '5' || strncmp(action, "REJECT", 6) == 0 ||
-           strncmp(action, "DEFER", 5) == 0;
+    for (int k = 0; k < VERDICT_KIND_COUNT; k++)
+        p->action[k] = cfg->action[k];
+    p->action_malformed = cfg->action_malformed;
+    p->fail_open = cfg->fail_open != 0;
+    p->dry_run = cfg->dry_run != 0;
+    p->next_hop_text = cfg->reply_next_hop_text != 0;
 }
 
-/*
- * public_verdict - the verdict as the SMTP client may see it. A callout's
- * reason and source (the next hop's banner text, host name, address) are
- * replaced by generic words unless reply_next_hop_text is set, and so is
- * the reason of any local failure (a missing table's path, a resolver's
- * message): those are for the log, which keeps the real ones. Reasons we
- * word for clients ourselves (a table's REJECT text, the answer budget, an
- * open circuit breaker) pass through.
- */
-static const struct verdict *public_verdict(const struct config *cfg, const struct verdict *v,
-                                            struct verdict *copy)
-{
-    int from_next_hop = strncmp(v->source, "smtp", 4) == 0;
-
-    if (from_next_hop ? cfg->reply_next_hop_text
-                      : (v->kind != VERDICT_TEMPFAIL || strcmp(v->source, "verifier") == 0 ||
-                         strcmp(v->source, "breaker") == 0))
-        return v;
-    *copy = *v;
-    if (from_next_hop)
-        snprintf(copy->source, sizeof(copy->source), "smtp");
-    switch (v->kind) {
-    case VERDICT_INVALID:
-        snprintf(copy->text, sizeof(copy->text), "User unknown");
-        break;
-    case VERDICT_TEMPFAIL:
-        snprintf(copy->text, sizeof(copy->text), "try again later");
-        break;
-    default:
-        snprintf(copy->text, sizeof(copy->text), "%s", verdict_kind_name(v->kind));
-        break;
-    }
-    return copy;
-}
-
-/* conn_verified - the verifier's answer: pick the action, log the decision, reply */
+/* conn_verified - the verifier's answer: decide the reply (reply_policy.h), log it, send it */
 static void conn_verified(const struct verdict *v, const struct verifier_result *res, void *arg)
 {
     struct policy_conn *c = arg;
-    const struct config *cfg = c->s->cfg;
-    const char *tmpl;
-    char action[1024];
+    struct reply_policy policy;
+    struct reply reply;
     const char *rcpt = c->req.recipient ? c->req.recipient : "";
 
     c->lookup = NULL;
-    if (res->key[0] == '\0')
-        tmpl = cfg->action_malformed;
-    else if (v->kind == VERDICT_TEMPFAIL && cfg->fail_open)
-        tmpl = cfg->action[VERDICT_VALID];
-    else
-        tmpl = cfg->action[v->kind];
-    struct verdict copy;
-    policy_action_expand(tmpl, public_verdict(cfg, v, &copy), res->key[0] ? res->key : rcpt, action,
-                         sizeof(action));
+    conn_reply_policy(c->s->cfg, &policy);
+    reply_policy_decide(&policy, v, res->key[0] == '\0', res->key[0] ? res->key : rcpt, &reply);
 
     char safe_rcpt[300];
     verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));
@@ -247,11 +208,9 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
              "reason=\"%s\" action=%s%s",
              c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE", safe_rcpt,
              res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source, v->code,
-             res->cached, res->route[0] ? res->route : "-", ms_since(&c->started), v->text, action,
-             cfg->dry_run && is_rejecting(action) ? " (dry_run: answering DUNNO)" : "");
-    if (cfg->dry_run && is_rejecting(action))
-        snprintf(action, sizeof(action), "DUNNO");
-    if (conn_reply(c, action) == 0)
+             res->cached, res->route[0] ? res->route : "-", ms_since(&c->started), v->text,
+             reply.decided, reply.dry_run ? " (dry_run: answering DUNNO)" : "");
+    if (conn_reply(c, reply.action) == 0)
         conn_process(c); /* a request that arrived meanwhile */
 }
 
@@ -281,9 +240,12 @@ static int conn_request_done(struct policy_conn *c)
     c->lookup =
         verifier_lookup(c->s->verifier, r->recipient, strlen(r->recipient), conn_verified, c);
     if (c->lookup == NULL) {
+        struct reply_policy policy;
+        struct reply reply;
         log_err("policy %s: out of memory starting a lookup", c->peer);
-        return conn_reply(c, c->s->cfg->fail_open ? c->s->cfg->action[VERDICT_VALID]
-                                                  : "DEFER_IF_PERMIT 4.3.0 Server out of memory");
+        conn_reply_policy(c->s->cfg, &policy);
+        reply_policy_internal_error(&policy, &reply);
+        return conn_reply(c, reply.action);
     }
     return 0;
 }

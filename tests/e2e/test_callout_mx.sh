@@ -93,7 +93,7 @@ e2e_assert_match '^invalid 550 [0-9]+ smtp:mx 5\.1\.2 domain has no mail server$
 e2e_assert_match '^550 5\.1\.[0-9]+ domain has no mail server$' "$r" "bob@nx.test (NXDOMAIN) is refused"
 # The verdict carries 5.1.2 (bad destination domain, as Postfix says); the client must see
 # it. XXX fails as of this writing: policyd's action_invalid "550 5.1.1 %r" drops the
-# verdict's own enhanced status (policyd/policy_action.c skip_enhanced_status).
+# verdict's own enhanced status (verifier/reply_action.c skip_reason_prefix).
 e2e_assert_eq "550 5.1.2 domain has no mail server" "$r" "bob@nx.test (NXDOMAIN), enhanced status"
 
 e2e_stop_policyd

@@ -2,7 +2,7 @@
  * fuzz_config.c - libFuzzer harness for the callahead.conf parser.
  *
  * Beyond "no crash, no leak": error messages are printable (they go to the
- * terminal and syslog), every action that parses passes policy_action_check,
+ * terminal and syslog), every action that parses passes reply_action_check,
  * and a config that parses prints (config_print) to text that parses back
  * to the same printed form.
  */
@@ -13,7 +13,7 @@
 
 /* by path, so it can never be confused with an autoconf-generated config.h */
 #include "../../policyd/config.h"
-#include "policy_action.h"
+#include "reply_action.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     for (int k = 0; k < VERDICT_KIND_COUNT; k++)
-        if (policy_action_check(c.action[k], NULL, 0) < 0)
+        if (reply_action_check(c.action[k], NULL, 0) < 0)
             abort();
     config_verifier(&c, &vc);
 

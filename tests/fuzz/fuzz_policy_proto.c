@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy_action.h"
+#include "reply_action.h"
 #include "policy_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -32,8 +32,8 @@ static void use_request(const struct policy_request *r)
     char action[512], reply[600];
 
     verdict_set(&v, VERDICT_INVALID, 550, "fuzz", r->sender ? r->sender : "");
-    policy_action_expand("550 5.1.1 <%a>: %r (%s %c) %%", &v, r->recipient ? r->recipient : "",
-                         action, sizeof(action));
+    reply_action_expand("550 5.1.1 <%a>: %r (%s %c) %%", &v, r->recipient ? r->recipient : "",
+                        action, sizeof(action));
     check_printable(action);
     if (policy_format_reply(action, reply, sizeof(reply)) < 0)
         abort(); /* a sanitised action of < 512 bytes always fits */

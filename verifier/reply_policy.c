@@ -1,0 +1,123 @@
+/*
+ * reply_policy.c - choose, word and expand the answer to a verdict (see
+ * reply_policy.h). One function per rule, so the milter and policyd cannot
+ * drift apart: they call reply_policy_decide and only format its result.
+ */
+#include "reply_policy.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/*
+ * reply_text_is_public - see reply_policy.h.
+ *
+ * XXX: the origin is read from the source string ("smtp..." for a next hop,
+ * "verifier" and "breaker" for texts we word for clients) until verdicts
+ * carry it as flags; this is the only function that needs changing then.
+ */
+bool reply_text_is_public(const struct verdict *v, bool next_hop_text, bool *next_hop)
+{
+    bool from_next_hop = strncmp(v->source, "smtp", 4) == 0;
+
+    if (next_hop != NULL)
+        *next_hop = from_next_hop;
+    if (from_next_hop)
+        return next_hop_text;
+    return v->kind != VERDICT_TEMPFAIL || strcmp(v->source, "verifier") == 0 ||
+           strcmp(v->source, "breaker") == 0;
+}
+
+/*
+ * public_verdict - v as the SMTP client may see it: v itself, or copy with
+ * generic words in place of what is for the log only.
+ */
+static const struct verdict *public_verdict(const struct reply_policy *p, const struct verdict *v,
+                                            struct verdict *copy)
+{
+    bool from_next_hop;
+
+    if (reply_text_is_public(v, p->next_hop_text, &from_next_hop))
+        return v;
+    *copy = *v;
+    if (from_next_hop)
+        snprintf(copy->source, sizeof(copy->source), "smtp");
+    switch (v->kind) {
+    case VERDICT_INVALID:
+        snprintf(copy->text, sizeof(copy->text), "User unknown");
+        break;
+    case VERDICT_TEMPFAIL:
+        snprintf(copy->text, sizeof(copy->text), "try again later");
+        break;
+    default:
+        snprintf(copy->text, sizeof(copy->text), "%s", verdict_kind_name(v->kind));
+        break;
+    }
+    return copy;
+}
+
+/* choose_template - the template for v under p */
+static const char *choose_template(const struct reply_policy *p, const struct verdict *v,
+                                   bool malformed)
+{
+    if (malformed || v == NULL)
+        return p->action_malformed;
+    if (v->kind == VERDICT_TEMPFAIL && p->fail_open)
+        return p->action[VERDICT_VALID];
+    if ((unsigned)v->kind >= VERDICT_KIND_COUNT)
+        return p->action[VERDICT_TEMPFAIL]; /* cannot happen; never answer a stray kind as valid */
+    return p->action[v->kind];
+}
+
+/*
+ * finish - take out->action apart and fill in rejects. An action that does
+ * not parse (a template whose status has another class than its code passes
+ * the configuration check) is judged by its first word, as before there was
+ * a parser.
+ */
+static void finish(struct reply *out, const char *decided)
+{
+    struct reply_action parsed;
+
+    if (reply_action_parse(decided, strlen(decided), &parsed) == 0)
+        out->rejects = parsed.cls == REPLY_CLASS_REJECT || parsed.cls == REPLY_CLASS_TEMPFAIL;
+    else
+        out->rejects = decided[0] == '4' || decided[0] == '5' ||
+                       strncasecmp(decided, "REJECT", 6) == 0 ||
+                       strncasecmp(decided, "DEFER", 5) == 0;
+    if (reply_action_parse(out->action, strlen(out->action), &out->parsed) < 0) {
+        memset(&out->parsed, 0, sizeof(out->parsed));
+        out->parsed.cls = out->rejects ? REPLY_CLASS_TEMPFAIL : REPLY_CLASS_CONTINUE;
+        out->parsed.code = out->rejects ? 450 : 0;
+        snprintf(out->parsed.text, sizeof(out->parsed.text), "%s", out->action);
+    }
+}
+
+void reply_policy_decide(const struct reply_policy *p, const struct verdict *v, bool malformed,
+                         const char *addr, struct reply *out)
+{
+    struct verdict copy;
+    const char *tmpl = choose_template(p, v, malformed);
+
+    memset(out, 0, sizeof(*out));
+    reply_action_expand(tmpl ? tmpl : "DUNNO", v ? public_verdict(p, v, &copy) : NULL, addr,
+                        out->decided, sizeof(out->decided));
+    snprintf(out->action, sizeof(out->action), "%s", out->decided);
+    finish(out, out->decided);
+    if (p->dry_run && out->rejects) {
+        snprintf(out->action, sizeof(out->action), "DUNNO");
+        out->dry_run = true;
+        finish(out, out->decided);
+    }
+}
+
+void reply_policy_internal_error(const struct reply_policy *p, struct reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->decided, sizeof(out->decided), "%s",
+             p->fail_open && p->action[VERDICT_VALID]
+                 ? p->action[VERDICT_VALID]
+                 : "DEFER_IF_PERMIT 4.3.0 Server out of memory");
+    snprintf(out->action, sizeof(out->action), "%s", out->decided);
+    finish(out, out->decided);
+}
