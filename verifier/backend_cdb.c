@@ -60,12 +60,12 @@ struct cdb_state {
     bool failed;               /* the newest version seen (bad_id) is unusable */
     bool bad_settled;          /* ... and will not become usable without changing its id */
     struct cdb_file_id bad_id;
-    long long warn_after; /* monotonic ms before which a bad version is not logged again */
-    unsigned suppressed;  /* bad versions not logged since the last warning */
-    char error[200];      /* why no table is usable, for the tempfail text */
+    struct log_limit warn; /* unusable new versions: one line per CDB_WARN_INTERVAL_MS */
+    bool warned;           /* a failure was logged: say so when the table is usable again */
+    char error[200];       /* why no table is usable, for the tempfail text */
 };
 
-/* now_ms - a cheap monotonic clock; only the check interval and log rate use it */
+/* now_ms - a cheap monotonic clock for the check interval */
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -88,34 +88,33 @@ static void table_drop(struct cdb_state *s)
 
 /*
  * table_bad - the version id (seen, settled as told) cannot be used, because
- * of why. Logged at most once per CDB_WARN_INTERVAL_MS with a count of the
- * others, so a table rewritten in a loop costs one line a minute, not one per
- * lookup. Returns 0 when the previous snapshot still answers, -1 when there
- * is none (s->error says why, for the tempfail text).
+ * of why. Logged at once when limited is false (a state that lasts: the file
+ * is missing, a record is corrupt), else at most once per
+ * CDB_WARN_INTERVAL_MS with a count of the others, so a table rewritten in a
+ * loop costs one line a minute, not one per check. Returns 0 when the
+ * previous snapshot still answers, -1 when there is none (s->error says why,
+ * for the tempfail text).
  */
 static int table_bad(struct cdb_state *s, const struct cdb_file_id *id, bool settled,
-                     const char *why)
+                     const char *why, bool limited)
 {
-    long long now = now_ms();
-
     s->failed = true;
     s->bad_id = *id;
     s->bad_settled = settled;
     snprintf(s->error, sizeof(s->error), "%s: %s", s->path, why);
-    if (now >= s->warn_after) {
-        if (s->snap != NULL)
-            log_warn("cdb table %s; still answering from the previous version (%zu bytes)%s",
-                     s->error, cdb_snapshot_size(s->snap), s->suppressed ? " and" : "");
-        else
-            log_warn("cdb table %s; answering tempfail", s->error);
-        if (s->suppressed)
-            log_warn("cdb table %s: %u other unusable versions since the last warning", s->path,
-                     s->suppressed);
-        s->suppressed = 0;
-        s->warn_after = now + CDB_WARN_INTERVAL_MS;
-    } else {
-        s->suppressed++;
-    }
+    int logged = 1;
+    if (s->snap != NULL)
+        logged = log_limited(&s->warn, CDB_WARN_INTERVAL_MS, LOG_WARNING,
+                             "cdb table %s; still answering from the previous version (%zu bytes)",
+                             s->error, cdb_snapshot_size(s->snap));
+    else if (limited)
+        logged = log_limited(&s->warn, CDB_WARN_INTERVAL_MS, LOG_WARNING,
+                             "cdb table %s; answering tempfail", s->error);
+    else
+        log_warn("cdb table %s; answering tempfail", s->error);
+    /* "usable again" only follows a failure that was logged */
+    if (logged)
+        s->warned = true;
     return s->snap != NULL ? 0 : -1;
 }
 
@@ -128,7 +127,7 @@ static int table_load(struct cdb_state *s)
     char why[128];
 
     if (cdb_snapshot_load(s->path, &snap, &id, &settled, why, sizeof(why)) < 0)
-        return table_bad(s, &id, settled, why);
+        return table_bad(s, &id, settled, why, true);
     bool was_failed = s->failed || s->snap == NULL;
     table_drop(s);
     s->snap = snap;
@@ -136,8 +135,9 @@ static int table_load(struct cdb_state *s)
     s->settled = settled;
     s->failed = false;
     s->error[0] = '\0';
-    if (was_failed && s->warn_after != 0)
+    if (was_failed && s->warned)
         log_info("cdb table %s: usable again (%zu bytes)", s->path, cdb_snapshot_size(snap));
+    s->warned = false;
     return 0;
 }
 
@@ -168,8 +168,7 @@ static int table_refresh(struct cdb_state *s)
         memset(&now, 0, sizeof(now));
         if (repeat)
             return -1; /* the same missing file: logged already */
-        s->warn_after = 0;
-        return table_bad(s, &now, true, strerror(e));
+        return table_bad(s, &now, true, strerror(e), false);
     }
     cdb_file_id_from_stat(&now, &st);
     if (s->snap != NULL && cdb_file_id_equal(&now, &s->id)) {
@@ -317,8 +316,7 @@ static enum backend_status cdb_lookup(void *state, const struct address *addr, s
         /* unusable until the file changes: remember this version as broken */
         struct cdb_file_id id = s->id;
         table_drop(s);
-        s->warn_after = 0;
-        table_bad(s, &id, true, "corrupt cdb file (a record lies outside the file)");
+        table_bad(s, &id, true, "corrupt cdb file (a record lies outside the file)", false);
         verdict_set(out, VERDICT_TEMPFAIL, 0, CDB_SOURCE, s->error);
     } else if (rc == 0) {
         verdict_set(out, VERDICT_INVALID, 550, CDB_SOURCE, CDB_NOT_FOUND_TEXT);
