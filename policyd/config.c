@@ -42,7 +42,15 @@ enum config_type {
 };
 
 /* extra checks for some strings */
-enum config_check { CHECK_NONE, CHECK_FACILITY, CHECK_REDIS, CHECK_NONEMPTY };
+enum config_check {
+    CHECK_NONE,
+    CHECK_FACILITY,
+    CHECK_REDIS,
+    CHECK_NONEMPTY,
+    CHECK_ENDPOINT,      /* inet:HOST:PORT or unix:PATH */
+    CHECK_MILTER_SOCKET, /* libmilter's inet:PORT@HOST, inet6:PORT@HOST or unix:PATH */
+    CHECK_MILTER_ACTION, /* tempfail or continue */
+};
 
 struct config_param {
     const char *name;
@@ -239,6 +247,65 @@ static const struct config_param config_params[] = {
      "background, so a new mailbox works within hours; 3h as Postfix's "
      "address_verify_negative_refresh_time; 0 never.",
      RESTART},
+
+    /* callahead-milter (see callahead-milter(8)); policyd reads and ignores these, so a
+     * reload that changes one is not refused: RELOAD (the milter itself has no reload) */
+    {"milter_listen", CONFIG_STR, "inet:10041@127.0.0.1", OFF(milter_listen), 0, 0,
+     CHECK_MILTER_SOCKET,
+     "Where callahead-milter accepts the MTA's milter connections, in libmilter's notation: "
+     "inet:PORT@HOST, inet6:PORT@HOST or unix:PATH (a stale unix socket is replaced, a live one "
+     "is not).",
+     RELOAD},
+    {"milter_socket_mode", CONFIG_MODE, "0660", OFF(milter_socket_mode), 0, 0777, CHECK_NONE,
+     "Octal permissions of a unix: milter socket; 0660 lets only its owner and group (give it "
+     "to the MTA) connect.",
+     RELOAD},
+    {"milter_socket_owner", CONFIG_STR, "", OFF(milter_socket_owner), 0, 0, CHECK_NONE,
+     "User that owns a unix: milter socket; empty keeps the user the milter runs as.",
+     RELOAD},
+    {"milter_socket_group", CONFIG_STR, "", OFF(milter_socket_group), 0, 0, CHECK_NONE,
+     "Group that owns a unix: milter socket (smmsp or postfix); empty keeps the milter's group.",
+     RELOAD},
+    {"milter_user", CONFIG_STR, "", OFF(milter_user), 0, 0, CHECK_NONE,
+     "User callahead-milter switches to after its socket is bound when started as root; empty "
+     "stays as started.",
+     RELOAD},
+    {"milter_pidfile", CONFIG_STR, "", OFF(milter_pidfile), 0, 0, CHECK_NONE,
+     "File to write callahead-milter's process id to; empty writes none.",
+     RELOAD},
+    {"milter_policy_service", CONFIG_STR, "inet:127.0.0.1:10040", OFF(milter_policy_service), 0, 0,
+     CHECK_ENDPOINT,
+     "The callahead-policyd the milter asks at RCPT: inet:HOST:PORT, inet:[IPV6]:PORT or "
+     "unix:PATH, one of policyd's listen entries.",
+     RELOAD},
+    {"milter_timeout", CONFIG_MS, "8s", OFF(milter_timeout_ms), 100, 60000, CHECK_NONE,
+     "Deadline for one policy query, connecting included; 8s stays under Sendmail's default "
+     "milter reply timeout (R:10s) and above policyd's answer_budget of 5s.",
+     RELOAD},
+    {"milter_default_action", CONFIG_STR, "tempfail", OFF(milter_default_action), 0, 0,
+     CHECK_MILTER_ACTION,
+     "What the milter answers when policyd cannot be asked or answers nonsense: tempfail (a 451 "
+     "reply, the client retries) or continue (accept the recipient unverified), named as "
+     "Postfix's milter_default_action.",
+     RELOAD},
+    {"milter_max_inflight", CONFIG_INT, "200", OFF(milter_max_inflight), 1, 100000, CHECK_NONE,
+     "Most policy queries in progress at once over all MTA sessions; above it a recipient gets "
+     "an immediate 451, because libmilter starts a thread per session without a bound.",
+     RELOAD},
+    {"milter_skip_authenticated", CONFIG_BOOL, "yes", OFF(milter_skip_authenticated), 0, 1,
+     CHECK_NONE,
+     "Do not verify recipients of SMTP-authenticated senders (the {auth_authen} macro): they "
+     "are your own users, and their mail to the outside is not ours to verify.",
+     RELOAD},
+    {"milter_skip_networks", CONFIG_STR, "", OFF(milter_skip_networks), 0, 0, CHECK_NONE,
+     "Client networks whose recipients are not verified, as a list of ADDRESS[/BITS] (IPv4 or "
+     "IPv6, comma or space separated, at most 64); empty verifies every client.",
+     RELOAD},
+    {"milter_error_log_interval", CONFIG_TIME, "60s", OFF(milter_error_log_interval), 1, DAY,
+     CHECK_NONE,
+     "Log a failure to reach policyd at most once per this interval (with the number of "
+     "failures since), so a dead policyd does not flood the log with one line per recipient.",
+     RELOAD},
 };
 #define CONFIG_NPARAMS (sizeof(config_params) / sizeof(config_params[0]))
 
@@ -314,6 +381,48 @@ static int config_check_endpoint(const char *s, size_t len)
     if (len > 5 && strncmp(s, "unix:", 5) == 0)
         return config_check_unix_path(s + 5, len - 5);
     return -1;
+}
+
+/*
+ * config_check_milter_socket - libmilter's own socket notation, which differs
+ * from ours: "inet:PORT@HOST" or "inet6:PORT@HOST" (HOST optional) or
+ * "unix:PATH"/"local:PATH".
+ */
+static int config_check_milter_socket(const char *s)
+{
+    size_t len = strlen(s);
+    const char *rest;
+
+    if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0) {
+        rest = strchr(s, ':') + 1;
+        return config_check_unix_path(rest, strlen(rest));
+    }
+    if (strncmp(s, "inet:", 5) == 0)
+        rest = s + 5;
+    else if (strncmp(s, "inet6:", 6) == 0)
+        rest = s + 6;
+    else
+        return -1;
+    len = strlen(rest);
+    const char *at = memchr(rest, '@', len);
+    size_t plen = at ? (size_t)(at - rest) : len;
+    char port[8];
+    long long v;
+    if (plen == 0 || plen >= sizeof(port))
+        return -1;
+    memcpy(port, rest, plen);
+    port[plen] = '\0';
+    if (value_parse_count(port, 0, 65535, &v) != VALUE_OK)
+        return -1;
+    if (at == NULL)
+        return 0;
+    size_t hlen = len - plen - 1;
+    if (hlen == 0 || hlen > 255)
+        return -1;
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)at[1 + i]) && strchr(".-_:[]", at[1 + i]) == NULL)
+            return -1;
+    return 0;
 }
 
 /* config_free_listen - drop the listen list */
@@ -402,6 +511,20 @@ static int config_check_string(const struct config_param *p, const char *value, 
         return config_seterr(err, errlen, "bad %s (want HOST:PORT, [IPV6]:PORT or unix:PATH)",
                              p->name);
     }
+    case CHECK_ENDPOINT:
+        if (config_check_endpoint(value, strlen(value)) == 0)
+            return 0;
+        return config_seterr(
+            err, errlen, "bad %s (want inet:HOST:PORT, inet:[IPV6]:PORT or unix:PATH)", p->name);
+    case CHECK_MILTER_SOCKET:
+        if (config_check_milter_socket(value) == 0)
+            return 0;
+        return config_seterr(err, errlen,
+                             "bad %s (want inet:PORT@HOST, inet6:PORT@HOST or unix:PATH)", p->name);
+    case CHECK_MILTER_ACTION:
+        if (strcmp(value, "tempfail") == 0 || strcmp(value, "continue") == 0)
+            return 0;
+        return config_seterr(err, errlen, "bad %s (want tempfail or continue)", p->name);
     }
     return 0;
 }

@@ -62,6 +62,21 @@ struct config {
     int ttl[VERDICT_KIND_COUNT]; /* indexed by verdict_kind; unknown is unused */
     int refresh[VERDICT_KIND_COUNT];
 
+    /* callahead-milter (milter/): read from the same file, ignored by policyd */
+    char *milter_listen;       /* libmilter socket: "inet:PORT@HOST", "inet6:..." or "unix:PATH" */
+    int milter_socket_mode;    /* octal, for unix: */
+    char *milter_socket_owner; /* user name or "" (keep) */
+    char *milter_socket_group; /* group name or "" (keep) */
+    char *milter_user;         /* drop privileges to this user; "" = stay */
+    char *milter_pidfile;      /* "" = none */
+    char *milter_policy_service; /* policyd: "inet:HOST:PORT" or "unix:PATH" */
+    int milter_timeout_ms;       /* deadline for one policy query, connect included */
+    char *milter_default_action; /* "tempfail" or "continue" when policyd fails */
+    int milter_max_inflight;     /* policy queries in progress at once over all sessions */
+    int milter_skip_authenticated;
+    char *milter_skip_networks; /* client networks never verified ("" = none) */
+    int milter_error_log_interval;
+
     /* derived from redis_server by the parser (for config_verifier); do not set */
     char *redis_host; /* NULL for "" and unix: */
     int redis_port;

@@ -1,0 +1,155 @@
+# tests/e2e/lib_milter.sh - helpers for the callahead-milter scenarios, sourced
+# after lib.sh: start the milter, drive it with miltertest, and run a private
+# Sendmail 8.17 unpacked from the Debian packages beside Postfix.
+#
+# Environment (besides lib.sh's):
+#   MILTER            the milter binary (default: $E2E_BUILD/callahead-milter)
+#   MILTER_WRAPPER    command prefix for the milter (valgrind ...)
+#   E2E_SENDMAIL_CACHE where the unpacked Sendmail packages are kept between runs
+#                     (default /var/tmp/callahead-e2e-sendmail)
+
+: "${MILTER:=$E2E_BUILD/callahead-milter}"
+: "${MILTER_WRAPPER:=}"
+: "${E2E_SENDMAIL_CACHE:=/var/tmp/callahead-e2e-sendmail}"
+
+# e2e_milter_conf FILE PORT [EXTRA-LINE...] - a milter section for FILE: appends
+# milter_listen on 127.0.0.1:PORT and milter_policy_service pointing at policyd
+e2e_milter_conf() {
+    local f=$1 port=$2 l
+    shift 2
+    {
+        echo "milter_listen = inet:$port@127.0.0.1"
+        echo "milter_policy_service = inet:127.0.0.1:$POLICYD_PORT"
+        for l in "$@"; do
+            echo "$l"
+        done
+    } >>"$f"
+}
+
+# e2e_start_milter CONF PORT [NAME] - run the milter in the foreground (log in
+# $E2E_TMP/NAME.log, default milter); sets MILTER_PID (and NAME_PID)
+e2e_start_milter() {
+    local conf=$1 port=$2 name=${3:-milter} wrapper=()
+    [ -x "$MILTER" ] || e2e_fail "$MILTER is not built (configure found no libmilter?)"
+    read -r -a wrapper <<<"$MILTER_WRAPPER"
+    "${wrapper[@]}" "$MILTER" -f -D -c "$conf" >>"$E2E_TMP/$name.log" 2>&1 &
+    MILTER_PID=$!
+    printf -v "${name}_PID" '%s' "$MILTER_PID"
+    e2e_track "$MILTER_PID" "$name"
+    e2e_wait_port "$port" "$MILTER_PID" "$name"
+    e2e_log "callahead-milter ($name) pid $MILTER_PID on 127.0.0.1:$port"
+}
+
+# e2e_stop_milter PID NAME - SIGTERM; libmilter takes up to about 5 s; must exit 0
+e2e_stop_milter() {
+    local rc=0
+    e2e_kill_wait "$1" 20 || rc=$?
+    e2e_untrack "$1"
+    [ "$rc" -eq 0 ] || e2e_fail "$2 exited with status $rc after SIGTERM"
+    e2e_log "ok: $2 pid $1 exited 0 after SIGTERM"
+}
+
+# e2e_miltertest PORT CLIENT-IP AUTH RCPT... - one milter session through
+# miltertest (tests/e2e/milter_session.lua): connect from CLIENT-IP, MAIL with
+# {auth_authen}=AUTH (empty: none), one RCPT each; prints one reply name
+# (continue, replycode, tempfail, reject, accept, ...) per recipient
+e2e_miltertest() {
+    local port=$1 ip=$2 auth=$3
+    shift 3
+    e2e_need miltertest
+    MT_SOCKET="inet:$port@127.0.0.1" MT_CLIENT_IP="$ip" MT_AUTH="$auth" MT_RCPTS="$*" \
+        miltertest -s "$E2E_TOP/tests/e2e/milter_session.lua" 2>>"$E2E_TMP/miltertest.log" |
+        tee -a "$E2E_TMP/miltertest.log" | sed -n 's/^reply //p'
+}
+
+# e2e_milter_logged NAME PATTERN - did milter NAME log a line matching PATTERN (grep -E)?
+e2e_milter_logged() {
+    grep -Eq -- "$2" "$E2E_TMP/$1.log"
+}
+
+# ---------------------------------------------------------------- Sendmail
+
+# e2e_sendmail_fetch - Sendmail 8.17 unpacked (not installed: it conflicts with
+# Postfix as a package) into $E2E_SENDMAIL_CACHE/root; downloads the Debian
+# packages once. Sets SENDMAIL_ROOT.
+e2e_sendmail_fetch() {
+    local d=$E2E_SENDMAIL_CACHE f
+    SENDMAIL_ROOT=$d/root
+    if [ -x "$SENDMAIL_ROOT/usr/libexec/sendmail/sendmail" ] &&
+        [ -f "$SENDMAIL_ROOT/usr/share/sendmail/cf/m4/cf.m4" ]; then
+        return 0
+    fi
+    e2e_need apt-get dpkg m4 unshare
+    mkdir -p "$d/debs"
+    (cd "$d/debs" && apt-get download sendmail-bin sendmail-cf sendmail-base) \
+        >>"$E2E_TMP/sendmail-fetch.log" 2>&1 ||
+        { apt-get update >>"$E2E_TMP/sendmail-fetch.log" 2>&1 &&
+            (cd "$d/debs" && apt-get download sendmail-bin sendmail-cf sendmail-base) \
+            >>"$E2E_TMP/sendmail-fetch.log" 2>&1; } ||
+        e2e_fail "cannot download the Sendmail packages (see sendmail-fetch.log)"
+    for f in "$d"/debs/*.deb; do
+        dpkg -x "$f" "$SENDMAIL_ROOT" || e2e_fail "dpkg -x $f failed"
+    done
+    [ -x "$SENDMAIL_ROOT/usr/libexec/sendmail/sendmail" ] || e2e_fail "no sendmail binary in $f"
+}
+
+# e2e_start_sendmail MILTER-PORT [F-FLAGS] - a private Sendmail on a free port
+# (SM_PORT) relaying example.test and other.test to the smtp-sink, with
+# callahead-milter as its only INPUT_MAIL_FILTER (F=T by default: tempfail
+# when the milter is down) and the timeouts of contrib/sendmail/callahead.mc.
+# Sets SM_PORT, SM_PID, SM_DIR.
+e2e_start_sendmail() {
+    local mport=$1 flags=${2:-T} i=0
+    e2e_sendmail_fetch
+    SM_DIR=$E2E_TMP/sendmail
+    mkdir -p "$SM_DIR/mqueue"
+    chmod 755 "$SM_DIR"
+    chmod 700 "$SM_DIR/mqueue"
+    : >"$SM_DIR/aliases"
+    printf 'hosts files\naliases files\n' >"$SM_DIR/service.switch"
+    printf '%s\n' "example.test smtp:[127.0.0.1]:$SINK_PORT" \
+        "other.test smtp:[127.0.0.1]:$SINK_PORT" >"$SM_DIR/mailertable.txt"
+    e2e_free_port SM_PORT
+    cat >"$SM_DIR/e2e.mc" <<EOM
+divert(0)dnl
+include(\`$SENDMAIL_ROOT/usr/share/sendmail/cf/m4/cf.m4')dnl
+OSTYPE(\`linux')dnl
+define(\`confDONT_PROBE_INTERFACES',\`True')dnl
+define(\`confDOMAIN_NAME',\`mx.sm.test')dnl
+define(\`confSERVICE_SWITCH_FILE',\`$SM_DIR/service.switch')dnl
+define(\`ALIAS_FILE',\`$SM_DIR/aliases')dnl
+define(\`QUEUE_DIR',\`$SM_DIR/mqueue')dnl
+define(\`confPID_FILE',\`$SM_DIR/sendmail.pid')dnl
+define(\`STATUS_FILE',\`$SM_DIR/sendmail.st')dnl
+define(\`confMILTER_LOG_LEVEL',\`6')dnl
+define(\`SMART_HOST', \`smtp:[127.0.0.1]')dnl
+define(\`RELAY_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
+define(\`SMTP_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
+DAEMON_OPTIONS(\`Family=inet, Name=MTA, Port=$SM_PORT, Addr=127.0.0.1')dnl
+INPUT_MAIL_FILTER(\`callahead', \`S=inet:$mport@127.0.0.1, F=$flags, T=S:10s;R:10s;E:5m')dnl
+FEATURE(\`accept_unresolvable_domains')dnl
+RELAY_DOMAIN(\`example.test other.test')dnl
+MAILER(\`smtp')dnl
+EOM
+    m4 "$SM_DIR/e2e.mc" >"$SM_DIR/e2e.cf" 2>"$SM_DIR/m4.log" || e2e_fail "m4 failed: $(cat "$SM_DIR/m4.log")"
+    # unshare -u: a qualified host name of its own, or Sendmail waits 60 s to qualify ours
+    unshare -u sh -c "hostname mx.sm.test; exec $SENDMAIL_ROOT/usr/libexec/sendmail/sendmail \
+        -C $SM_DIR/e2e.cf -bD -O LogLevel=14" >"$SM_DIR/sendmail.log" 2>&1 &
+    SM_PID=$!
+    e2e_track "$SM_PID" sendmail
+    e2e_wait_port "$SM_PORT" "$SM_PID" sendmail
+    e2e_log "sendmail pid $SM_PID on 127.0.0.1:$SM_PORT, milter inet:$mport@127.0.0.1 F=$flags"
+}
+
+# e2e_sm_rcpt RCPT[,RCPT...] [SWAKS-OPTION...] - one SMTP session to our
+# Sendmail that stops after RCPT; prints the reply to each RCPT TO
+e2e_sm_rcpt() {
+    local out rcpts=$1
+    shift
+    out=$(swaks --server "127.0.0.1:$SM_PORT" --helo client.e2e.test \
+        --from sender@client.e2e.test --timeout 60 --quit-after RCPT "$@" \
+        --to "$rcpts" 2>&1)
+    printf '%s\n' "$out" >>"$E2E_TMP/swaks.log"
+    printf '%s\n' "$out" | awk '/^ *-> RCPT TO:/ { want = 1; next }
+        want && /^ *<(-|\*\*) / { sub(/^ *<(-|\*\*) +/, ""); print; want = 0 }'
+}
