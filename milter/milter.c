@@ -41,6 +41,7 @@ struct session {
     struct policy_client *pc; /* opened on the first RCPT, kept for the session */
     int skip_network;         /* client in milter_skip_networks */
     int skip_auth;            /* this message's sender authenticated */
+    int mta_is_postfix;       /* macro v says Postfix: our 5xx texts name the recipient */
     char client_address[64];
     char client_name[FIELD_MAX];
     char helo[FIELD_MAX];
@@ -167,7 +168,8 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
     *pf3 = 0;
     if (f0 & SMFIF_SETSYMLIST) {
         *pf0 |= SMFIF_SETSYMLIST;
-        if (smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {mail_addr} {auth_authen}") != MI_SUCCESS ||
+        if (smfi_setsymlist(ctx, SMFIM_CONNECT, "v j _") != MI_SUCCESS ||
+            smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {mail_addr} {auth_authen}") != MI_SUCCESS ||
             smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i {rcpt_addr} {rcpt_mailer}") != MI_SUCCESS)
             log_debug("milter: smfi_setsymlist failed; using the MTA's default macros");
     }
@@ -189,6 +191,9 @@ static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
     else if (hostaddr != NULL && hostaddr->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)hostaddr)->sin6_addr, s->client_address,
                   sizeof(s->client_address));
+    /* Postfix's v is "Postfix 3.7.11", Sendmail's "8.17.1.9" */
+    const char *v = smfi_getsymval(ctx, "v");
+    s->mta_is_postfix = v != NULL && strncmp(v, "Postfix", 7) == 0;
     s->skip_network = netlist_match(&settings->skip_networks, hostaddr);
     if (s->skip_network)
         log_debug("milter: client %s is in milter_skip_networks", s->client_address);
@@ -318,7 +323,7 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
         log_policy_failure(err);
         default_reply(&r, rcpt);
         result = "policy-failure";
-    } else if (milter_reply_from_action(action, rcpt, &r) < 0) {
+    } else if (milter_reply_from_action(action, rcpt, !s->mta_is_postfix, &r) < 0) {
         log_policy_failure("an action this milter does not understand");
         default_reply(&r, rcpt);
         result = "bad-action";

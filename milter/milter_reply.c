@@ -120,21 +120,29 @@ static void put_text(char *text, size_t *len, const char *s, size_t max_in)
     text[*len] = '\0';
 }
 
-/* set_text - "<rcpt>: Recipient address rejected: why" as Postfix writes it for a policy action */
+/*
+ * set_text - "<rcpt>: Recipient address rejected: why" as Postfix writes it
+ * for a policy action; without "<rcpt>: " when rcpt is NULL, for Sendmail,
+ * which puts "<rcpt>... " before a milter's 5xx RCPT reply itself
+ */
 static void set_text(struct milter_reply *r, const char *rcpt, const char *why)
 {
     size_t len = 0;
 
-    put_text(r->text, &len, "<", 1);
-    put_text(r->text, &len, rcpt ? rcpt : "", 256);
-    put_text(r->text, &len, ">: Recipient address rejected: ", 64);
+    if (rcpt != NULL) {
+        put_text(r->text, &len, "<", 1);
+        put_text(r->text, &len, rcpt, 256);
+        put_text(r->text, &len, ">: ", 3);
+    }
+    put_text(r->text, &len, "Recipient address rejected: ", 64);
     put_text(r->text, &len, why, MILTER_REPLY_MAX_TEXT);
     /* trailing blanks would be invisible in the reply; drop them */
     while (len > 0 && r->text[len - 1] == ' ')
         r->text[--len] = '\0';
 }
 
-int milter_reply_from_action(const char *action, const char *rcpt, struct milter_reply *r)
+int milter_reply_from_action(const char *action, const char *rcpt, int mta_names_5xx,
+                             struct milter_reply *r)
 {
     struct parsed_action pa;
 
@@ -151,7 +159,7 @@ int milter_reply_from_action(const char *action, const char *rcpt, struct milter
         snprintf(r->rcode, sizeof(r->rcode), "%s", pa.code[0] ? pa.code : "554");
         snprintf(r->xcode, sizeof(r->xcode), "%s", pa.dsn[0] ? pa.dsn : "5.7.1");
         r->xcode[0] = '5'; /* the class must match the code, or the MTA drops the reply */
-        set_text(r, rcpt, *pa.text ? pa.text : "Access denied");
+        set_text(r, mta_names_5xx ? NULL : rcpt, *pa.text ? pa.text : "Access denied");
         return 0;
     case ACT_TEMPFAIL:
         r->verdict = MILTER_TEMPFAIL;

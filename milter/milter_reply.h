@@ -6,8 +6,11 @@
  * text as a client of Postfix's check_policy_service path. Postfix writes
  * "<address>: Recipient address rejected: " before the text of a policy
  * action, and picks 554 5.7.1 for a bare REJECT and 450 4.7.1 for DEFER;
- * this module does the same. libmilter rules are enforced here, not left to
- * chance: the reply code class must match the return value (a 5xx with
+ * this module does the same. (Sendmail puts "<address>... " before a
+ * milter's 5xx RCPT text itself, not before a 4xx: there the address is
+ * left out of 5xx texts, so a Sendmail client reads "550 5.1.1
+ * <address>... Recipient address rejected: text".) libmilter rules are
+ * enforced here, not left to chance: the reply code class must match the return value (a 5xx with
  * SMFIS_REJECT, a 4xx with SMFIS_TEMPFAIL) or libmilter drops the text, the
  * enhanced status must have the same class, '%' is doubled (smfi_setreply
  * treats the text as a format), and CR, LF and other control characters
@@ -36,17 +39,18 @@ struct milter_reply {
 /*
  * milter_reply_from_action - map policyd's action (the value after
  * "action=") for recipient rcpt (as the client wrote it, without <>; may be
- * hostile) into r. Understood: "4NN/5NN [X.Y.Z] text", REJECT, DEFER,
- * DEFER_IF_PERMIT (tempfail: a milter cannot know what later checks say),
- * and every other access(5) keyword (OK, DUNNO, DEFER_IF_REJECT, WARN, ...)
- * as continue. Returns 0, or -1 for an action that is none of these (the
- * caller applies milter_default_action).
+ * hostile) into r. mta_names_5xx set leaves the address out of a 5xx
+ * text, for an MTA that names it itself (Sendmail writes "<rcpt>... "). Understood: "4NN/5NN
+ * [X.Y.Z] text", REJECT, DEFER, DEFER_IF_PERMIT (tempfail: a milter cannot know what later checks
+ * say), and every other access(5) keyword (OK, DUNNO, DEFER_IF_REJECT, WARN, ...) as continue.
+ * Returns 0, or -1 for an action that is none of these (the caller applies milter_default_action).
  */
-int milter_reply_from_action(const char *action, const char *rcpt, struct milter_reply *r);
+int milter_reply_from_action(const char *action, const char *rcpt, int mta_names_5xx,
+                             struct milter_reply *r);
 
 /*
  * milter_reply_tempfail - r becomes a 451 4.3.0 tempfail with text (plain
- * text, escaped here) after the Postfix-style recipient prefix; for
+ * text, escaped here) after the recipient prefix; for
  * policyd unreachable and the in-flight cap.
  */
 void milter_reply_tempfail(struct milter_reply *r, const char *rcpt, const char *text);

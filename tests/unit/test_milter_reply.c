@@ -29,12 +29,23 @@ Test(milter_reply, reject_with_policyd_code_and_text)
 {
     struct milter_reply r;
 
-    cr_assert_eq(milter_reply_from_action("550 5.1.1 User unknown", "bob@example.test", &r), 0);
+    cr_assert_eq(milter_reply_from_action("550 5.1.1 User unknown", "bob@example.test", 0, &r), 0);
     cr_assert_eq(r.verdict, MILTER_REJECT);
     cr_assert_str_eq(r.rcode, "550");
     cr_assert_str_eq(r.xcode, "5.1.1");
     /* what Postfix's check_policy_service path shows the client */
     cr_assert_str_eq(r.text, "<bob@example.test>: Recipient address rejected: User unknown");
+}
+
+/* Sendmail writes "<bob@example.test>... " before a 5xx itself (not before a 4xx) */
+Test(milter_reply, sendmail_names_the_address_itself)
+{
+    struct milter_reply r;
+
+    cr_assert_eq(milter_reply_from_action("550 5.1.1 User unknown", "bob@b", 1, &r), 0);
+    cr_assert_str_eq(r.text, "Recipient address rejected: User unknown");
+    cr_assert_eq(milter_reply_from_action("DEFER_IF_PERMIT 4.1.1 later", "bob@b", 1, &r), 0);
+    cr_assert_str_eq(r.text, "<bob@b>: Recipient address rejected: later");
 }
 
 Test(milter_reply, continue_keywords)
@@ -45,7 +56,7 @@ Test(milter_reply, continue_keywords)
     struct milter_reply r;
 
     for (size_t i = 0; i < sizeof(cont) / sizeof(cont[0]); i++) {
-        cr_assert_eq(milter_reply_from_action(cont[i], "a@b", &r), 0, "%s", cont[i]);
+        cr_assert_eq(milter_reply_from_action(cont[i], "a@b", 0, &r), 0, "%s", cont[i]);
         cr_assert_eq(r.verdict, MILTER_CONTINUE, "%s", cont[i]);
         cr_assert_str_eq(r.rcode, "", "%s", cont[i]);
     }
@@ -57,7 +68,7 @@ Test(milter_reply, tempfail_forms)
 
     cr_assert_eq(milter_reply_from_action("DEFER_IF_PERMIT 4.1.1 Recipient address verification "
                                           "failed: try again later",
-                                          "x@broken.test", &r),
+                                          "x@broken.test", 0, &r),
                  0);
     cr_assert_eq(r.verdict, MILTER_TEMPFAIL);
     cr_assert_str_eq(r.rcode, "450");
@@ -65,13 +76,13 @@ Test(milter_reply, tempfail_forms)
     cr_assert_str_eq(r.text, "<x@broken.test>: Recipient address rejected: Recipient address "
                              "verification failed: try again later");
 
-    cr_assert_eq(milter_reply_from_action("DEFER", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("DEFER", "a@b", 0, &r), 0);
     cr_assert_eq(r.verdict, MILTER_TEMPFAIL);
     cr_assert_str_eq(r.rcode, "450");
     cr_assert_str_eq(r.xcode, "4.7.1");
     cr_assert_str_eq(r.text, "<a@b>: Recipient address rejected: Service unavailable");
 
-    cr_assert_eq(milter_reply_from_action("421 4.3.2 shutting down", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("421 4.3.2 shutting down", "a@b", 0, &r), 0);
     cr_assert_eq(r.verdict, MILTER_TEMPFAIL);
     cr_assert_str_eq(r.rcode, "421");
 }
@@ -80,12 +91,12 @@ Test(milter_reply, bare_reject_as_postfix)
 {
     struct milter_reply r;
 
-    cr_assert_eq(milter_reply_from_action("REJECT", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("REJECT", "a@b", 0, &r), 0);
     cr_assert_eq(r.verdict, MILTER_REJECT);
     cr_assert_str_eq(r.rcode, "554");
     cr_assert_str_eq(r.xcode, "5.7.1");
     cr_assert_str_eq(r.text, "<a@b>: Recipient address rejected: Access denied");
-    cr_assert_eq(milter_reply_from_action("reject  go away ", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("reject  go away ", "a@b", 0, &r), 0);
     cr_assert_str_eq(r.text, "<a@b>: Recipient address rejected: go away");
 }
 
@@ -94,19 +105,19 @@ Test(milter_reply, wrong_class_enhanced_status_is_fixed)
 {
     struct milter_reply r;
 
-    cr_assert_eq(milter_reply_from_action("550 4.1.1 odd", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("550 4.1.1 odd", "a@b", 0, &r), 0);
     cr_assert_eq(r.verdict, MILTER_REJECT);
     cr_assert_str_eq(r.xcode, "5.1.1");
-    cr_assert_eq(milter_reply_from_action("451 5.7.1 odd", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("451 5.7.1 odd", "a@b", 0, &r), 0);
     cr_assert_eq(r.verdict, MILTER_TEMPFAIL);
     cr_assert_str_eq(r.xcode, "4.7.1");
-    cr_assert_eq(milter_reply_from_action("DEFER_IF_PERMIT 5.1.1 odd", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("DEFER_IF_PERMIT 5.1.1 odd", "a@b", 0, &r), 0);
     cr_assert_str_eq(r.rcode, "450");
     cr_assert_str_eq(r.xcode, "4.1.1");
-    cr_assert_eq(milter_reply_from_action("REJECT 2.0.0 odd", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("REJECT 2.0.0 odd", "a@b", 0, &r), 0);
     cr_assert_str_eq(r.xcode, "5.0.0");
     /* not an enhanced status: part of the text, and the default status is used */
-    cr_assert_eq(milter_reply_from_action("550 5.1 short", "a@b", &r), 0);
+    cr_assert_eq(milter_reply_from_action("550 5.1 short", "a@b", 0, &r), 0);
     cr_assert_str_eq(r.xcode, "5.7.1");
     cr_assert_str_eq(r.text, "<a@b>: Recipient address rejected: 5.1 short");
 }
@@ -119,14 +130,14 @@ Test(milter_reply, garbage_is_an_error)
     struct milter_reply r;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_eq(milter_reply_from_action(bad[i], "a@b", &r), -1, "[%s]", bad[i]);
+        cr_assert_eq(milter_reply_from_action(bad[i], "a@b", 0, &r), -1, "[%s]", bad[i]);
 }
 
 Test(milter_reply, percent_is_doubled)
 {
     struct milter_reply r;
 
-    cr_assert_eq(milter_reply_from_action("550 5.1.1 100% gone %s %n", "a%b@x", &r), 0);
+    cr_assert_eq(milter_reply_from_action("550 5.1.1 100% gone %s %n", "a%b@x", 0, &r), 0);
     cr_assert_str_eq(r.text, "<a%%b@x>: Recipient address rejected: 100%% gone %%s %%n");
     one_line_and_escaped(&r);
 }
@@ -135,7 +146,7 @@ Test(milter_reply, no_cr_lf_or_control_bytes)
 {
     struct milter_reply r;
 
-    cr_assert_eq(milter_reply_from_action("550 5.1.1 a\r\n250 fake\x01\xff", "x\r\ny@z", &r), 0);
+    cr_assert_eq(milter_reply_from_action("550 5.1.1 a\r\n250 fake\x01\xff", "x\r\ny@z", 0, &r), 0);
     cr_assert_null(strpbrk(r.text, "\r\n"));
     one_line_and_escaped(&r);
 }
@@ -148,7 +159,7 @@ Test(milter_reply, oversized_text_is_cut_without_a_lone_percent)
     memcpy(action, "550 5.1.1 ", 10);
     memset(action + 10, '%', sizeof(action) - 11);
     memset(rcpt, 'r', sizeof(rcpt) - 1);
-    cr_assert_eq(milter_reply_from_action(action, rcpt, &r), 0);
+    cr_assert_eq(milter_reply_from_action(action, rcpt, 0, &r), 0);
     one_line_and_escaped(&r);
     /* the recipient is cut at 256 bytes, so policyd's text still shows */
     cr_assert_not_null(strstr(r.text, ": Recipient address rejected: %%"));
