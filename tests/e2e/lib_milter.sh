@@ -153,3 +153,38 @@ e2e_sm_rcpt() {
     printf '%s\n' "$out" | awk '/^ *-> RCPT TO:/ { want = 1; next }
         want && /^ *<(-|\*\*) / { sub(/^ *<(-|\*\*) +/, ""); print; want = 0 }'
 }
+
+# ---------------------------------------------------------------- Postfix smtpd_milters
+
+# e2e_start_postfix_milter MILTER-PORT - a private Postfix instance (as
+# e2e_start_postfix, same relay domains and smtp-sink next hop) whose smtpd asks
+# callahead-milter and no policy service. Sets SMTP_PORT, PF_DIR, PF_MAILLOG.
+e2e_start_postfix_milter() {
+    local mport=$1 domains="example.test other.test" d tmaps=""
+    e2e_need postfix postconf script
+    PF_DIR=$E2E_TMP/postfix
+    PF_MAILLOG=$PF_DIR/log/maillog
+    e2e_free_port SMTP_PORT
+    mkdir -p "$PF_DIR/log" "$PF_DIR/queue" "$PF_DIR/data"
+    chown postfix "$PF_DIR/data"
+    for d in $domains; do
+        tmaps="$tmaps {$d = smtp:[127.0.0.1]:$SINK_PORT}"
+    done
+    {
+        echo "# private Postfix instance with smtpd_milters for $E2E_NAME (tests/e2e/lib_milter.sh)"
+        e2e_postfix_main_cf_base "$PF_DIR" mx.e2e.test e2e.test
+        cat <<EOF2
+relay_domains = $domains
+transport_maps = inline:{$tmaps }
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = reject_unauth_destination
+smtpd_milters = inet:127.0.0.1:$mport
+milter_protocol = 6
+milter_default_action = tempfail
+milter_connect_timeout = 10s
+milter_command_timeout = 30s
+EOF2
+    } >"$PF_DIR/main.cf"
+    e2e_postfix_launch "$PF_DIR" "$SMTP_PORT" postfix
+    e2e_log "postfix (config $PF_DIR) smtpd on 127.0.0.1:$SMTP_PORT, smtpd_milters inet:127.0.0.1:$mport"
+}
