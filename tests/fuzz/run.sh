@@ -3,7 +3,8 @@
 # and run each for a bounded time on a copy of its seed corpus.
 #
 # Each harness links against all of verifier/*.c and policyd/*.c (except
-# policyd/main.c), compiled once into a static archive, so a harness for any
+# policyd/main.c) and the libmilter-free parts of milter/, compiled once
+# into a static archive, so a harness for any
 # parser builds with this one script and pulls in only the objects it uses.
 #
 #   FUZZ_BUILD    build and scratch dir     (default /tmp/callahead-fuzz)
@@ -22,7 +23,7 @@ CC=${FUZZ_CC:-clang}
 
 command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: $CC not found (apt-get install clang)" >&2; exit 1; }
 
-CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -Iverifier -Ipolicyd"
+CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -Iverifier -Ipolicyd -Imilter"
 PKG_CFLAGS=$(pkg-config --cflags libevent hiredis libcdb ldap lber 2>/dev/null)
 PKG_LIBS=$(pkg-config --libs libevent hiredis libcdb ldap lber) || {
     echo "fuzz: pkg-config cannot find libevent hiredis libcdb ldap lber" >&2
@@ -35,7 +36,8 @@ mkdir -p "$BUILD/obj" "$BUILD/bin" "$BUILD/corpus" "$BUILD/artifacts" || exit 1
 # main (fuzzer-no-link); an archive so each harness takes only what it needs.
 echo "fuzz: compiling library sources"
 rm -f "$BUILD/obj/"*.o "$BUILD/libfuzzdeps.a"
-for src in verifier/*.c policyd/*.c; do
+# milter/: only the parts that need no libmilter (reply mapping, network list, policy client)
+for src in verifier/*.c policyd/*.c milter/milter_reply.c milter/netlist.c milter/policy_client.c; do
     [ "$src" = policyd/main.c ] && continue
     obj="$BUILD/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
     # shellcheck disable=SC2086
