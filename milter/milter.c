@@ -118,31 +118,45 @@ static void session_reset_message(struct session *s)
         sess_enter_state(s, s->helo[0] ? SESS_HELO : SESS_CONNECTED);
 }
 
+/* a warning that may come once per recipient: logged at most once per interval */
+struct ratelimit {
+    pthread_mutex_t lock;
+    time_t last;
+    unsigned long suppressed;
+};
+
+static struct ratelimit rl_policy = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+static struct ratelimit rl_inflight = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+
 /*
- * log_policy_failure - "policyd failed" at most once per interval, with the
- * count of failures since the last line: a dead policyd must not write one
- * line per recipient.
+ * ratelimit_pass - 1 when this occurrence is to be logged (*since gets the
+ * count of those not logged since the last one), 0 when it is suppressed: a
+ * dead policyd or a flood must not write one line per recipient.
  */
+static int ratelimit_pass(struct ratelimit *rl, unsigned long *since)
+{
+    time_t now = time(NULL);
+    int pass = 0;
+
+    pthread_mutex_lock(&rl->lock);
+    if (rl->last == 0 || now - rl->last >= settings->error_log_interval) {
+        pass = 1;
+        *since = rl->suppressed;
+        rl->suppressed = 0;
+        rl->last = now;
+    } else {
+        rl->suppressed++;
+    }
+    pthread_mutex_unlock(&rl->lock);
+    return pass;
+}
+
+/* log_policy_failure - policyd could not be asked or answered nonsense (rate-limited) */
 static void log_policy_failure(const char *why)
 {
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    static time_t last;
-    static unsigned long suppressed;
-    time_t now = time(NULL);
-    unsigned long n = 0;
-    int emit = 0;
+    unsigned long n;
 
-    pthread_mutex_lock(&lock);
-    if (last == 0 || now - last >= settings->error_log_interval) {
-        emit = 1;
-        n = suppressed;
-        suppressed = 0;
-        last = now;
-    } else {
-        suppressed++;
-    }
-    pthread_mutex_unlock(&lock);
-    if (emit)
+    if (ratelimit_pass(&rl_policy, &n))
         log_warn("policy service %s: %s; answering %s (%lu more failures not logged in the last "
                  "interval)",
                  settings->policy.name, why, settings->default_tempfail ? "tempfail" : "continue",
@@ -311,8 +325,11 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     }
     if (atomic_fetch_add(&inflight, 1) >= settings->max_inflight) {
         atomic_fetch_sub(&inflight, 1);
-        log_warn("milter: recipient=<%s> more than milter_max_inflight=%d queries in progress",
-                 rcpt, settings->max_inflight);
+        unsigned long n;
+        if (ratelimit_pass(&rl_inflight, &n))
+            log_warn("milter: recipient=<%s> more than milter_max_inflight=%d queries in "
+                     "progress: answering 451 (%lu more not logged in the last interval)",
+                     rcpt, settings->max_inflight, n);
         milter_reply_tempfail(&r, rcpt, "Too many recipient checks in progress, try again later");
         return apply(ctx, &r);
     }

@@ -26,18 +26,35 @@ e2e_milter_conf() {
     } >>"$f"
 }
 
-# e2e_start_milter CONF PORT [NAME] - run the milter in the foreground (log in
-# $E2E_TMP/NAME.log, default milter); sets MILTER_PID (and NAME_PID)
+# e2e_start_milter CONF PORT|PATH [NAME] - run the milter in the foreground (log in
+# $E2E_TMP/NAME.log, default milter) and wait until it listens on 127.0.0.1:PORT
+# or on the unix socket PATH; sets MILTER_PID (and NAME_PID)
 e2e_start_milter() {
-    local conf=$1 port=$2 name=${3:-milter} wrapper=()
+    local conf=$1 where=$2 name=${3:-milter} wrapper=() i=0
     [ -x "$MILTER" ] || e2e_fail "$MILTER is not built (configure found no libmilter?)"
     read -r -a wrapper <<<"$MILTER_WRAPPER"
     "${wrapper[@]}" "$MILTER" -f -D -c "$conf" >>"$E2E_TMP/$name.log" 2>&1 &
     MILTER_PID=$!
     printf -v "${name}_PID" '%s' "$MILTER_PID"
     e2e_track "$MILTER_PID" "$name"
-    e2e_wait_port "$port" "$MILTER_PID" "$name"
-    e2e_log "callahead-milter ($name) pid $MILTER_PID on 127.0.0.1:$port"
+    case "$where" in
+    /*)
+        # a new socket file: the milter's own, once it answers
+        until [ -S "$where" ] && e2e_port_unix_open "$where"; do
+            e2e_alive "$MILTER_PID" || e2e_fail "$name exited before listening on $where"
+            [ "$i" -lt $((E2E_START_TIMEOUT * 10)) ] || e2e_fail "$name does not listen on $where"
+            sleep 0.1
+            i=$((i + 1))
+        done
+        ;;
+    *) e2e_wait_port "$where" "$MILTER_PID" "$name" ;;
+    esac
+    e2e_log "callahead-milter ($name) pid $MILTER_PID on $where"
+}
+
+# e2e_port_unix_open PATH - does something accept connections on the unix socket PATH?
+e2e_port_unix_open() {
+    perl -MIO::Socket::UNIX -e 'IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1' "$1"
 }
 
 # e2e_stop_milter PID NAME - SIGTERM; libmilter takes up to about 5 s; must exit 0
@@ -49,15 +66,17 @@ e2e_stop_milter() {
     e2e_log "ok: $2 pid $1 exited 0 after SIGTERM"
 }
 
-# e2e_miltertest PORT CLIENT-IP AUTH RCPT... - one milter session through
-# miltertest (tests/e2e/milter_session.lua): connect from CLIENT-IP, MAIL with
-# {auth_authen}=AUTH (empty: none), one RCPT each; prints one reply name
-# (continue, replycode, tempfail, reject, accept, ...) per recipient
+# e2e_miltertest PORT|SOCKET CLIENT-IP AUTH RCPT... - one milter session through
+# miltertest (tests/e2e/milter_session.lua) to 127.0.0.1:PORT or to SOCKET
+# (unix:PATH): connect from CLIENT-IP, MAIL with {auth_authen}=AUTH (empty:
+# none), one RCPT each; prints one reply name (continue, replycode,
+# tempfail, reject, accept, ...) per recipient
 e2e_miltertest() {
-    local port=$1 ip=$2 auth=$3
+    local sock=$1 ip=$2 auth=$3
     shift 3
     e2e_need miltertest
-    MT_SOCKET="inet:$port@127.0.0.1" MT_CLIENT_IP="$ip" MT_AUTH="$auth" MT_RCPTS="$*" \
+    case "$sock" in *:*) ;; *) sock="inet:$sock@127.0.0.1" ;; esac
+    MT_SOCKET="$sock" MT_CLIENT_IP="$ip" MT_AUTH="$auth" MT_RCPTS="$*" \
         miltertest -s "$E2E_TOP/tests/e2e/milter_session.lua" 2>>"$E2E_TMP/miltertest.log" |
         tee -a "$E2E_TMP/miltertest.log" | sed -n 's/^reply //p'
 }
