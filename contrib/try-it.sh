@@ -7,7 +7,9 @@
 # with a CDB table that knows alice@example.test, an smtp-sink as the next hop,
 # and a private Postfix whose smtpd asks callahead through check_policy_service.
 # swaks then shows one rejected and one accepted recipient, redis-cli shows the
-# cached verdicts, and the log files are listed. With a terminal it waits for
+# cached verdicts, and the log files are listed. Then the milter path: a
+# private Sendmail 8.17 (unpacked from the Debian packages, beside Postfix)
+# with callahead-milter asking the same policyd rejects bob and accepts alice. With a terminal it waits for
 # Enter before stopping; otherwise it stops at once. Everything it started is
 # stopped by pid on exit, also on failure; the logs stay for reading.
 # Exit status: 0 when the demo showed the expected results, 1 otherwise.
@@ -62,7 +64,7 @@ mkdir -p _build
 (cd _build && { [ -f Makefile ] || ../configure >configure.out 2>&1 || {
     tail -n 20 configure.out
     exit 1
-}; } && make -j"$(nproc)" callahead-policyd) || die "build failed"
+}; } && make -j"$(nproc)" callahead-policyd callahead-milter) || die "build failed"
 
 # --- 3. servers, through the same helpers the end-to-end tests use
 export E2E_BUILD=$top/_build E2E_KEEP=1
@@ -111,7 +113,32 @@ else
     ok=0
 fi
 
-# --- 5. the cache, as a postmaster sees it
+# --- 5. the same through Sendmail and callahead-milter
+# shellcheck source=tests/e2e/lib_milter.sh
+. "$top/tests/e2e/lib_milter.sh"
+e2e_free_port MILTER_PORT
+cp "$E2E_TMP/callahead.conf" "$E2E_TMP/milter.conf"
+e2e_milter_conf "$E2E_TMP/milter.conf" "$MILTER_PORT"
+e2e_start_milter "$E2E_TMP/milter.conf" "$MILTER_PORT"
+say "Sendmail 8.17 (unpacked into $E2E_SENDMAIL_CACHE, not installed) with callahead-milter"
+e2e_start_sendmail "$MILTER_PORT"
+grep INPUT_MAIL_FILTER "$SM_DIR/e2e.mc"
+for rcpt in bob@example.test alice@example.test; do
+    say "swaks via Sendmail: RCPT TO:<$rcpt>"
+    swaks --server "127.0.0.1:$SM_PORT" --helo client.example --from sender@client.example \
+        --to "$rcpt" --quit-after RCPT --timeout 30 2>&1 | tee "$E2E_TMP/swaks-sm-$rcpt.txt"
+done
+smbob=$(awk '/-> RCPT TO:/ { getline; sub(/^ *<(-|\*\*) +/, ""); print; exit }' "$E2E_TMP/swaks-sm-bob@example.test.txt")
+smalice=$(awk '/-> RCPT TO:/ { getline; sub(/^ *<(-|\*\*) +/, ""); print; exit }' "$E2E_TMP/swaks-sm-alice@example.test.txt")
+if [[ $smbob =~ ^550\ 5\.1\.1\ \<bob@example\.test\>\.\.\.\ Recipient\ address\ rejected:\ .*User\ unknown$ ]] &&
+    [[ $smalice =~ ^250\ 2\.1\.5\  ]]; then
+    echo ">>> through Sendmail too: bob rejected, alice accepted"
+else
+    echo ">>> UNEXPECTED via Sendmail: bob [$smbob], alice [$smalice]"
+    ok=0
+fi
+
+# --- 6. the cache, as a postmaster sees it
 say "redis-cli -p $REDIS_PORT --scan --pattern 'callahead:*'"
 sleep 0.3
 keys=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'callahead:*' | sort)
@@ -129,6 +156,7 @@ echo "callahead-policyd (foreground, -f: stderr) $POLICYD_LOG; without -f it log
 echo "Postfix                                    $PF_MAILLOG"
 echo "redis-server                               $E2E_TMP/redis/redis.log"
 echo "next hop (smtp-sink) messages              $SINK_DIR/"
+echo "callahead-milter (-f: stderr)              $E2E_TMP/milter.log"
 echo "--- $POLICYD_LOG:"
 cat "$POLICYD_LOG"
 
