@@ -193,7 +193,8 @@ static int pc_connect(struct policy_client *pc, long long deadline, char *err, s
     pc->fd = fd;
     pc_enter_state(pc, PC_CONNECTING);
     if (connect(fd, (const struct sockaddr *)&pc->ep->addr, pc->ep->addrlen) < 0) {
-        if (errno != EINPROGRESS && errno != EAGAIN) {
+        /* EAGAIN on a unix socket is a full listen queue, not a connect in progress */
+        if (errno != EINPROGRESS) {
             int e = errno;
             policy_client_close(pc);
             return pc_err(err, errlen, "connect to %s: %s", pc->ep->name, strerror(e));
