@@ -5,8 +5,11 @@
 # Environment (besides lib.sh's):
 #   MILTER            the milter binary (default: $E2E_BUILD/callahead-milter)
 #   MILTER_WRAPPER    command prefix for the milter (valgrind ...)
+#   MILTER_DEBUG      1 (default): run the milter with -D; 0: info lines only
 #   E2E_SENDMAIL_CACHE where the unpacked Sendmail packages are kept between runs
 #                     (default /var/tmp/callahead-e2e-sendmail)
+#   SM_EXTRA_MC       more .mc lines for e2e_start_sendmail (before the MAILER line)
+#   SM_LISTEN_QUEUE   Sendmail's listen queue (DAEMON_OPTIONS Listen=, default 10)
 
 : "${MILTER:=$E2E_BUILD/callahead-milter}"
 : "${MILTER_WRAPPER:=}"
@@ -33,7 +36,10 @@ e2e_start_milter() {
     local conf=$1 where=$2 name=${3:-milter} wrapper=() i=0
     [ -x "$MILTER" ] || e2e_fail "$MILTER is not built (configure found no libmilter?)"
     read -r -a wrapper <<<"$MILTER_WRAPPER"
-    "${wrapper[@]}" "$MILTER" -f -D -c "$conf" >>"$E2E_TMP/$name.log" 2>&1 &
+    local debug=-D
+    [ "${MILTER_DEBUG:-1}" = 1 ] || debug=
+    # shellcheck disable=SC2086
+    "${wrapper[@]}" "$MILTER" -f $debug -c "$conf" >>"$E2E_TMP/$name.log" 2>&1 &
     MILTER_PID=$!
     printf -v "${name}_PID" '%s' "$MILTER_PID"
     e2e_track "$MILTER_PID" "$name"
@@ -144,10 +150,11 @@ define(\`confMILTER_LOG_LEVEL',\`6')dnl
 define(\`SMART_HOST', \`smtp:[127.0.0.1]')dnl
 define(\`RELAY_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
 define(\`SMTP_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
-DAEMON_OPTIONS(\`Family=inet, Name=MTA, Port=$SM_PORT, Addr=127.0.0.1')dnl
+DAEMON_OPTIONS(\`Family=inet, Name=MTA, Port=$SM_PORT, Addr=127.0.0.1, Listen=${SM_LISTEN_QUEUE:-10}')dnl
 INPUT_MAIL_FILTER(\`callahead', \`S=inet:$mport@127.0.0.1, F=$flags, T=S:10s;R:10s;E:5m')dnl
 FEATURE(\`accept_unresolvable_domains')dnl
 RELAY_DOMAIN(\`example.test other.test')dnl
+${SM_EXTRA_MC:-}
 MAILER(\`smtp')dnl
 EOM
     m4 "$SM_DIR/e2e.mc" >"$SM_DIR/e2e.cf" 2>"$SM_DIR/m4.log" || e2e_fail "m4 failed: $(cat "$SM_DIR/m4.log")"
