@@ -118,13 +118,14 @@ e2e_sendmail_fetch() {
     [ -x "$SENDMAIL_ROOT/usr/libexec/sendmail/sendmail" ] || e2e_fail "no sendmail binary in $f"
 }
 
-# e2e_start_sendmail MILTER-PORT [F-FLAGS] - a private Sendmail on a free port
+# e2e_start_sendmail MILTER-PORT|local:PATH [F-FLAGS] - a private Sendmail on a free port
 # (SM_PORT) relaying example.test and other.test to the smtp-sink, with
 # callahead-milter as its only INPUT_MAIL_FILTER (F=T by default: tempfail
 # when the milter is down) and the timeouts of contrib/sendmail/callahead.mc.
 # Sets SM_PORT, SM_PID, SM_DIR.
 e2e_start_sendmail() {
-    local mport=$1 flags=${2:-T} i=0
+    local mport=$1 flags=${2:-T} i=0 msock
+    case "$mport" in *:*) msock=$mport ;; *) msock="inet:$mport@127.0.0.1" ;; esac
     e2e_sendmail_fetch
     SM_DIR=$E2E_TMP/sendmail
     mkdir -p "$SM_DIR/mqueue"
@@ -151,7 +152,7 @@ define(\`SMART_HOST', \`smtp:[127.0.0.1]')dnl
 define(\`RELAY_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
 define(\`SMTP_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
 DAEMON_OPTIONS(\`Family=inet, Name=MTA, Port=$SM_PORT, Addr=127.0.0.1, Listen=${SM_LISTEN_QUEUE:-10}')dnl
-INPUT_MAIL_FILTER(\`callahead', \`S=inet:$mport@127.0.0.1, F=$flags, T=S:10s;R:10s;E:5m')dnl
+INPUT_MAIL_FILTER(\`callahead', \`S=$msock, F=$flags, T=S:10s;R:10s;E:5m')dnl
 FEATURE(\`accept_unresolvable_domains')dnl
 RELAY_DOMAIN(\`example.test other.test')dnl
 ${SM_EXTRA_MC:-}
@@ -164,7 +165,7 @@ EOM
     SM_PID=$!
     e2e_track "$SM_PID" sendmail
     e2e_wait_port "$SM_PORT" "$SM_PID" sendmail
-    e2e_log "sendmail pid $SM_PID on 127.0.0.1:$SM_PORT, milter inet:$mport@127.0.0.1 F=$flags"
+    e2e_log "sendmail pid $SM_PID on 127.0.0.1:$SM_PORT, milter $msock F=$flags"
 }
 
 # e2e_sm_rcpt RCPT[,RCPT...] [SWAKS-OPTION...] - one SMTP session to our

@@ -35,6 +35,22 @@ e2e_assert_eq "250 2.1.5 <anyone@other.test>... Recipient ok" \
 e2e_assert_eq "550 5.1.1 <100%x@example.test>... ${pf#*>: }" \
     "$(e2e_sm_rcpt '100%x@example.test')" "RCPT TO:<100%x@example.test>"
 
+# Per-RCPT latency over the TCP milter socket: 50 RCPTs in one session. Sendmail
+# writes a macro packet and the command separately (Nagle), so a milter that asks
+# for macros at RCPT waits for a delayed ACK each time: about 40 ms per RCPT.
+ms=$(perl -MIO::Socket::INET -MTime::HiRes=time -e '
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $ARGV[0]) or die;
+    $s->autoflush(1);
+    sub reply { while (defined(my $l = <$s>)) { return $l if $l =~ /^\d{3} / } die "eof\n" }
+    reply(); print $s "EHLO client.e2e.test\r\n"; reply();
+    print $s "MAIL FROM:<sender\@client.e2e.test>\r\n"; reply();
+    my $t = time;
+    for (1 .. 50) { print $s "RCPT TO:<alice\@example.test>\r\n"; reply() =~ /^250 / or die "rcpt\n" }
+    printf "%d\n", (time - $t) * 1000;
+    print $s "QUIT\r\n";' "$SM_PORT") || e2e_fail "the 50-RCPT session failed"
+[ "$ms" -lt 1000 ] || e2e_fail "50 RCPTs through Sendmail and the milter took ${ms} ms"
+e2e_log "ok: 50 RCPTs in one session took ${ms} ms"
+
 # One good and one bad recipient: the message goes to the good one only
 marker="mixed-$$-$RANDOM"
 out=$(swaks --server "127.0.0.1:$SM_PORT" --helo client.e2e.test --from sender@client.e2e.test \
