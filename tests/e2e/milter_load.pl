@@ -6,12 +6,15 @@
 # (Sendmail writes "<address>... ", Postfix "<address>: " in a rejection), so a
 # lost or crossed answer shows as a mismatch.
 # Prints "valid=V invalid=I other=O mismatch=M" and one line per mismatch.
-# usage: milter_load.pl HOST PORT SESSIONS RCPTS_PER_SESSION
+# With ROUNDS, each of the SESSIONS workers runs ROUNDS sessions one after the
+# other (for sessions/s at a given concurrency; the benchmark uses it).
+# usage: milter_load.pl HOST PORT SESSIONS RCPTS_PER_SESSION [ROUNDS]
 use strict;
 use warnings;
 use IO::Socket::INET;
 
-my ($host, $port, $n, $k) = @ARGV;
+my ($host, $port, $n, $k, $rounds) = @ARGV;
+$rounds ||= 1;
 die "usage: $0 HOST PORT SESSIONS RCPTS\n" unless $k;
 
 # reply - one (possibly multi-line) SMTP reply, or "" on EOF/timeout
@@ -34,6 +37,7 @@ for my $i (1 .. $n) {
     if ($pid == 0) {
         close $rd;
         my @out;
+        for my $round (1 .. $rounds) {
         my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Timeout => 60);
         if (!$s) {
             push @out, "other $i connect: $!";
@@ -59,6 +63,7 @@ for my $i (1 .. $n) {
             };
             push @out, "other $i: $@" if $@;
             alarm 0;
+        }
         }
         print $wr join("", map { "$_\n" } @out);
         close $wr;
