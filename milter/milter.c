@@ -118,49 +118,23 @@ static void session_reset_message(struct session *s)
         sess_enter_state(s, s->helo[0] ? SESS_HELO : SESS_CONNECTED);
 }
 
-/* a warning that may come once per recipient: logged at most once per interval */
-struct ratelimit {
-    pthread_mutex_t lock;
-    time_t last;
-    unsigned long suppressed;
-};
-
-static struct ratelimit rl_policy = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
-static struct ratelimit rl_inflight = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
-
 /*
- * ratelimit_pass - 1 when this occurrence is to be logged (*since gets the
- * count of those not logged since the last one), 0 when it is suppressed: a
- * dead policyd or a flood must not write one line per recipient.
+ * Warnings that may come once per recipient (policyd down, the in-flight
+ * cap) go through log_limited, at most one line per milter_error_log_interval
+ * with a count of the others. log_limited keeps its state unlocked (policyd
+ * has one thread); libmilter's threads take turns through limit_lock.
  */
-static int ratelimit_pass(struct ratelimit *rl, unsigned long *since)
-{
-    time_t now = time(NULL);
-    int pass = 0;
-
-    pthread_mutex_lock(&rl->lock);
-    if (rl->last == 0 || now - rl->last >= settings->error_log_interval) {
-        pass = 1;
-        *since = rl->suppressed;
-        rl->suppressed = 0;
-        rl->last = now;
-    } else {
-        rl->suppressed++;
-    }
-    pthread_mutex_unlock(&rl->lock);
-    return pass;
-}
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct log_limit limit_policy, limit_inflight;
 
 /* log_policy_failure - policyd could not be asked or answered nonsense (rate-limited) */
 static void log_policy_failure(const char *why)
 {
-    unsigned long n;
-
-    if (ratelimit_pass(&rl_policy, &n))
-        log_warn("policy service %s: %s; answering %s (%lu more failures not logged in the last "
-                 "interval)",
-                 settings->policy.name, why, settings->default_tempfail ? "tempfail" : "continue",
-                 n);
+    pthread_mutex_lock(&limit_lock);
+    log_limited(&limit_policy, settings->error_log_interval * 1000L, LOG_WARNING,
+                "policy service %s: %s; answering %s", settings->policy.name, why,
+                settings->default_tempfail ? "tempfail" : "continue");
+    pthread_mutex_unlock(&limit_lock);
 }
 
 /*
@@ -332,11 +306,12 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     }
     if (atomic_fetch_add(&inflight, 1) >= settings->max_inflight) {
         atomic_fetch_sub(&inflight, 1);
-        unsigned long n;
-        if (ratelimit_pass(&rl_inflight, &n))
-            log_warn("milter: recipient=<%s> more than milter_max_inflight=%d queries in "
-                     "progress: answering 451 (%lu more not logged in the last interval)",
-                     rcpt, settings->max_inflight, n);
+        pthread_mutex_lock(&limit_lock);
+        log_limited(&limit_inflight, settings->error_log_interval * 1000L, LOG_WARNING,
+                    "milter: recipient=<%s> more than milter_max_inflight=%d queries in progress: "
+                    "answering 451",
+                    rcpt, settings->max_inflight);
+        pthread_mutex_unlock(&limit_lock);
         milter_reply_tempfail(&r, rcpt, "Too many recipient checks in progress, try again later");
         return apply(ctx, &r);
     }
