@@ -39,11 +39,14 @@ struct milter_reply {
 /*
  * milter_reply_from_action - map policyd's action (the value after
  * "action=") for recipient rcpt (as the client wrote it, without <>; may be
- * hostile) into r. mta_names_5xx set leaves the address out of a 5xx
- * text, for an MTA that names it itself (Sendmail writes "<rcpt>... "). Understood: "4NN/5NN
- * [X.Y.Z] text", REJECT, DEFER, DEFER_IF_PERMIT (tempfail: a milter cannot know what later checks
- * say), and every other access(5) keyword (OK, DUNNO, DEFER_IF_REJECT, WARN, ...) as continue.
- * Returns 0, or -1 for an action that is none of these (the caller applies milter_default_action).
+ * hostile) into r. The action is parsed by reply_action_parse, the grammar
+ * policyd answers in; an enhanced status of another class than the code's
+ * is text, as Postfix reads it. 5xx and REJECT reject; 4xx, DEFER and
+ * DEFER_IF_PERMIT tempfail (a milter cannot know what later checks say);
+ * DUNNO, OK, DEFER_IF_REJECT and every other keyword continue.
+ * mta_names_5xx set leaves the address out of a 5xx text, for an MTA that
+ * names it itself (Sendmail writes "<rcpt>... "). Returns 0, or -1 for an
+ * action that does not parse (the caller applies milter_default_action).
  */
 int milter_reply_from_action(const char *action, const char *rcpt, int mta_names_5xx,
                              struct milter_reply *r);
