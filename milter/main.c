@@ -2,15 +2,18 @@
  * main.c - callahead-milter: the milter front end for Sendmail and Postfix
  * smtpd_milters. It asks callahead-policyd at every RCPT (see milter.c).
  *
- * Start-up order, as for policyd: read and check callahead.conf and resolve
- * the policy service while errors still reach the terminal; raise the file
+ * Start-up order, as for policyd (and with its startup.c): read and check
+ * callahead.conf and resolve the policy service while errors still reach
+ * the terminal; detach (the starting command waits until we listen, and
+ * exits 1 with our reason if we do not); lock the pidfile; raise the file
  * descriptor limit (one policyd connection per SMTP session); open the
  * milter socket as root (replacing a stale unix socket, never a live one),
- * set its mode and owner; daemonize; write the pidfile; drop privileges;
- * then hand over to libmilter's smfi_main, which runs the worker threads
- * and stops on SIGTERM (it waits up to about 5 s for sessions to end).
+ * set its mode and owner; drop privileges; then hand over to libmilter's
+ * smfi_main, which runs the worker threads and stops on SIGTERM (it waits
+ * up to about 5 s for sessions to end).
  */
 #include <errno.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -31,6 +34,7 @@
 #include "config.h"
 #include "log.h"
 #include "milter.h"
+#include "startup.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -180,19 +184,16 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
     return 0;
 }
 
-/*
- * raise_nofile - soft RLIMIT_NOFILE up to the hard limit: each SMTP session
- * holds the MTA's socket and one to policyd, and 1024 is too few for a busy MX
- */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
+/* ready_fd - where start-up reports to the command that started us (-1: foreground) */
+static int ready_fd = -1;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("cannot raise the open file limit: %s", strerror(errno));
-    }
+/* start_fail - a start-up failure after detaching: log it, tell the starting command, exit 1 */
+static void start_fail(const char *msg) __attribute__((noreturn));
+static void start_fail(const char *msg)
+{
+    log_err("%s", msg);
+    startup_failed(ready_fd, msg);
+    exit(1);
 }
 
 /* settings_from_config - the callbacks' view of the configuration */
@@ -275,60 +276,77 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    /* relative names mean the start directory, also after detaching into "/" */
+    char start_dir[PATH_MAX];
+    if (getcwd(start_dir, sizeof(start_dir)) == NULL) {
+        fprintf(stderr, "callahead-milter: getcwd: %s\n", strerror(errno));
+        return 1;
+    }
+    const char *upath = unix_path(cfg.milter_listen);
+    char *path = upath ? startup_abs_path(start_dir, upath) : NULL;
+    char *pidfile = startup_abs_path(start_dir, cfg.milter_pidfile);
+    if ((upath && path == NULL) || pidfile == NULL) {
+        fprintf(stderr, "callahead-milter: out of memory\n");
+        return 1;
+    }
+    char conn[PATH_MAX + 16];
+    if (path != NULL)
+        snprintf(conn, sizeof(conn), "unix:%s", path);
+    else
+        snprintf(conn, sizeof(conn), "%s", cfg.milter_listen);
+
     char ident[96];
     snprintf(ident, sizeof(ident), "%s/milter", cfg.syslog_name);
     log_open(ident, foreground, facility_code(cfg.syslog_facility));
     log_set_debug(debug || cfg.debug);
-    raise_nofile();
     signal(SIGPIPE, SIG_IGN);
 
-    const char *path = unix_path(cfg.milter_listen);
-    if (path != NULL && clear_stale_socket(path, err, sizeof(err)) < 0) {
-        log_err("%s", err);
+    if (!foreground && (ready_fd = startup_detach(err, sizeof(err))) < 0) {
+        fprintf(stderr, "callahead-milter: %s\n", err);
         return 1;
     }
-    if (smfi_setconn(cfg.milter_listen) == MI_FAILURE ||
-        milter_register(&settings, err, sizeof(err)) < 0) {
-        log_err("cannot set up the milter on %s", cfg.milter_listen);
-        return 1;
-    }
+    /* from here on every failure goes through start_fail */
+    if (pidfile[0] != '\0' && startup_pidfile_lock(pidfile, err, sizeof(err)) < 0)
+        start_fail(err);
+    /* each SMTP session holds the MTA's connection and one to policyd */
+    long need = 4L * cfg.milter_max_inflight + 64 > 4096 ? 4L * cfg.milter_max_inflight + 64 : 4096;
+    long have = startup_raise_nofile(need, err, sizeof(err));
+    if (have < 0)
+        log_warn("%s", err);
+    else if (have < need)
+        log_warn("open file limit %ld is below the %ld that milter_max_inflight = %d suggests",
+                 have, need, cfg.milter_max_inflight);
+
+    if (path != NULL && clear_stale_socket(path, err, sizeof(err)) < 0)
+        start_fail(err);
+    if (smfi_setconn(conn) == MI_FAILURE || milter_register(&settings, err, sizeof(err)) < 0)
+        start_fail("cannot set up the milter socket");
     if (smfi_opensocket(false) == MI_FAILURE) {
-        log_err("cannot listen on %s (in use, or no permission)", cfg.milter_listen);
-        return 1;
+        char msg[sizeof(conn) + 64];
+        snprintf(msg, sizeof(msg), "cannot listen on %s (in use, or no permission)", conn);
+        start_fail(msg);
     }
     if (path != NULL && socket_owner(&cfg, path, err, sizeof(err)) < 0) {
-        log_err("%s", err);
         unlink(path);
-        return 1;
+        start_fail(err);
     }
-    if (!foreground && daemon(0, 0) < 0) {
-        log_err("daemon: %s", strerror(errno));
-        return 1;
-    }
-    if (cfg.milter_pidfile[0] != '\0') {
-        FILE *fp = fopen(cfg.milter_pidfile, "w");
-        if (fp == NULL) {
-            log_err("milter_pidfile %s: %s", cfg.milter_pidfile, strerror(errno));
-            return 1;
-        }
-        fprintf(fp, "%ld\n", (long)getpid());
-        fclose(fp);
-    }
-    if (drop_privileges(cfg.milter_user, err, sizeof(err)) < 0) {
-        log_err("%s", err);
-        return 1;
-    }
+    if (drop_privileges(cfg.milter_user, err, sizeof(err)) < 0)
+        start_fail(err);
     log_info("callahead-milter %s listening on %s, policy service %s, timeout %dms, "
              "default action %s",
-             PACKAGE_VERSION, cfg.milter_listen, settings.policy.name, settings.timeout_ms,
+             PACKAGE_VERSION, conn, settings.policy.name, settings.timeout_ms,
              settings.default_tempfail ? "tempfail" : "continue");
+    startup_ready(ready_fd); /* the starting command exits 0 now */
+    ready_fd = -1;
 
     int rc = smfi_main();
     log_info("callahead-milter stopping");
     if (path != NULL)
         unlink(path); /* may fail after dropping privileges; a stale socket is replaced next time */
-    if (cfg.milter_pidfile[0] != '\0')
-        unlink(cfg.milter_pidfile);
+    if (pidfile[0] != '\0')
+        unlink(pidfile);
+    free(path);
+    free(pidfile);
     config_free(&cfg);
     return rc == MI_SUCCESS ? 0 : 1;
 }
