@@ -493,6 +493,10 @@ static void req_start(struct verifier_req *r)
 
     struct timeval tv = {v->budget_ms / 1000, (v->budget_ms % 1000) * 1000};
     evtimer_add(r->ev_budget, &tv);
+    if (r->flags & VERIFIER_REFRESH) {
+        req_backend(r);
+        return;
+    }
     int stale = 0;
     switch (cache_get(v->cache, r->key, &vd, &stale, req_cache_cb, r, &r->creq)) {
     case CACHE_HIT:
@@ -510,12 +514,19 @@ static void req_start(struct verifier_req *r)
 struct verifier_req *verifier_lookup(struct verifier *v, const char *rcpt, size_t len,
                                      verifier_cb cb, void *arg)
 {
+    return verifier_lookup_flags(v, rcpt, len, 0, cb, arg);
+}
+
+struct verifier_req *verifier_lookup_flags(struct verifier *v, const char *rcpt, size_t len,
+                                           int flags, verifier_cb cb, void *arg)
+{
     struct verifier_req *r = calloc(1, sizeof(*r));
     char err[128];
 
     if (r == NULL)
         return NULL;
     r->v = v;
+    r->flags = flags;
     r->cb = cb;
     r->arg = arg;
     r->cached = "no";
@@ -563,5 +574,12 @@ void verifier_cancel(struct verifier_req *r)
 void verifier_get_stats(const struct verifier *v, struct verifier_stats *out)
 {
     *out = v->stats;
+    out->probes_in_progress = (unsigned long)v->probing;
+    out->breakers_open = breaker_open_count(v->breakers, time(NULL));
     cache_get_stats(v->cache, &out->cache);
+}
+
+struct cache *verifier_cache(struct verifier *v)
+{
+    return v->cache;
 }

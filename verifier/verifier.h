@@ -70,6 +70,15 @@ void verifier_free(struct verifier *v);
 struct verifier_req *verifier_lookup(struct verifier *v, const char *rcpt, size_t len,
                                      verifier_cb cb, void *arg);
 
+/*
+ * verifier_lookup_flags - verifier_lookup with VERIFIER_* flags.
+ * VERIFIER_REFRESH skips the cache lookup and asks the route's backend
+ * (the new verdict is cached as usual): "callahead verify --refresh".
+ */
+#define VERIFIER_REFRESH 0x1
+struct verifier_req *verifier_lookup_flags(struct verifier *v, const char *rcpt, size_t len,
+                                           int flags, verifier_cb cb, void *arg);
+
 /* verifier_cancel - the callback will not run; safe to call from any callback but its own */
 void verifier_cancel(struct verifier_req *req);
 
@@ -86,8 +95,13 @@ struct verifier_stats {
     unsigned long probes;             /* backend requests started for asynchronous routes */
     unsigned long breaker_rejects;    /* lookups answered tempfail by an open circuit breaker */
     unsigned long accept_all_domains; /* domains found to accept every address */
+    unsigned long probes_in_progress; /* gauge: probes running now */
+    unsigned long breakers_open;      /* gauge: destinations whose breaker is open now */
     struct cache_stats cache;
 };
 void verifier_get_stats(const struct verifier *v, struct verifier_stats *out);
+
+/* verifier_cache - the verdict cache, for inspection and flushing by operators */
+struct cache *verifier_cache(struct verifier *v);
 
 #endif

@@ -52,6 +52,7 @@ struct verifier_req {
     verifier_cb cb;
     void *arg;
     enum req_state state;
+    int flags; /* VERIFIER_* */
     struct address addr;
     char key[ADDRESS_MAX + 1];
     char where[64];
