@@ -41,6 +41,8 @@ struct listener {
     struct event *backoff;      /* re-enables ev after an accept() failure */
     struct log_limit log_limit; /* accept() failures */
     struct policy_server *s;
+    listener_accept_fn accept; /* NULL: policy connections */
+    void *accept_arg;
     char name[160];
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t unix_dev; /* the socket file this instance created: only that one is unlinked */
@@ -277,7 +279,16 @@ static void accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sock
     } else {
         snprintf(peer, sizeof(peer), "unix#%d", (int)fd);
     }
-    policy_conn_new(l->s, fd, peer);
+    if (l->accept != NULL)
+        l->accept(l->accept_arg, fd, peer);
+    else
+        policy_conn_new(l->s, fd, peer);
+}
+
+void listener_set_accept(struct listener *l, listener_accept_fn fn, void *arg)
+{
+    l->accept = fn;
+    l->accept_arg = arg;
 }
 
 /* backoff_cb - the pause after an accept() failure is over: accept again */

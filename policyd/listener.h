@@ -39,6 +39,13 @@ struct listener *listener_start(struct event_base *base, int fd, struct policy_s
                                 size_t errlen);
 
 /*
+ * listener_set_accept - hand accepted sockets to fn instead of
+ * policy_conn_new (the control socket uses this); fn owns fd.
+ */
+typedef void (*listener_accept_fn)(void *arg, int fd, const char *peer);
+void listener_set_accept(struct listener *l, listener_accept_fn fn, void *arg);
+
+/*
  * listener_free - stop accepting and close the socket; a UNIX socket's file
  * is unlinked only when it is still the one this listener created (same
  * device and inode), so a server that took the path over keeps it.

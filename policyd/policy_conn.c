@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy_proto.h"
 #include "reply_policy.h"
 #include "verifier.h"
@@ -179,8 +180,7 @@ static int conn_reply(struct policy_conn *c, const char *action)
     return conn_flush(c) < 0 ? -1 : 0;
 }
 
-/* conn_reply_policy - the reply options of the configuration, for reply_policy_decide */
-static void conn_reply_policy(const struct config *cfg, struct reply_policy *p)
+void policy_reply_policy(const struct config *cfg, struct reply_policy *p)
 {
     for (int k = 0; k < VERDICT_KIND_COUNT; k++)
         p->action[k] = cfg->action[k];
@@ -197,9 +197,11 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
     struct reply_policy policy;
     struct reply reply;
     const char *rcpt = c->req.recipient ? c->req.recipient : "";
+    double ms = ms_since(&c->started);
 
     c->lookup = NULL;
-    conn_reply_policy(c->s->cfg, &policy);
+    metrics_observe(c->s->metrics, metrics_classify(v, res->cached), ms / 1000.0);
+    policy_reply_policy(c->s->cfg, &policy);
     reply_policy_decide(&policy, v, res->key[0] == '\0', res->key[0] ? res->key : rcpt, &reply);
 
     char safe_rcpt[300];
@@ -208,7 +210,7 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
              "reason=\"%s\" action=%s%s",
              c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE", safe_rcpt,
              res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source, v->code,
-             res->cached, res->route[0] ? res->route : "-", ms_since(&c->started), v->text,
+             res->cached, res->route[0] ? res->route : "-", ms, v->text,
              reply.decided, reply.dry_run ? " (dry_run: answering DUNNO)" : "");
     if (conn_reply(c, reply.action) == 0)
         conn_process(c); /* a request that arrived meanwhile */
@@ -243,7 +245,7 @@ static int conn_request_done(struct policy_conn *c)
         struct reply_policy policy;
         struct reply reply;
         log_err("policy %s: out of memory starting a lookup", c->peer);
-        conn_reply_policy(c->s->cfg, &policy);
+        policy_reply_policy(c->s->cfg, &policy);
         reply_policy_internal_error(&policy, &reply);
         return conn_reply(c, reply.action);
     }

@@ -27,6 +27,7 @@
 struct event_base;
 struct config;
 struct verifier;
+struct metrics;
 struct policy_conn;
 
 /*
@@ -41,6 +42,7 @@ struct policy_server {
     struct event_base *base;
     const struct config *cfg; /* replaced on reload; connections read it per request */
     struct verifier *verifier;
+    struct metrics *metrics; /* verdict latencies; NULL = not measured */
     int nconns;
     int conn_cap; /* > 0: fewer connections than max_connections fit the descriptor limit */
     int draining; /* SIGTERM: finish what is in progress, take nothing new */
@@ -63,6 +65,14 @@ void policy_server_init(struct policy_server *s, struct event_base *base, const 
  * closes fd.
  */
 struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd, const char *peer);
+
+/*
+ * policy_reply_policy - the reply options of cfg for reply_policy_decide
+ * (reply_policy.h): what conn_verified answers with, and what the control
+ * socket's verify shows. p points into cfg.
+ */
+struct reply_policy;
+void policy_reply_policy(const struct config *cfg, struct reply_policy *p);
 
 /* policy_conn_free - close and free now; a lookup in progress is cancelled */
 void policy_conn_free(struct policy_conn *c);
