@@ -117,6 +117,25 @@ static const struct config_param config_params[] = {
      "per step of every request.",
      RELOAD},
 
+    /* operations */
+    {"control_socket", CONFIG_STR, "", OFF(control_socket), 0, 0, CHECK_NONE,
+     "UNIX socket on which the callahead command talks to the daemon (verify, stats); empty "
+     "opens none. Its clients can probe addresses, so only root, the daemon's user and, when "
+     "control_socket_mode lets the group write, the socket's group are served.",
+     RESTART},
+    {"control_socket_mode", CONFIG_MODE, "0600", OFF(control_socket_mode), 0, 0777, CHECK_NONE,
+     "Octal permissions of the control socket; 0600 lets only the daemon's user (and root) "
+     "connect.",
+     RESTART},
+    {"control_socket_group", CONFIG_STR, "", OFF(control_socket_group), 0, 0, CHECK_NONE,
+     "Group that owns the control socket; with control_socket_mode 0660 its members (by "
+     "primary group) may use the callahead command; empty keeps the daemon's group.",
+     RESTART},
+    {"stats_listen", CONFIG_STR, "", OFF(stats_listen), 0, 0, CHECK_NONE,
+     "Where to serve Prometheus metrics over HTTP (GET /metrics), as inet:HOST:PORT; empty "
+     "serves none. Bind it to loopback or a monitoring network: the counters show traffic.",
+     RESTART},
+
     /* connections */
     {"max_connections", CONFIG_INT, "4096", OFF(max_connections), 1, 1000000, CHECK_NONE,
      "Most policy client connections at once; Postfix keeps one per smtpd process, so 4096 "

@@ -33,6 +33,12 @@ struct config {
     char *syslog_facility;   /* "mail" */
     int debug;               /* debug logging */
 
+    /* operations: the control socket for "callahead", the Prometheus listener */
+    char *control_socket;       /* "" = none; a UNIX socket path */
+    int control_socket_mode;    /* octal, 0600 */
+    char *control_socket_group; /* group name or "" (keep) */
+    char *stats_listen;         /* "" = none; "inet:HOST:PORT" */
+
     /* connections */
     int max_connections;
     int idle_timeout;    /* seconds without a request before we close */

@@ -25,17 +25,22 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "autoconf.h" /* PACKAGE_VERSION */
 #include "config.h"
+#include "control.h"
 #include "listener.h"
+#include "metrics.h"
 #include "log.h"
 #include "policy_conn.h"
 #include "route.h"
 #include "startup.h"
+#include "stats.h"
+#include "stats_http.h"
 #include "verifier.h"
 
 #ifndef SYSCONFDIR
@@ -61,6 +66,13 @@ struct daemon_state {
     struct policy_server server;
     struct listener *listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
+    int control_fd; /* bound control socket until its listener owns it, or -1 */
+    int stats_fd;   /* bound stats_listen socket until the HTTP server owns it, or -1 */
+    struct listener *control_listener;
+    struct control_server *control;
+    struct stats_http *stats_http;
+    struct metrics metrics;
+    struct stats_env stats;
     struct event *drain_timer;
     struct timeval drain_deadline;
 };
@@ -160,6 +172,12 @@ static void start_fail(struct daemon_state *d, const char *msg)
         close(d->bound[i]);
     }
     d->nbound = 0;
+    if (d->control_fd >= 0) {
+        unlink(d->cfg->control_socket);
+        close(d->control_fd);
+    }
+    if (d->stats_fd >= 0)
+        close(d->stats_fd);
     if (d->foreground) {
         fprintf(stderr, "callahead-policyd: %s\n", msg);
     } else {
@@ -312,6 +330,12 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     for (int i = 0; i < d->nlisteners; i++)
         listener_free(d->listeners[i]);
     d->nlisteners = 0;
+    listener_free(d->control_listener);
+    d->control_listener = NULL;
+    control_free(d->control);
+    d->control = NULL;
+    stats_http_free(d->stats_http);
+    d->stats_http = NULL;
     policy_server_drain(&d->server);
     struct timeval now, grace = {d->cfg->answer_budget_ms / 1000 + 1, 0};
     evutil_gettimeofday(&now, NULL);
@@ -330,6 +354,8 @@ int main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     d.ready_fd = -1;
     d.pidfile_fd = -1;
+    d.control_fd = -1;
+    d.stats_fd = -1;
     d.config_path = SYSCONFDIR "/callahead/callahead.conf";
     while ((opt = getopt(argc, argv, "c:fDndmtV")) != -1) {
         switch (opt) {
@@ -436,10 +462,29 @@ int main(int argc, char **argv)
             start_fail(&d, err);
         d.nbound++;
     }
+    if (d.cfg->control_socket[0] != '\0') {
+        char spec[PATH_MAX + 8];
+        snprintf(spec, sizeof(spec), "unix:%s", d.cfg->control_socket);
+        d.control_fd = listener_bind(spec, d.cfg->control_socket_mode, "",
+                                     d.cfg->control_socket_group, err, sizeof(err));
+        if (d.control_fd < 0)
+            start_fail(&d, err);
+    }
+    if (d.cfg->stats_listen[0] != '\0') {
+        if (strncmp(d.cfg->stats_listen, "inet:", 5) != 0)
+            start_fail(&d, "stats_listen: must be inet:HOST:PORT");
+        d.stats_fd = listener_bind(d.cfg->stats_listen, 0, "", "", err, sizeof(err));
+        if (d.stats_fd < 0)
+            start_fail(&d, err);
+    }
     for (int i = 0; i < d.cfg->nlisten; i++) {
         if (listener_listen(fds[i], err, sizeof(err)) < 0)
             start_fail(&d, err);
     }
+    if (d.control_fd >= 0 && listener_listen(d.control_fd, err, sizeof(err)) < 0)
+        start_fail(&d, err);
+    if (d.stats_fd >= 0 && listener_listen(d.stats_fd, err, sizeof(err)) < 0)
+        start_fail(&d, err);
     if (drop_privileges(d.cfg->user, err, sizeof(err)) < 0)
         start_fail(&d, err);
 
@@ -463,6 +508,32 @@ int main(int argc, char **argv)
         log_info("listening on %s", name);
     }
     d.nbound = 0; /* the listeners own the sockets now */
+    d.server.metrics = &d.metrics;
+    d.stats.server = &d.server;
+    d.stats.metrics = &d.metrics;
+    d.stats.started = time(NULL);
+    if (d.control_fd >= 0) {
+        char name[160];
+        listener_describe(d.control_fd, name, sizeof(name));
+        d.control = control_new(d.base, &d.stats, d.cfg->control_socket);
+        if (d.control == NULL)
+            start_fail(&d, "out of memory");
+        d.control_listener = listener_start(d.base, d.control_fd, &d.server, err, sizeof(err));
+        if (d.control_listener == NULL)
+            start_fail(&d, err);
+        d.control_fd = -1;
+        listener_set_accept(d.control_listener, control_accept, d.control);
+        log_info("control socket on %s", name);
+    }
+    if (d.stats_fd >= 0) {
+        char name[160];
+        listener_describe(d.stats_fd, name, sizeof(name));
+        d.stats_http = stats_http_new(d.base, d.stats_fd, &d.stats, err, sizeof(err));
+        if (d.stats_http == NULL)
+            start_fail(&d, err);
+        d.stats_fd = -1;
+        log_info("metrics on http://%s/metrics", name + 5);
+    }
 
     struct event *ev_hup = evsignal_new(d.base, SIGHUP, reload_cb, &d);
     struct event *ev_term = evsignal_new(d.base, SIGTERM, stop_cb, &d);
@@ -480,6 +551,9 @@ int main(int argc, char **argv)
     /* orderly teardown: valgrind and ASan see every allocation returned */
     for (int i = 0; i < d.nlisteners; i++)
         listener_free(d.listeners[i]);
+    listener_free(d.control_listener);
+    control_free(d.control);
+    stats_http_free(d.stats_http);
     while (!TAILQ_EMPTY(&d.server.conns))
         policy_conn_free(TAILQ_FIRST(&d.server.conns));
     verifier_free(d.verifier);

@@ -75,6 +75,7 @@ int startup_config_paths(struct config *cfg, const char *base, char *err, size_t
 
     rc |= replace_abs(&cfg->route_table, base, "");
     rc |= replace_abs(&cfg->pidfile, base, "");
+    rc |= replace_abs(&cfg->control_socket, base, "");
     for (int i = 0; i < cfg->nlisten; i++)
         if (strncmp(cfg->listen[i], "unix:", 5) == 0)
             rc |= replace_abs(&cfg->listen[i], base, "unix:");

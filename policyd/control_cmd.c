@@ -1,0 +1,294 @@
+/*
+ * control_cmd.c - the control socket's commands (see control_cmd.h): parse
+ * one request line, run it against the running daemon's verifier and
+ * counters, and write the "name=value" reply.
+ *
+ * "verify" runs a real lookup (route, cache, backend) through the same
+ * verifier and the same reply rules as a policy request, so what it prints
+ * is what Postfix would have been told; it is asynchronous like any lookup
+ * and bounded by the same answer budget.
+ */
+#include "control_cmd.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "address.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "policy_conn.h"
+#include "reply_policy.h"
+#include "stats.h"
+#include "verifier.h"
+
+#define CONTROL_MAX_WORDS 8
+
+/* a pending "verify" */
+struct control_cmd {
+    struct stats_env *env;
+    struct evbuffer *out;
+    control_done_fn done;
+    void *arg;
+    struct verifier_req *lookup;
+    struct timespec started;
+    char addr[ADDRESS_MAX + 1];
+    char sender[ADDRESS_MAX + 1];
+    char client[64];
+    int refresh;
+};
+
+/* kv - append "name=value\n"; the value is made printable ASCII on one line */
+static void kv(struct evbuffer *out, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void kv(struct evbuffer *out, const char *name, const char *fmt, ...)
+{
+    char raw[1024], safe[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(raw))
+        n = sizeof(raw) - 1;
+    verdict_sanitize(safe, sizeof(safe), raw, (size_t)n);
+    evbuffer_add_printf(out, "%s=%s\n", name, safe);
+}
+
+void control_reply_error(struct evbuffer *out, const char *why)
+{
+    evbuffer_add_printf(out, "status=error\n");
+    kv(out, "error", "%s", why);
+    evbuffer_add(out, "\n", 1);
+}
+
+/* error_reply - control_reply_error, counted */
+static int error_reply(struct stats_env *env, struct evbuffer *out, const char *why)
+{
+    env->control_errors++;
+    control_reply_error(out, why);
+    return 0;
+}
+
+/*
+ * split_words - split line into at most max words at single spaces, in
+ * place (line must be writable and NUL-terminated). Returns the number of
+ * words, or -1 for an empty word (two spaces, leading or trailing space),
+ * a control or non-ASCII byte, or too many words.
+ */
+static int split_words(char *line, char **words, int max)
+{
+    int n = 0;
+    char *p = line;
+
+    for (const unsigned char *q = (const unsigned char *)line; *q; q++)
+        if (*q < 0x21 && *q != ' ')
+            return -1;
+        else if (*q >= 0x7f)
+            return -1;
+    if (*p == '\0')
+        return 0;
+    for (;;) {
+        if (n == max)
+            return -1;
+        char *sp = strchr(p, ' ');
+        if (sp == p || *p == '\0')
+            return -1;
+        words[n++] = p;
+        if (sp == NULL)
+            return n;
+        *sp = '\0';
+        p = sp + 1;
+    }
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1000.0 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* verify_done - the lookup answered: report it the way a policy client would see it */
+static void verify_done(const struct verdict *v, const struct verifier_result *res, void *arg)
+{
+    struct control_cmd *cmd = arg;
+    const struct policy_server *s = cmd->env->server;
+    struct reply_policy policy;
+    struct reply reply;
+    double ms = ms_since(&cmd->started);
+
+    cmd->lookup = NULL;
+    policy_reply_policy(s->cfg, &policy);
+    reply_policy_decide(&policy, v, res->key[0] == '\0', res->key[0] ? res->key : cmd->addr,
+                        &reply);
+    const char *action = reply.action, *real = reply.decided;
+    evbuffer_add_printf(cmd->out, "status=ok\n");
+    kv(cmd->out, "address", "%s", cmd->addr);
+    kv(cmd->out, "key", "%s", res->key);
+    kv(cmd->out, "verdict", "%s", res->key[0] ? verdict_kind_name(v->kind) : "malformed");
+    kv(cmd->out, "source", "%s", v->source);
+    kv(cmd->out, "code", "%d", v->code);
+    kv(cmd->out, "reason", "%s", v->text);
+    kv(cmd->out, "cached", "%s", res->cached);
+    kv(cmd->out, "refresh", "%s", cmd->refresh ? "yes" : "no");
+    kv(cmd->out, "route", "%s", res->route[0] ? res->route : "-");
+    kv(cmd->out, "ms", "%.1f", ms);
+    kv(cmd->out, "reply", "%s", action);
+    if (strcmp(action, real) != 0)
+        kv(cmd->out, "reply_without_dry_run", "%s", real);
+    if (cmd->sender[0] != '\0')
+        kv(cmd->out, "sender", "%s", cmd->sender);
+    if (cmd->client[0] != '\0')
+        kv(cmd->out, "client", "%s", cmd->client);
+    evbuffer_add(cmd->out, "\n", 1);
+    log_info("control: verify recipient=<%s> verdict=%s source=%s cached=%s route=%s ms=%.1f%s",
+             cmd->addr, res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source,
+             res->cached, res->route[0] ? res->route : "-", ms, cmd->refresh ? " refresh" : "");
+    control_done_fn done = cmd->done;
+    void *darg = cmd->arg;
+    free(cmd);
+    done(darg);
+}
+
+/* cmd_verify - "verify ADDR [sender=S] [client=IP] [refresh]" */
+static int cmd_verify(struct stats_env *env, char **w, int n, struct evbuffer *out,
+                      control_done_fn done, void *arg, struct control_cmd **pending)
+{
+    if (n < 2)
+        return error_reply(env, out, "usage: verify ADDRESS [sender=S] [client=IP] [refresh]");
+    if (strlen(w[1]) > ADDRESS_MAX)
+        return error_reply(env, out, "address too long");
+    struct control_cmd *cmd = calloc(1, sizeof(*cmd));
+    if (cmd == NULL)
+        return error_reply(env, out, "out of memory");
+    snprintf(cmd->addr, sizeof(cmd->addr), "%s", w[1]);
+    for (int i = 2; i < n; i++) {
+        if (strncmp(w[i], "sender=", 7) == 0 && strlen(w[i] + 7) <= ADDRESS_MAX) {
+            snprintf(cmd->sender, sizeof(cmd->sender), "%s", w[i] + 7);
+        } else if (strncmp(w[i], "client=", 7) == 0 && strlen(w[i] + 7) < sizeof(cmd->client)) {
+            snprintf(cmd->client, sizeof(cmd->client), "%s", w[i] + 7);
+        } else if (strcmp(w[i], "refresh") == 0) {
+            cmd->refresh = 1;
+        } else {
+            free(cmd);
+            return error_reply(env, out, "verify: unknown or too long option");
+        }
+    }
+    cmd->env = env;
+    cmd->out = out;
+    cmd->done = done;
+    cmd->arg = arg;
+    clock_gettime(CLOCK_MONOTONIC, &cmd->started);
+    cmd->lookup = verifier_lookup_flags(env->server->verifier, cmd->addr, strlen(cmd->addr),
+                                        cmd->refresh ? VERIFIER_REFRESH : 0, verify_done, cmd);
+    if (cmd->lookup == NULL) {
+        free(cmd);
+        return error_reply(env, out, "out of memory");
+    }
+    *pending = cmd;
+    return 1;
+}
+
+/* cmd_stats - every counter of stats.h as name=value */
+static int cmd_stats(struct stats_env *env, struct evbuffer *out)
+{
+    struct stats_snapshot st;
+
+    stats_collect(env, &st);
+    evbuffer_add_printf(out, "status=ok\n");
+    kv(out, "uptime_seconds", "%ld", (long)(st.now - st.started));
+    kv(out, "connections", "%d", st.connections);
+    kv(out, "requests", "%lu", st.requests);
+    kv(out, "protocol_errors", "%lu", st.protocol_errors);
+    kv(out, "connections_refused", "%lu", st.refused);
+    kv(out, "connections_evicted", "%lu", st.evicted);
+    kv(out, "lookups", "%lu", st.v.lookups);
+    kv(out, "verdict_valid", "%lu", st.v.valid);
+    kv(out, "verdict_invalid", "%lu", st.v.invalid);
+    kv(out, "verdict_tempfail", "%lu", st.v.tempfail);
+    kv(out, "verdict_unknown", "%lu", st.v.unknown);
+    kv(out, "verdict_malformed", "%lu", st.v.malformed);
+    kv(out, "budget_expired", "%lu", st.v.budget_expired);
+    kv(out, "cache_l1_hits", "%lu", st.v.cache.l1_hits);
+    kv(out, "cache_redis_hits", "%lu", st.v.cache.redis_hits);
+    kv(out, "cache_misses", "%lu", st.v.cache.misses);
+    kv(out, "cache_puts", "%lu", st.v.cache.puts);
+    kv(out, "cache_l1_entries", "%zu", st.v.cache.l1_entries);
+    kv(out, "probes", "%lu", st.v.probes);
+    kv(out, "probes_in_progress", "%lu", st.v.probes_in_progress);
+    kv(out, "breakers_open", "%lu", st.v.breakers_open);
+    kv(out, "breaker_rejects", "%lu", st.v.breaker_rejects);
+    kv(out, "accept_all_domains", "%lu", st.v.accept_all_domains);
+    kv(out, "redis", "%s",
+       !st.redis_configured ? "none"
+       : st.redis_connected ? "connected"
+                            : "disconnected");
+    if (st.redis_configured) {
+        kv(out, "redis_commands", "%lu", st.redis.commands);
+        kv(out, "redis_errors", "%lu", st.redis.errors);
+        kv(out, "redis_timeouts", "%lu", st.redis.timeouts);
+        kv(out, "redis_reconnects", "%lu", st.redis.reconnects);
+    }
+    kv(out, "control_requests", "%lu", st.control_requests);
+    kv(out, "control_errors", "%lu", st.control_errors);
+    kv(out, "control_refused", "%lu", st.control_refused);
+    for (int i = 0; st.metrics != NULL && i < METRICS_NSOURCES; i++) {
+        const struct metrics_hist *h = &st.metrics->latency[i];
+        char name[64];
+        snprintf(name, sizeof(name), "latency_%s_count", metrics_source_name(i));
+        kv(out, name, "%lu", h->count);
+        snprintf(name, sizeof(name), "latency_%s_ms_avg", metrics_source_name(i));
+        kv(out, name, "%.1f", h->count ? h->sum * 1000.0 / (double)h->count : 0.0);
+    }
+    evbuffer_add(out, "\n", 1);
+    return 0;
+}
+
+int control_cmd_start(struct stats_env *env, const char *line, size_t len, struct evbuffer *out,
+                      control_done_fn done, void *arg, struct control_cmd **pending)
+{
+    char buf[CONTROL_MAX_LINE + 1];
+    char *w[CONTROL_MAX_WORDS];
+
+    env->control_requests++;
+    *pending = NULL;
+    if (len > CONTROL_MAX_LINE)
+        return error_reply(env, out, "request line too long");
+    if (memchr(line, '\0', len) != NULL)
+        return error_reply(env, out, "NUL byte in request");
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+    if (len > 0 && buf[len - 1] == '\r')
+        buf[len - 1] = '\0';
+    int n = split_words(buf, w, CONTROL_MAX_WORDS);
+    if (n < 0)
+        return error_reply(env, out,
+                           "malformed request: words are printable ASCII separated by "
+                           "single spaces");
+    if (n == 0)
+        return error_reply(env, out, "empty request");
+    if (strcmp(w[0], "verify") == 0)
+        return cmd_verify(env, w, n, out, done, arg, pending);
+    if (strcmp(w[0], "stats") == 0 && n == 1)
+        return cmd_stats(env, out);
+    return error_reply(env, out, "unknown command (verify, stats)");
+}
+
+void control_cmd_cancel(struct control_cmd *cmd)
+{
+    if (cmd == NULL)
+        return;
+    if (cmd->lookup != NULL)
+        verifier_cancel(cmd->lookup);
+    free(cmd);
+}

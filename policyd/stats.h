@@ -1,0 +1,41 @@
+/*
+ * stats.h - one snapshot of everything policyd counts, taken in one place so
+ * that "callahead stats" (control_cmd.c) and the Prometheus exposition
+ * (stats_http.c) can never disagree about what a number means.
+ */
+#ifndef CALLAHEAD_STATS_H
+#define CALLAHEAD_STATS_H
+
+#include <time.h>
+
+#include "cache_redis.h"
+#include "metrics.h"
+#include "verifier.h"
+
+struct policy_server;
+
+/* stats_env - where the numbers live; owned by main.c */
+struct stats_env {
+    struct policy_server *server;
+    struct metrics *metrics;
+    time_t started;                 /* wall clock at start-up */
+    unsigned long control_requests; /* control socket commands (control.c counts) */
+    unsigned long control_errors;   /* control requests answered with an error */
+    unsigned long control_refused;  /* control clients refused: wrong user, too many */
+};
+
+struct stats_snapshot {
+    time_t now, started;
+    int connections; /* policy connections open now */
+    unsigned long requests, protocol_errors, refused, evicted;
+    struct verifier_stats v;
+    int redis_configured, redis_connected;
+    struct cache_redis_stats redis;
+    unsigned long control_requests, control_errors, control_refused;
+    const struct metrics *metrics; /* NULL when not measured */
+};
+
+/* stats_collect - fill out from env at this moment */
+void stats_collect(const struct stats_env *env, struct stats_snapshot *out);
+
+#endif

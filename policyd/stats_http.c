@@ -1,0 +1,192 @@
+/*
+ * stats_http.c - Prometheus metrics over HTTP (see stats_http.h).
+ *
+ * Names follow the Prometheus conventions: a callahead_ prefix, base units
+ * (seconds), _total for counters, labels with a small fixed set of values
+ * (verdict kind, cache layer, source class), so the number of series never
+ * depends on traffic.
+ */
+#include "stats_http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "metrics.h"
+#include "stats.h"
+
+#define STATS_HTTP_TIMEOUT_S 10
+#define STATS_HTTP_MAX_HEADERS 8192
+
+struct stats_http {
+    struct evhttp *http;
+    struct stats_env *env;
+};
+
+/* metric - "# HELP" and "# TYPE" lines of one metric family */
+static void metric(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
+{
+    metric(out, "callahead_start_time_seconds", "gauge", "Start time of the daemon (Unix time).");
+    evbuffer_add_printf(out, "callahead_start_time_seconds %ld\n", (long)st->started);
+    metric(out, "callahead_policy_connections", "gauge", "Policy client connections open now.");
+    evbuffer_add_printf(out, "callahead_policy_connections %d\n", st->connections);
+    metric(out, "callahead_policy_requests_total", "counter", "Policy requests answered.");
+    evbuffer_add_printf(out, "callahead_policy_requests_total %lu\n", st->requests);
+    metric(out, "callahead_policy_protocol_errors_total", "counter",
+           "Policy connections closed for a protocol error.");
+    evbuffer_add_printf(out, "callahead_policy_protocol_errors_total %lu\n", st->protocol_errors);
+    metric(out, "callahead_policy_connections_refused_total", "counter",
+           "Policy connections refused (table full of busy connections, or stopping).");
+    evbuffer_add_printf(out, "callahead_policy_connections_refused_total %lu\n", st->refused);
+    metric(out, "callahead_policy_connections_evicted_total", "counter",
+           "Idle or slow policy connections closed to make room for a new one.");
+    evbuffer_add_printf(out, "callahead_policy_connections_evicted_total %lu\n", st->evicted);
+
+    metric(out, "callahead_lookups_total", "counter", "Recipient lookups started.");
+    evbuffer_add_printf(out, "callahead_lookups_total %lu\n", st->v.lookups);
+    metric(out, "callahead_verdicts_total", "counter", "Lookups answered, by verdict.");
+    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"valid\"} %lu\n", st->v.valid);
+    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"invalid\"} %lu\n", st->v.invalid);
+    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"tempfail\"} %lu\n",
+                        st->v.tempfail);
+    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"unknown\"} %lu\n", st->v.unknown);
+    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"malformed\"} %lu\n",
+                        st->v.malformed);
+    metric(out, "callahead_budget_expired_total", "counter",
+           "Lookups answered tempfail because the answer budget passed.");
+    evbuffer_add_printf(out, "callahead_budget_expired_total %lu\n", st->v.budget_expired);
+
+    metric(out, "callahead_cache_hits_total", "counter", "Cache hits, by layer.");
+    evbuffer_add_printf(out, "callahead_cache_hits_total{layer=\"l1\"} %lu\n", st->v.cache.l1_hits);
+    evbuffer_add_printf(out, "callahead_cache_hits_total{layer=\"redis\"} %lu\n",
+                        st->v.cache.redis_hits);
+    metric(out, "callahead_cache_misses_total", "counter", "Cache lookups that found nothing.");
+    evbuffer_add_printf(out, "callahead_cache_misses_total %lu\n", st->v.cache.misses);
+    metric(out, "callahead_cache_l1_entries", "gauge", "Verdicts in the in-process cache.");
+    evbuffer_add_printf(out, "callahead_cache_l1_entries %zu\n", st->v.cache.l1_entries);
+
+    metric(out, "callahead_probes_total", "counter", "Backend probes (callouts) started.");
+    evbuffer_add_printf(out, "callahead_probes_total %lu\n", st->v.probes);
+    metric(out, "callahead_probes_in_progress", "gauge", "Backend probes running now.");
+    evbuffer_add_printf(out, "callahead_probes_in_progress %lu\n", st->v.probes_in_progress);
+    metric(out, "callahead_breakers_open", "gauge", "Next hops whose circuit breaker is open now.");
+    evbuffer_add_printf(out, "callahead_breakers_open %lu\n", st->v.breakers_open);
+    metric(out, "callahead_breaker_rejects_total", "counter",
+           "Lookups answered tempfail by an open circuit breaker.");
+    evbuffer_add_printf(out, "callahead_breaker_rejects_total %lu\n", st->v.breaker_rejects);
+    metric(out, "callahead_accept_all_domains_total", "counter",
+           "Domains found to accept every address.");
+    evbuffer_add_printf(out, "callahead_accept_all_domains_total %lu\n", st->v.accept_all_domains);
+
+    if (st->redis_configured) {
+        metric(out, "callahead_redis_up", "gauge", "1 when the Redis connection is up.");
+        evbuffer_add_printf(out, "callahead_redis_up %d\n", st->redis_connected ? 1 : 0);
+        metric(out, "callahead_redis_commands_total", "counter", "Redis commands sent.");
+        evbuffer_add_printf(out, "callahead_redis_commands_total %lu\n", st->redis.commands);
+        metric(out, "callahead_redis_errors_total", "counter", "Redis commands that failed.");
+        evbuffer_add_printf(out, "callahead_redis_errors_total %lu\n", st->redis.errors);
+        metric(out, "callahead_redis_timeouts_total", "counter",
+               "Redis commands that passed their deadline.");
+        evbuffer_add_printf(out, "callahead_redis_timeouts_total %lu\n", st->redis.timeouts);
+        metric(out, "callahead_redis_reconnects_total", "counter", "Redis reconnect attempts.");
+        evbuffer_add_printf(out, "callahead_redis_reconnects_total %lu\n", st->redis.reconnects);
+    }
+
+    metric(out, "callahead_control_requests_total", "counter", "Control socket requests.");
+    evbuffer_add_printf(out, "callahead_control_requests_total %lu\n", st->control_requests);
+
+    if (st->metrics == NULL)
+        return;
+    metric(out, "callahead_verdict_duration_seconds", "histogram",
+           "Time from a complete policy request to its verdict, by where the verdict came from.");
+    for (int s = 0; s < METRICS_NSOURCES; s++) {
+        const struct metrics_hist *h = &st->metrics->latency[s];
+        const char *src = metrics_source_name(s);
+        unsigned long cum = 0;
+        for (int i = 0; i < METRICS_NBUCKETS; i++) {
+            cum += h->bucket[i];
+            evbuffer_add_printf(
+                out,
+                "callahead_verdict_duration_seconds_bucket{source=\"%s\",le=\"%g\"} "
+                "%lu\n",
+                src, metrics_bucket_le[i], cum);
+        }
+        evbuffer_add_printf(out,
+                            "callahead_verdict_duration_seconds_bucket{source=\"%s\",le=\"+Inf\"} "
+                            "%lu\n",
+                            src, h->count);
+        evbuffer_add_printf(out, "callahead_verdict_duration_seconds_sum{source=\"%s\"} %.6f\n",
+                            src, h->sum);
+        evbuffer_add_printf(out, "callahead_verdict_duration_seconds_count{source=\"%s\"} %lu\n",
+                            src, h->count);
+    }
+}
+
+/* metrics_cb - GET /metrics: a fresh snapshot */
+static void metrics_cb(struct evhttp_request *req, void *arg)
+{
+    struct stats_http *h = arg;
+    struct stats_snapshot st;
+    struct evbuffer *body = evbuffer_new();
+
+    if (body == NULL) {
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    stats_collect(h->env, &st);
+    stats_http_format(&st, body);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, HTTP_OK, "OK", body);
+    evbuffer_free(body);
+}
+
+/* other_cb - any other path */
+static void other_cb(struct evhttp_request *req, void *arg)
+{
+    evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
+}
+
+struct stats_http *stats_http_new(struct event_base *base, int fd, struct stats_env *env, char *err,
+                                  size_t errlen)
+{
+    struct stats_http *h = calloc(1, sizeof(*h));
+
+    if (h == NULL || (h->http = evhttp_new(base)) == NULL) {
+        snprintf(err, errlen, "stats_listen: out of memory");
+        free(h);
+        return NULL;
+    }
+    h->env = env;
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_max_headers_size(h->http, STATS_HTTP_MAX_HEADERS);
+    evhttp_set_max_body_size(h->http, 0);
+    evhttp_set_timeout(h->http, STATS_HTTP_TIMEOUT_S);
+    evhttp_set_cb(h->http, "/metrics", metrics_cb, h);
+    evhttp_set_gencb(h->http, other_cb, h);
+    evutil_make_socket_nonblocking(fd);
+    if (evhttp_accept_socket(h->http, fd) != 0) {
+        snprintf(err, errlen, "stats_listen: cannot accept on the socket");
+        evhttp_free(h->http);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void stats_http_free(struct stats_http *h)
+{
+    if (h == NULL)
+        return;
+    evhttp_free(h->http); /* closes the listening socket */
+    free(h);
+}

@@ -1,0 +1,28 @@
+/*
+ * stats_http.h - Prometheus text exposition (format 0.0.4) of the stats
+ * snapshot, served by libevent's HTTP server on the optional stats_listen
+ * socket: GET /metrics (HEAD too); anything else is 404 or 405.
+ * The server runs on the daemon's one event loop; its limits (header size,
+ * no request body, a timeout per connection, few connections) keep a
+ * misbehaving scraper from costing more than a scrape.
+ */
+#ifndef CALLAHEAD_STATS_HTTP_H
+#define CALLAHEAD_STATS_HTTP_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+struct stats_env;
+struct stats_snapshot;
+struct stats_http;
+
+/* stats_http_new - serve env on the bound, listening socket fd (taken over); NULL + err */
+struct stats_http *stats_http_new(struct event_base *base, int fd, struct stats_env *env, char *err,
+                                  size_t errlen);
+void stats_http_free(struct stats_http *h);
+
+/* stats_http_format - the exposition text of st (the scrape body), appended to out */
+void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out);
+
+#endif
