@@ -1,9 +1,10 @@
 /*
  * stats_http.h - Prometheus text exposition (format 0.0.4) of the stats
  * snapshot, served by libevent's HTTP server on the optional stats_listen
- * socket: GET /metrics (HEAD too); anything else is 404 or 405.
+ * socket: GET /metrics (HEAD too); other paths get 404, other methods 501
+ * (libevent's answer), a request with a body 413.
  * The server runs on the daemon's one event loop; its limits (header size,
- * no request body, a timeout per connection, few connections) keep a
+ * no request body, a timeout per connection) keep a
  * misbehaving scraper from costing more than a scrape.
  */
 #ifndef CALLAHEAD_STATS_HTTP_H
