@@ -389,6 +389,11 @@ void cache_unlock(struct cache *c, const char *name)
     (void)cache_redis_command(c->redis, 2, argv, argvlen, NULL, NULL);
 }
 
+struct cache_mem *cache_l1_handle(struct cache *c)
+{
+    return c->l1;
+}
+
 struct cache_redis *cache_redis_handle(struct cache *c)
 {
     return c->redis;

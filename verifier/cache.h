@@ -111,6 +111,14 @@ int cache_key(const struct cache *c, const char *kind, const char *name, char *b
 /* cache_redis_handle - the Redis connection (NULL without Redis), for locks and stats */
 struct cache_redis *cache_redis_handle(struct cache *c);
 
+/*
+ * cache_l1_handle - the in-process cache itself, for operator inspection and
+ * flushes (cache_flush.c). Its keys are the address for "rcpt" entries and
+ * "<ns>:<name>" for the other namespaces.
+ */
+struct cache_mem;
+struct cache_mem *cache_l1_handle(struct cache *c);
+
 struct cache_stats {
     unsigned long l1_hits, redis_hits, misses, puts;
     size_t l1_entries;

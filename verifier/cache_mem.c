@@ -274,6 +274,40 @@ int cache_mem_del(struct cache_mem *c, const char *key)
     return 1;
 }
 
+int cache_mem_peek(const struct cache_mem *c, const char *key, time_t now, struct verdict *out,
+                   time_t *stored, time_t *expires)
+{
+    size_t keylen = strlen(key);
+    uint64_t hash = siphash(key, keylen, c->seed[0], c->seed[1]);
+    struct cache_mem_entry **link;
+    struct cache_mem_entry *e = cache_mem_find(c, key, keylen, hash, &link);
+
+    if (e == NULL || now >= e->expires)
+        return 0;
+    *out = e->v;
+    *stored = e->stored;
+    *expires = e->expires;
+    return 1;
+}
+
+size_t cache_mem_del_matching(struct cache_mem *c, cache_mem_match_fn match, void *arg)
+{
+    struct cache_mem_entry *e, *next;
+    size_t dropped = 0;
+
+    for (e = c->lru_head; e; e = next) {
+        next = e->lru_next;
+        if (!match(e->key, &e->v, arg))
+            continue;
+        struct cache_mem_entry **link = &c->buckets[e->hash & (c->nbuckets - 1)];
+        while (*link != e)
+            link = &(*link)->hnext;
+        cache_mem_remove(c, link, e);
+        dropped++;
+    }
+    return dropped;
+}
+
 void cache_mem_clear(struct cache_mem *c)
 {
     struct cache_mem_entry *e, *next;

@@ -35,6 +35,22 @@ void cache_mem_put(struct cache_mem *c, const char *key, const struct verdict *v
 /* cache_mem_del - drop key if present; returns 1 if it was there */
 int cache_mem_del(struct cache_mem *c, const char *key);
 
+/*
+ * cache_mem_peek - like cache_mem_get, for looking only: the entry is not
+ * moved in the LRU list and an expired one is left to be collected. Sets
+ * *out, *stored and *expires and returns 1 on a live entry, else 0.
+ */
+int cache_mem_peek(const struct cache_mem *c, const char *key, time_t now, struct verdict *out,
+                   time_t *stored, time_t *expires);
+
+/*
+ * cache_mem_del_matching - drop every entry for which match(key, verdict,
+ * arg) returns non-zero (match must not touch the cache); returns how many.
+ * O(entries): for operator flushes, not for lookups.
+ */
+typedef int (*cache_mem_match_fn)(const char *key, const struct verdict *v, void *arg);
+size_t cache_mem_del_matching(struct cache_mem *c, cache_mem_match_fn match, void *arg);
+
 /* cache_mem_clear - drop everything */
 void cache_mem_clear(struct cache_mem *c);
 

@@ -37,8 +37,9 @@
 #include "log.h"
 
 struct cache_redis_req {
-    struct cache_redis *r; /* NULL once detached (connection freed) */
-    cache_redis_cb cb;     /* NULL once answered or cancelled */
+    struct cache_redis *r;    /* NULL once detached (connection freed) */
+    cache_redis_cb cb;        /* NULL once answered or cancelled */
+    cache_redis_array_cb acb; /* instead of cb, for cache_redis_command_array */
     void *arg;
     struct event *timer;                 /* per-command deadline */
     struct cache_redis_req *prev, *next; /* r->pending */
@@ -226,6 +227,51 @@ static void req_unlink(struct cache_redis *r, struct cache_redis_req *req)
 }
 
 /*
+ * array_deliver - an array reply (SCAN's [cursor, [keys]], MGET's values)
+ * flattened depth first into its string leaves, at most
+ * CACHE_REDIS_ARRAY_MAX of them and two levels deep; nil leaves are NULL,
+ * integers are written out. Anything else, or more, is an error: the
+ * reply comes from the network.
+ */
+static void array_deliver(const redisReply *reply, cache_redis_array_cb acb, void *arg)
+{
+    static const char *elems[CACHE_REDIS_ARRAY_MAX];
+    static size_t lens[CACHE_REDIS_ARRAY_MAX];
+    static char nums[CACHE_REDIS_ARRAY_MAX][24];
+    size_t n = 0;
+    const char *why = NULL;
+
+    for (size_t i = 0; i < reply->elements && why == NULL; i++) {
+        const redisReply *e = reply->element[i];
+        size_t count = e->type == REDIS_REPLY_ARRAY ? e->elements : 1;
+        for (size_t j = 0; j < count && why == NULL; j++) {
+            const redisReply *leaf = e->type == REDIS_REPLY_ARRAY ? e->element[j] : e;
+            if (n == CACHE_REDIS_ARRAY_MAX) {
+                why = "array reply too long";
+            } else if (leaf->type == REDIS_REPLY_STRING || leaf->type == REDIS_REPLY_STATUS) {
+                elems[n] = leaf->str ? leaf->str : "";
+                lens[n++] = leaf->str ? (size_t)leaf->len : 0;
+            } else if (leaf->type == REDIS_REPLY_NIL) {
+                elems[n] = NULL;
+                lens[n++] = 0;
+            } else if (leaf->type == REDIS_REPLY_INTEGER) {
+                lens[n] = (size_t)snprintf(nums[n], sizeof(nums[n]), "%lld", leaf->integer);
+                elems[n] = nums[n];
+                n++;
+            } else {
+                why = "unexpected element in an array reply";
+            }
+        }
+    }
+    if (why != NULL) {
+        size_t wlen = strlen(why);
+        acb(-1, 1, &why, &wlen, arg);
+        return;
+    }
+    acb(1, n, elems, lens, arg);
+}
+
+/*
  * req_reply - hiredis's callback for every command we send. reply NULL: the
  * context is being freed (disconnect, our drop, or our free). hiredis frees
  * the reply after we return; val handed to the user points into it.
@@ -236,6 +282,7 @@ static void req_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     struct cache_redis *r = req->r;
     redisReply *reply = reply_;
     cache_redis_cb cb = req->cb;
+    cache_redis_array_cb acb = req->acb;
     void *arg = req->arg;
     char num[32];
     const char *val = NULL;
@@ -249,6 +296,15 @@ static void req_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     req_unlink(r, req);
     free(req);
 
+    if (acb != NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+        r->stats.replies++;
+        r->stalled = 0;
+        r->backoff_ms = r->reconnect_min_ms;
+        redis_hold(r);
+        array_deliver(reply, acb, arg);
+        redis_release(r);
+        return;
+    }
     if (reply == NULL) {
         /* hiredis is tearing this context down: no more commands on it */
         if (r->ac == ac)
@@ -289,12 +345,20 @@ static void req_reply(redisAsyncContext *ac, void *reply_, void *privdata)
             break;
         }
     }
-    if (cb == NULL)
+    if (cb == NULL && acb == NULL)
         return;
     if (status == -1 && len == 0)
         len = strlen(val); /* one of our own messages */
     redis_hold(r);
-    cb(status, val, len, arg);
+    if (cb != NULL) {
+        cb(status, val, len, arg);
+    } else if (status == -1) {
+        acb(-1, 1, &val, &len, arg);
+    } else {
+        const char *what = "not an array reply";
+        size_t wlen = strlen(what);
+        acb(-1, 1, &what, &wlen, arg);
+    }
     redis_release(r);
 }
 
@@ -304,6 +368,7 @@ static void req_timeout(evutil_socket_t fd, short what, void *arg_)
     struct cache_redis_req *req = arg_;
     struct cache_redis *r = req->r;
     cache_redis_cb cb = req->cb;
+    cache_redis_array_cb acb = req->acb;
     void *arg = req->arg;
 
     (void)fd;
@@ -315,14 +380,21 @@ static void req_timeout(evutil_socket_t fd, short what, void *arg_)
     req_unlink(r, req);
     req->r = NULL;
     req->cb = NULL;
+    req->acb = NULL;
     if (r->ac) {
         redis_log_failure(r, "command timed out on", "no reply within the deadline");
         redis_drop(r);
         redis_schedule_reconnect(r);
     }
     /* a callback run by the drop above may have freed us (deferred): then stay silent */
-    if (cb && !r->free_requested)
-        cb(-1, "redis timeout", strlen("redis timeout"), arg);
+    if (!r->free_requested) {
+        const char *msg = "redis timeout";
+        size_t mlen = strlen(msg);
+        if (cb)
+            cb(-1, msg, mlen, arg);
+        else if (acb)
+            acb(-1, 1, &msg, &mlen, arg);
+    }
     redis_release(r);
 }
 
@@ -445,12 +517,12 @@ static void redis_connect(struct cache_redis *r)
 }
 
 /*
- * redis_resolve - the host as a numeric address. hiredis resolves names
+ * cache_redis_resolve - the host as a numeric address. hiredis resolves names
  * with a blocking getaddrinfo() on every connect, which must not happen on
  * the loop: a name is resolved once here, at start-up (IPv4 preferred, as
  * Redis is usually bound to 127.0.0.1). Returns a malloc'ed string or NULL.
  */
-static char *redis_resolve(const char *host, char *err, size_t errlen)
+char *cache_redis_resolve(const char *host, char *err, size_t errlen)
 {
     struct addrinfo hints, *res, *ai, *pick = NULL;
     char buf[NI_MAXHOST];
@@ -527,7 +599,7 @@ struct cache_redis *cache_redis_new(struct event_base *base, const struct cache_
     if (cfg->unix_path && cfg->unix_path[0]) {
         if ((r->unix_path = strdup(cfg->unix_path)) == NULL)
             goto nomem;
-    } else if ((r->host = redis_resolve(cfg->host, err, errlen)) == NULL) {
+    } else if ((r->host = cache_redis_resolve(cfg->host, err, errlen)) == NULL) {
         free(r); /* err set by redis_resolve */
         return NULL;
     }
@@ -605,11 +677,23 @@ struct cache_redis_req *cache_redis_command(struct cache_redis *r, int argc, con
     return req;
 }
 
+struct cache_redis_req *cache_redis_command_array(struct cache_redis *r, int argc,
+                                                  const char **argv, const size_t *argvlen,
+                                                  cache_redis_array_cb acb, void *arg)
+{
+    struct cache_redis_req *req = cache_redis_command(r, argc, argv, argvlen, NULL, arg);
+
+    if (req != NULL)
+        req->acb = acb;
+    return req;
+}
+
 void cache_redis_cancel(struct cache_redis_req *req)
 {
     if (req == NULL)
         return;
     req->cb = NULL;
+    req->acb = NULL;
     /*
      * Keep the deadline running: a cancelled command that never gets a reply
      * still means Redis is stalled, and hiredis still owns the husk.

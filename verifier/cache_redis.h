@@ -40,6 +40,13 @@ typedef void (*cache_redis_cb)(int status, const char *val, size_t len, void *ar
 struct cache_redis *cache_redis_new(struct event_base *base, const struct cache_redis_config *cfg,
                                     char *err, size_t errlen);
 
+/*
+ * cache_redis_resolve - host as a numeric address, resolved now (blocking:
+ * start-up only; hiredis would resolve on every connect, on the loop).
+ * malloc'ed, or NULL + err.
+ */
+char *cache_redis_resolve(const char *host, char *err, size_t errlen);
+
 /* cache_redis_free - disconnect; pending callbacks do not run */
 void cache_redis_free(struct cache_redis *r);
 
@@ -54,6 +61,20 @@ int cache_redis_connected(const struct cache_redis *r);
  */
 struct cache_redis_req *cache_redis_command(struct cache_redis *r, int argc, const char **argv,
                                             const size_t *argvlen, cache_redis_cb cb, void *arg);
+
+/*
+ * cache_redis_command_array - cache_redis_command for commands that answer
+ * an array (SCAN, MGET). acb gets status 1 with the reply's string leaves
+ * flattened (SCAN: cursor, then the keys; nil leaves are NULL), or -1 with
+ * one element, the error message. At most CACHE_REDIS_ARRAY_MAX leaves:
+ * more is an error. elems and lens are valid only during the call.
+ */
+#define CACHE_REDIS_ARRAY_MAX 4096
+typedef void (*cache_redis_array_cb)(int status, size_t n, const char **elems, const size_t *lens,
+                                     void *arg);
+struct cache_redis_req *cache_redis_command_array(struct cache_redis *r, int argc,
+                                                  const char **argv, const size_t *argvlen,
+                                                  cache_redis_array_cb acb, void *arg);
 
 /* cache_redis_cancel - cb will not run for req (the reply, if any, is discarded) */
 void cache_redis_cancel(struct cache_redis_req *req);
