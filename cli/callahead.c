@@ -1,13 +1,15 @@
 /*
  * callahead.c - the postmaster's command: ask a running callahead-policyd
  * through its control socket (control_socket in callahead.conf) to verify
- * an address or report its counters, in the spirit of postqueue and
+ * an address, show or flush cached verdicts, or report its counters, in
+ * the spirit of postqueue and
  * redis-cli: one request, the answer as "name=value" lines (or JSON), and
  * an exit status a script can test.
  *
  * Exit status: verify: 0 valid, 1 invalid (or malformed), 2 tempfail,
  * 3 unknown; other commands 0. Errors (sysexits.h): 64 usage, 65 the daemon
- * refused the request, 69 no daemon on the socket, 75 no answer in time,
+ * refused the request, 69 no daemon on the socket, 75 no answer in time or
+ * a flush that reached only this daemon (Redis down),
  * 76 a reply that is not the protocol, 77 permission denied, 78 no control
  * socket configured.
  */
@@ -39,6 +41,8 @@ static void usage(void)
         stderr,
         "usage: callahead [-c config] [-s socket] [-t seconds] COMMAND\n"
         "  verify ADDRESS [--sender S] [--client IP] [--refresh] [--json]\n"
+        "  show ADDRESS|DOMAIN [--json]\n"
+        "  flush ADDRESS|DOMAIN|--invalid|--all\n"
         "  stats [--json]\n"
         "exit: verify 0 valid, 1 invalid, 2 tempfail, 3 unknown; 64+ errors (see callahead(1))\n");
     exit(EX_USAGE);
@@ -312,6 +316,37 @@ int main(int argc, char **argv)
         if (strlen(req) + strlen(rest) >= sizeof(req) - 1)
             usage();
         strcat(req, rest);
+    } else if (strcmp(cmd, "show") == 0) {
+        const char *name = NULL;
+        for (int i = optind; i < argc; i++) {
+            if (strcmp(argv[i], "--json") == 0)
+                json = 1;
+            else if (argv[i][0] == '-' || name != NULL)
+                usage();
+            else
+                name = argv[i];
+        }
+        if (name == NULL)
+            usage();
+        append(req, sizeof(req), "", "show");
+        append(req, sizeof(req), "", name);
+    } else if (strcmp(cmd, "flush") == 0) {
+        if (optind + 1 != argc)
+            usage();
+        const char *what = argv[optind];
+        append(req, sizeof(req), "", "flush");
+        if (strcmp(what, "--invalid") == 0) {
+            append(req, sizeof(req), "", "invalid");
+        } else if (strcmp(what, "--all") == 0) {
+            append(req, sizeof(req), "", "all");
+        } else if (what[0] == '-') {
+            usage();
+        } else {
+            /* an address has an '@' that is not its first character; "@dom" is a domain */
+            append(req, sizeof(req), "",
+                   strchr(what, '@') != NULL && what[0] != '@' ? "address" : "domain");
+            append(req, sizeof(req), "", what);
+        }
     } else if (strcmp(cmd, "stats") == 0) {
         append(req, sizeof(req), "", "stats");
         for (int i = optind; i < argc; i++) {
@@ -343,8 +378,12 @@ int main(int argc, char **argv)
         size_t len;
         const char *why = value_of(reply, "error", &len);
         fprintf(stderr, "callahead: %.*s\n", why ? (int)len : 13, why ? why : "request failed");
-        int rc =
-            why && len == 17 && strncmp(why, "permission denied", 17) == 0 ? EX_NOPERM : EX_DATAERR;
+        size_t plen;
+        int rc = EX_DATAERR;
+        if (why && len == 17 && strncmp(why, "permission denied", 17) == 0)
+            rc = EX_NOPERM;
+        else if (value_of(reply, "partial", &plen) != NULL)
+            rc = EX_TEMPFAIL; /* a flush that reached only this daemon */
         free(reply);
         return rc;
     }

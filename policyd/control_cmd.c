@@ -21,6 +21,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "control_int.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy_conn.h"
@@ -31,7 +32,8 @@
 #define CONTROL_MAX_WORDS 8
 
 /* a pending "verify" */
-struct control_cmd {
+struct verify_cmd {
+    struct control_cmd base; /* first: cancel */
     struct stats_env *env;
     struct evbuffer *out;
     control_done_fn done;
@@ -44,10 +46,9 @@ struct control_cmd {
     int refresh;
 };
 
-/* kv - append "name=value\n"; the value is made printable ASCII on one line */
-static void kv(struct evbuffer *out, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void kv(struct evbuffer *out, const char *name, const char *fmt, ...)
+#define kv control_kv
+
+void control_kv(struct evbuffer *out, const char *name, const char *fmt, ...)
 {
     char raw[1024], safe[1024];
     va_list ap;
@@ -70,8 +71,9 @@ void control_reply_error(struct evbuffer *out, const char *why)
     evbuffer_add(out, "\n", 1);
 }
 
-/* error_reply - control_reply_error, counted */
-static int error_reply(struct stats_env *env, struct evbuffer *out, const char *why)
+#define error_reply control_error
+
+int control_error(struct stats_env *env, struct evbuffer *out, const char *why)
 {
     env->control_errors++;
     control_reply_error(out, why);
@@ -121,7 +123,7 @@ static double ms_since(const struct timespec *t0)
 /* verify_done - the lookup answered: report it the way a policy client would see it */
 static void verify_done(const struct verdict *v, const struct verifier_result *res, void *arg)
 {
-    struct control_cmd *cmd = arg;
+    struct verify_cmd *cmd = arg;
     const struct policy_server *s = cmd->env->server;
     struct reply_policy policy;
     struct reply reply;
@@ -160,6 +162,16 @@ static void verify_done(const struct verdict *v, const struct verifier_result *r
     done(darg);
 }
 
+/* verify_cancel - the control connection went away during a lookup */
+static void verify_cancel(struct control_cmd *base)
+{
+    struct verify_cmd *cmd = (struct verify_cmd *)base;
+
+    if (cmd->lookup != NULL)
+        verifier_cancel(cmd->lookup);
+    free(cmd);
+}
+
 /* cmd_verify - "verify ADDR [sender=S] [client=IP] [refresh]" */
 static int cmd_verify(struct stats_env *env, char **w, int n, struct evbuffer *out,
                       control_done_fn done, void *arg, struct control_cmd **pending)
@@ -168,9 +180,10 @@ static int cmd_verify(struct stats_env *env, char **w, int n, struct evbuffer *o
         return error_reply(env, out, "usage: verify ADDRESS [sender=S] [client=IP] [refresh]");
     if (strlen(w[1]) > ADDRESS_MAX)
         return error_reply(env, out, "address too long");
-    struct control_cmd *cmd = calloc(1, sizeof(*cmd));
+    struct verify_cmd *cmd = calloc(1, sizeof(*cmd));
     if (cmd == NULL)
         return error_reply(env, out, "out of memory");
+    cmd->base.cancel = verify_cancel;
     snprintf(cmd->addr, sizeof(cmd->addr), "%s", w[1]);
     for (int i = 2; i < n; i++) {
         if (strncmp(w[i], "sender=", 7) == 0 && strlen(w[i] + 7) <= ADDRESS_MAX) {
@@ -195,7 +208,7 @@ static int cmd_verify(struct stats_env *env, char **w, int n, struct evbuffer *o
         free(cmd);
         return error_reply(env, out, "out of memory");
     }
-    *pending = cmd;
+    *pending = &cmd->base;
     return 1;
 }
 
@@ -238,6 +251,7 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
         kv(out, "redis_errors", "%lu", st.redis.errors);
         kv(out, "redis_timeouts", "%lu", st.redis.timeouts);
         kv(out, "redis_reconnects", "%lu", st.redis.reconnects);
+        kv(out, "redis_flush_channel", "%s", st.flush_subscribed ? "subscribed" : "down");
     }
     kv(out, "control_requests", "%lu", st.control_requests);
     kv(out, "control_errors", "%lu", st.control_errors);
@@ -281,14 +295,15 @@ int control_cmd_start(struct stats_env *env, const char *line, size_t len, struc
         return cmd_verify(env, w, n, out, done, arg, pending);
     if (strcmp(w[0], "stats") == 0 && n == 1)
         return cmd_stats(env, out);
-    return error_reply(env, out, "unknown command (verify, stats)");
+    if (strcmp(w[0], "show") == 0)
+        return control_show_start(env, w, n, out, done, arg, pending);
+    if (strcmp(w[0], "flush") == 0)
+        return control_flush_start(env, w, n, out, done, arg, pending);
+    return error_reply(env, out, "unknown command (verify, show, flush, stats)");
 }
 
 void control_cmd_cancel(struct control_cmd *cmd)
 {
-    if (cmd == NULL)
-        return;
-    if (cmd->lookup != NULL)
-        verifier_cancel(cmd->lookup);
-    free(cmd);
+    if (cmd != NULL)
+        cmd->cancel(cmd);
 }

@@ -33,6 +33,7 @@
 #include "autoconf.h" /* PACKAGE_VERSION */
 #include "config.h"
 #include "control.h"
+#include "flush_listen.h"
 #include "listener.h"
 #include "metrics.h"
 #include "log.h"
@@ -71,6 +72,7 @@ struct daemon_state {
     struct listener *control_listener;
     struct control_server *control;
     struct stats_http *stats_http;
+    struct flush_listen *flush; /* flushes from other daemons sharing the Redis */
     struct metrics metrics;
     struct stats_env stats;
     struct event *drain_timer;
@@ -496,6 +498,9 @@ int main(int argc, char **argv)
     d.verifier = verifier_new(d.base, &vc, err, sizeof(err));
     if (d.verifier == NULL)
         start_fail(&d, err);
+    d.flush = flush_listen_new(d.base, d.verifier, &vc, err, sizeof(err));
+    if (d.flush == NULL && err[0] != '\0')
+        start_fail(&d, err);
     policy_server_init(&d.server, d.base, d.cfg, d.verifier);
     d.server.conn_cap = conn_cap;
     for (int i = 0; i < d.cfg->nlisten; i++) {
@@ -512,6 +517,7 @@ int main(int argc, char **argv)
     d.stats.server = &d.server;
     d.stats.metrics = &d.metrics;
     d.stats.started = time(NULL);
+    d.stats.flush = d.flush;
     if (d.control_fd >= 0) {
         char name[160];
         listener_describe(d.control_fd, name, sizeof(name));
@@ -554,6 +560,7 @@ int main(int argc, char **argv)
     listener_free(d.control_listener);
     control_free(d.control);
     stats_http_free(d.stats_http);
+    flush_listen_free(d.flush);
     while (!TAILQ_EMPTY(&d.server.conns))
         policy_conn_free(TAILQ_FIRST(&d.server.conns));
     verifier_free(d.verifier);

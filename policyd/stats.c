@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "flush_listen.h"
 #include "policy_conn.h"
 
 void stats_collect(const struct stats_env *env, struct stats_snapshot *out)
@@ -27,6 +28,7 @@ void stats_collect(const struct stats_env *env, struct stats_snapshot *out)
         out->redis_configured = 1;
         out->redis_connected = cache_redis_connected(r);
         cache_redis_get_stats(r, &out->redis);
+        out->flush_subscribed = flush_listen_subscribed(env->flush);
     }
     out->control_requests = env->control_requests;
     out->control_errors = env->control_errors;

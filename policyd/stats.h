@@ -13,15 +13,17 @@
 #include "verifier.h"
 
 struct policy_server;
+struct flush_listen;
 
 /* stats_env - where the numbers live; owned by main.c */
 struct stats_env {
     struct policy_server *server;
     struct metrics *metrics;
-    time_t started;                 /* wall clock at start-up */
-    unsigned long control_requests; /* control socket commands (control.c counts) */
-    unsigned long control_errors;   /* control requests answered with an error */
-    unsigned long control_refused;  /* control clients refused: wrong user, too many */
+    const struct flush_listen *flush; /* NULL without Redis */
+    time_t started;                   /* wall clock at start-up */
+    unsigned long control_requests;   /* control socket commands (control.c counts) */
+    unsigned long control_errors;     /* control requests answered with an error */
+    unsigned long control_refused;    /* control clients refused: wrong user, too many */
 };
 
 struct stats_snapshot {
@@ -30,6 +32,7 @@ struct stats_snapshot {
     unsigned long requests, protocol_errors, refused, evicted;
     struct verifier_stats v;
     int redis_configured, redis_connected;
+    int flush_subscribed; /* listening on the Redis flush channel */
     struct cache_redis_stats redis;
     unsigned long control_requests, control_errors, control_refused;
     const struct metrics *metrics; /* NULL when not measured */

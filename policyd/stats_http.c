@@ -90,6 +90,9 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
     if (st->redis_configured) {
         metric(out, "callahead_redis_up", "gauge", "1 when the Redis connection is up.");
         evbuffer_add_printf(out, "callahead_redis_up %d\n", st->redis_connected ? 1 : 0);
+        metric(out, "callahead_redis_flush_subscribed", "gauge",
+               "1 while subscribed to the flush channel other daemons publish on.");
+        evbuffer_add_printf(out, "callahead_redis_flush_subscribed %d\n", st->flush_subscribed);
         metric(out, "callahead_redis_commands_total", "counter", "Redis commands sent.");
         evbuffer_add_printf(out, "callahead_redis_commands_total %lu\n", st->redis.commands);
         metric(out, "callahead_redis_errors_total", "counter", "Redis commands that failed.");

@@ -1,0 +1,30 @@
+/*
+ * flush_listen.h - this daemon's ear on the Redis flush channel: a flush
+ * published by any daemon sharing the Redis (cache_flush.h) drops the
+ * matching entries from this daemon's in-process cache; and since messages
+ * sent while the subscription was down are lost, every (re)subscription
+ * drops the whole in-process cache (Redis itself is the truth to refill
+ * from).
+ */
+#ifndef CALLAHEAD_FLUSH_LISTEN_H
+#define CALLAHEAD_FLUSH_LISTEN_H
+
+#include <stddef.h>
+
+struct event_base;
+struct verifier;
+struct verifier_config;
+struct flush_listen;
+
+/*
+ * flush_listen_new - subscribe to v's flush channel on the Redis of vc
+ * (NULL + no error when vc has no Redis). NULL + err on failure.
+ */
+struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *v,
+                                      const struct verifier_config *vc, char *err, size_t errlen);
+void flush_listen_free(struct flush_listen *fl);
+
+/* flush_listen_subscribed - 1 while subscribed (for stats) */
+int flush_listen_subscribed(const struct flush_listen *fl);
+
+#endif
