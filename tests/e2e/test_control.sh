@@ -143,7 +143,7 @@ ctl_raw() {
         while (my $l = <$s>) { last if $l eq "\n"; $r .= $l }
         print $r eq "" ? "<closed>\n" : $r;' "$CTL" "$1"
 }
-e2e_assert_eq $'status=error\nerror=unknown command (verify, stats)' "$(ctl_raw '"bogus\n"')" \
+e2e_assert_eq $'status=error\nerror=unknown command (verify, show, flush, stats)' "$(ctl_raw '"bogus\n"')" \
     "unknown command"
 e2e_assert_match '^status=error' "$(ctl_raw '"verify a\0b\@example.test\n"')" "NUL byte"
 e2e_assert_match 'error=malformed request' "$(ctl_raw '"verify  alice\@example.test\n"')" \
