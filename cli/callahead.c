@@ -360,6 +360,7 @@ int main(int argc, char **argv)
     }
 
     struct config cfg;
+    char *sock_copy = NULL;
     if (sock == NULL) {
         char err[512];
         if (config_load(config_path, &cfg, err, sizeof(err)) < 0) {
@@ -368,12 +369,19 @@ int main(int argc, char **argv)
         }
         if (cfg.control_socket[0] == '\0') {
             fprintf(stderr, "callahead: %s: control_socket is not set\n", config_path);
+            config_free(&cfg);
             return EX_CONFIG;
         }
-        sock = cfg.control_socket; /* cfg is not freed: the process ends soon */
+        sock = sock_copy = strdup(cfg.control_socket);
+        config_free(&cfg);
+        if (sock == NULL) {
+            fprintf(stderr, "callahead: out of memory\n");
+            return EX_OSERR;
+        }
     }
     strcat(req, "\n");
     char *reply = exchange(sock, req, timeout);
+    free(sock_copy);
     if (strncmp(reply, "status=ok\n", 10) != 0 && strcmp(reply, "status=ok") != 0) {
         size_t len;
         const char *why = value_of(reply, "error", &len);
