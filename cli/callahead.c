@@ -41,7 +41,7 @@ static void usage(void)
         stderr,
         "usage: callahead [-c config] [-s socket] [-t seconds] COMMAND\n"
         "  verify ADDRESS [--sender S] [--client IP] [--refresh] [--json]\n"
-        "  show ADDRESS|DOMAIN [--json]\n"
+        "  show ADDRESS|DOMAIN|CLIENT-IP [--json]\n"
         "  flush ADDRESS|DOMAIN|--invalid|--all\n"
         "  stats [--json]\n"
         "exit: verify 0 valid, 1 invalid, 2 tempfail, 3 unknown; 64+ errors (see callahead(1))\n");

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "harvest.h"
 #include "reply_action.h"
 #include "value_parse.h"
 
@@ -50,6 +51,7 @@ enum config_check {
     CHECK_ENDPOINT,      /* inet:HOST:PORT or unix:PATH */
     CHECK_MILTER_SOCKET, /* libmilter's inet:PORT@HOST, inet6:PORT@HOST or unix:PATH */
     CHECK_MILTER_ACTION, /* tempfail or continue */
+    CHECK_NETWORKS,      /* harvest_check_networks */
 };
 
 struct config_param {
@@ -135,6 +137,47 @@ static const struct config_param config_params[] = {
      "Where to serve Prometheus metrics over HTTP (GET /metrics), as inet:HOST:PORT; empty "
      "serves none. Bind it to loopback or a monitoring network: the counters show traffic.",
      RESTART},
+
+    /* harvest limit (dictionary attacks) */
+    {"max_invalid_per_client", CONFIG_INT, "0", OFF(max_invalid_per_client), 0, 1000000, CHECK_NONE,
+     "Most invalid recipients a client network may collect within harvest_window before every "
+     "further RCPT from it is answered harvest_action for harvest_penalty; shared between hosts "
+     "through Redis; 0 turns the limit off (for example 20 stops a dictionary attack early "
+     "while a mistyped address or two never trips it).",
+     RELOAD},
+    {"harvest_window", CONFIG_TIME, "10m", OFF(harvest_window), 1, DAY, CHECK_NONE,
+     "Length of the fixed window in which invalid recipients are counted per client network.",
+     RELOAD},
+    {"harvest_penalty", CONFIG_TIME, "1h", OFF(harvest_penalty), 1, 31 * DAY, CHECK_NONE,
+     "How long a client network over the limit is answered harvest_action.", RELOAD},
+    {"harvest_action", CONFIG_ACTION,
+     "450 4.7.1 Too many invalid recipients from your network, try again later",
+     OFF(harvest_action), 0, 0, CHECK_NONE,
+     "Reply to every RCPT from a client network in its penalty; a tempfail by default, so a "
+     "legitimate sender caught by mistake only waits.",
+     RELOAD},
+    {"harvest_ipv4_prefix", CONFIG_INT, "32", OFF(harvest_ipv4_prefix), 8, 32, CHECK_NONE,
+     "IPv4 clients are counted together per network of this many bits (32 = each address, 24 "
+     "= per /24).",
+     RELOAD},
+    {"harvest_ipv6_prefix", CONFIG_INT, "64", OFF(harvest_ipv6_prefix), 16, 128, CHECK_NONE,
+     "IPv6 clients are counted together per network of this many bits; 64, because one host "
+     "usually holds a whole /64.",
+     RELOAD},
+    {"harvest_exempt_networks", CONFIG_STR, "", OFF(harvest_exempt_networks), 0, 0, CHECK_NETWORKS,
+     "Client networks never limited, as a list of ADDRESS[/BITS] (for example your own "
+     "submission servers and monitoring).",
+     RELOAD},
+    {"harvest_exempt_authenticated", CONFIG_BOOL, "yes", OFF(harvest_exempt_authenticated), 0, 1,
+     CHECK_NONE,
+     "Never limit a request that carries a sasl_username: an authenticated user's typos are "
+     "not an attack.",
+     RELOAD},
+    {"harvest_pass_valid", CONFIG_BOOL, "no", OFF(harvest_pass_valid), 0, 1, CHECK_NONE,
+     "During a penalty, still verify and accept recipients that exist (only the others get "
+     "harvest_action); off, because the answers would keep telling the harvester which "
+     "addresses exist.",
+     RELOAD},
 
     /* connections */
     {"max_connections", CONFIG_INT, "4096", OFF(max_connections), 1, 1000000, CHECK_NONE,
@@ -504,6 +547,8 @@ static int config_check_string(const struct config_param *p, const char *value, 
     switch (p->check) {
     case CHECK_NONE:
         return 0;
+    case CHECK_NETWORKS:
+        return harvest_check_networks(value, err, errlen);
     case CHECK_NONEMPTY:
         if (*value == '\0')
             return config_seterr(err, errlen, "%s must not be empty", p->name);

@@ -39,6 +39,16 @@ struct config {
     char *control_socket_group; /* group name or "" (keep) */
     char *stats_listen;         /* "" = none; "inet:HOST:PORT" */
 
+    /* harvest limit (harvest.h) */
+    int max_invalid_per_client; /* 0 = off */
+    int harvest_window;         /* seconds */
+    int harvest_penalty;        /* seconds */
+    char *harvest_action;
+    int harvest_ipv4_prefix, harvest_ipv6_prefix;
+    char *harvest_exempt_networks;
+    int harvest_exempt_authenticated;
+    int harvest_pass_valid;
+
     /* connections */
     int max_connections;
     int idle_timeout;    /* seconds without a request before we close */

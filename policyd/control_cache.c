@@ -6,6 +6,7 @@
  * Both run on the event loop: every Redis command is asynchronous with
  * the cache's deadline, and the reply is written once all have answered.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,9 @@
 #include "cache_flush.h"
 #include "cache_mem.h"
 #include "cache_redis.h"
+#include "config.h"
 #include "control_int.h"
+#include "harvest.h"
 #include "log.h"
 #include "policy_conn.h"
 #include "stats.h"
@@ -181,15 +184,43 @@ static void show_key_add(struct show_cmd *cmd, struct cache *c, const char *labe
     k->rkeylen = cache_key(c, ns, name, k->rkey, sizeof(k->rkey));
 }
 
+/* show_client - "show IP": the client's harvest limit state on this host */
+static int show_client(struct stats_env *env, const char *ip, struct evbuffer *out)
+{
+    long count, left;
+    char net[64];
+    enum harvest_state st =
+        env->harvest ? harvest_client(env->harvest, ip, NULL, &count, &left, net, sizeof(net))
+                     : HARVEST_OFF;
+
+    evbuffer_add_printf(out, "status=ok\n");
+    control_kv(out, "client", "%s", ip);
+    control_kv(out, "harvest", "%s",
+               st == HARVEST_OFF       ? "off"
+               : st == HARVEST_BLOCKED ? "blocked"
+                                       : "counting");
+    if (st != HARVEST_OFF) {
+        control_kv(out, "harvest_network", "%s", net);
+        control_kv(out, "harvest_count", "%ld", count);
+        control_kv(out, "harvest_limit", "%d", env->server->cfg->max_invalid_per_client);
+        control_kv(out, "harvest_penalty_left", "%ld", left);
+    }
+    evbuffer_add(out, "\n", 1);
+    return 0;
+}
+
 int control_show_start(struct stats_env *env, char **w, int n, struct evbuffer *out,
                        control_done_fn done, void *arg, struct control_cmd **pending)
 {
     struct cache *c = verifier_cache(env->server->verifier);
     struct cache_redis *r = cache_redis_handle(c);
+    unsigned char ipbuf[16];
     char err[160];
 
     if (n != 2)
-        return control_error(env, out, "usage: show ADDRESS|DOMAIN");
+        return control_error(env, out, "usage: show ADDRESS|DOMAIN|CLIENT-IP");
+    if (inet_pton(AF_INET, w[1], ipbuf) == 1 || inet_pton(AF_INET6, w[1], ipbuf) == 1)
+        return show_client(env, w[1], out);
     struct show_cmd *cmd = calloc(1, sizeof(*cmd));
     if (cmd == NULL)
         return control_error(env, out, "out of memory");

@@ -253,6 +253,9 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
         kv(out, "redis_reconnects", "%lu", st.redis.reconnects);
         kv(out, "redis_flush_channel", "%s", st.flush_subscribed ? "subscribed" : "down");
     }
+    kv(out, "harvest_penalties", "%lu", st.harvest_penalties);
+    kv(out, "harvest_refused", "%lu", st.harvest_refused);
+    kv(out, "harvest_blocked_networks", "%lu", st.harvest_blocked);
     kv(out, "control_requests", "%lu", st.control_requests);
     kv(out, "control_errors", "%lu", st.control_errors);
     kv(out, "control_refused", "%lu", st.control_refused);

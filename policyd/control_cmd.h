@@ -4,7 +4,7 @@
  *
  * A request is one line of words separated by single spaces (no word holds
  * a space or a control character): "verify ADDR [sender=S] [client=IP]
- * [refresh]", "stats", "show ADDR|DOMAIN", "flush address ADDR", "flush
+ * [refresh]", "stats", "show ADDR|DOMAIN|IP", "flush address ADDR", "flush
  * domain DOMAIN", "flush invalid", "flush all". The reply is "name=value" lines
  * ended by an empty line; the first is "status=ok" or "status=error",
  * followed by "error=<reason>" on error. Values are printable ASCII, so a

@@ -6,9 +6,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cache.h"
 #include "cache_flush.h"
+#include "harvest.h"
 #include "log.h"
 #include "redis_sub.h"
 #include "verifier.h"
@@ -17,6 +19,7 @@
 
 struct flush_listen {
     struct verifier *v;
+    struct harvest *harvest;
     struct redis_sub *sub;
     struct log_limit log_bad;
 };
@@ -27,6 +30,8 @@ static void on_message(const char *msg, size_t len, void *arg)
     struct flush_listen *fl = arg;
     struct cache_flush_sel sel;
 
+    if (len > 8 && memcmp(msg, "harvest ", 8) == 0 && harvest_message(fl->harvest, msg, len) == 0)
+        return;
     if (cache_flush_parse(msg, len, &sel) < 0) {
         char shown[80];
         verdict_sanitize(shown, sizeof(shown), msg, len < 70 ? len : 70);
@@ -53,7 +58,8 @@ static void on_resync(void *arg)
 }
 
 struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *v,
-                                      const struct verifier_config *vc, char *err, size_t errlen)
+                                      struct harvest *harvest, const struct verifier_config *vc,
+                                      char *err, size_t errlen)
 {
     char channel[1200];
 
@@ -66,6 +72,7 @@ struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *
         return NULL;
     }
     fl->v = v;
+    fl->harvest = harvest;
     if (cache_flush_channel(verifier_cache(v), channel, sizeof(channel)) < 0) {
         snprintf(err, errlen, "redis_key_prefix too long for the flush channel");
         free(fl);

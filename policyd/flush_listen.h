@@ -4,7 +4,8 @@
  * matching entries from this daemon's in-process cache; and since messages
  * sent while the subscription was down are lost, every (re)subscription
  * drops the whole in-process cache (Redis itself is the truth to refill
- * from).
+ * from). The same channel carries the harvest limit's penalties
+ * ("harvest <network> <until>", harvest.h), handed to harvest_message.
  */
 #ifndef CALLAHEAD_FLUSH_LISTEN_H
 #define CALLAHEAD_FLUSH_LISTEN_H
@@ -20,8 +21,10 @@ struct flush_listen;
  * flush_listen_new - subscribe to v's flush channel on the Redis of vc
  * (NULL + no error when vc has no Redis). NULL + err on failure.
  */
+struct harvest;
 struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *v,
-                                      const struct verifier_config *vc, char *err, size_t errlen);
+                                      struct harvest *harvest, const struct verifier_config *vc,
+                                      char *err, size_t errlen);
 void flush_listen_free(struct flush_listen *fl);
 
 /* flush_listen_subscribed - 1 while subscribed (for stats) */

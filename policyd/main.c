@@ -34,6 +34,7 @@
 #include "config.h"
 #include "control.h"
 #include "flush_listen.h"
+#include "harvest.h"
 #include "listener.h"
 #include "metrics.h"
 #include "log.h"
@@ -73,6 +74,7 @@ struct daemon_state {
     struct control_server *control;
     struct stats_http *stats_http;
     struct flush_listen *flush; /* flushes from other daemons sharing the Redis */
+    struct harvest *harvest;    /* the per-client harvest limit */
     struct metrics metrics;
     struct stats_env stats;
     struct event *drain_timer;
@@ -277,6 +279,8 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     free(d->cfg);
     d->cfg = ncfg;
     d->server.cfg = ncfg;
+    if (harvest_configure(d->harvest, ncfg, err, sizeof(err)) < 0)
+        log_err("reload: %s", err); /* cannot happen: config_load checked the list */
     log_info("reloaded %s (route table %s)", d->config_path, ncfg->route_table);
 }
 
@@ -498,7 +502,10 @@ int main(int argc, char **argv)
     d.verifier = verifier_new(d.base, &vc, err, sizeof(err));
     if (d.verifier == NULL)
         start_fail(&d, err);
-    d.flush = flush_listen_new(d.base, d.verifier, &vc, err, sizeof(err));
+    d.harvest = harvest_new(d.base, verifier_cache(d.verifier));
+    if (d.harvest == NULL || harvest_configure(d.harvest, d.cfg, err, sizeof(err)) < 0)
+        start_fail(&d, d.harvest ? err : "out of memory");
+    d.flush = flush_listen_new(d.base, d.verifier, d.harvest, &vc, err, sizeof(err));
     if (d.flush == NULL && err[0] != '\0')
         start_fail(&d, err);
     policy_server_init(&d.server, d.base, d.cfg, d.verifier);
@@ -518,6 +525,8 @@ int main(int argc, char **argv)
     d.stats.metrics = &d.metrics;
     d.stats.started = time(NULL);
     d.stats.flush = d.flush;
+    d.stats.harvest = d.harvest;
+    d.server.harvest = d.harvest;
     if (d.control_fd >= 0) {
         char name[160];
         listener_describe(d.control_fd, name, sizeof(name));
@@ -561,6 +570,7 @@ int main(int argc, char **argv)
     control_free(d.control);
     stats_http_free(d.stats_http);
     flush_listen_free(d.flush);
+    harvest_free(d.harvest); /* before the cache: it cancels its Redis commands */
     while (!TAILQ_EMPTY(&d.server.conns))
         policy_conn_free(TAILQ_FIRST(&d.server.conns));
     verifier_free(d.verifier);

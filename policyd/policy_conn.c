@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "harvest.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy_proto.h"
@@ -53,6 +54,7 @@ struct policy_conn {
     int closing;         /* close once the output has drained (SIGTERM drain) */
     int peer_eof;        /* the client shut its sending side: answer what is complete, close */
     struct verifier_req *lookup;
+    struct harvest_mark harvest; /* the client's harvest state for this request */
     struct timespec started;
     TAILQ_ENTRY(policy_conn) link;
 };
@@ -203,15 +205,22 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
     metrics_observe(c->s->metrics, metrics_classify(v, res->cached), ms / 1000.0);
     policy_reply_policy(c->s->cfg, &policy);
     reply_policy_decide(&policy, v, res->key[0] == '\0', res->key[0] ? res->key : rcpt, &reply);
+    char hlog[128];
+    if (res->key[0] != '\0' && harvest_after(c->s->harvest, c->s->cfg, &c->req, &c->harvest, v,
+                                             reply.decided, sizeof(reply.decided))) {
+        reply.dry_run = c->s->cfg->dry_run != 0;
+        snprintf(reply.action, sizeof(reply.action), "%s", reply.dry_run ? "DUNNO" : reply.decided);
+    }
+    harvest_log(&c->harvest, c->s->cfg, &c->req, hlog, sizeof(hlog));
 
     char safe_rcpt[300];
     verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));
     log_info("%s: recipient=<%s> verdict=%s source=%s code=%d cached=%s route=%s ms=%.1f "
-             "reason=\"%s\" action=%s%s",
+             "reason=\"%s\"%s action=%s%s",
              c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE", safe_rcpt,
              res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source, v->code,
-             res->cached, res->route[0] ? res->route : "-", ms, v->text,
-             reply.decided, reply.dry_run ? " (dry_run: answering DUNNO)" : "");
+             res->cached, res->route[0] ? res->route : "-", ms, v->text, hlog, reply.decided,
+             reply.dry_run ? " (dry_run: answering DUNNO)" : "");
     if (conn_reply(c, reply.action) == 0)
         conn_process(c); /* a request that arrived meanwhile */
 }
@@ -236,6 +245,15 @@ static int conn_request_done(struct policy_conn *c)
     if (r->protocol_state == NULL || strcasecmp(r->protocol_state, "RCPT") != 0 ||
         r->recipient == NULL || r->recipient[0] == '\0')
         return conn_reply(c, "DUNNO");
+    char action[1024], hlog[128], safe_rcpt[300];
+    if (harvest_gate(c->s->harvest, c->s->cfg, r, &c->harvest, action, sizeof(action))) {
+        harvest_log(&c->harvest, c->s->cfg, r, hlog, sizeof(hlog));
+        verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), r->recipient, strlen(r->recipient));
+        log_info("%s: recipient=<%s> verdict=- source=harvest%s action=%s%s",
+                 r->queue_id && r->queue_id[0] ? r->queue_id : "NOQUEUE", safe_rcpt, hlog, action,
+                 c->s->cfg->dry_run ? " (dry_run: answering DUNNO)" : "");
+        return conn_reply(c, c->s->cfg->dry_run ? "DUNNO" : action);
+    }
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     conn_enter_state(c, CONN_VERIFYING);
     conn_arm_deadline(c);

@@ -28,6 +28,7 @@ struct event_base;
 struct config;
 struct verifier;
 struct metrics;
+struct harvest;
 struct policy_conn;
 
 /*
@@ -43,6 +44,7 @@ struct policy_server {
     const struct config *cfg; /* replaced on reload; connections read it per request */
     struct verifier *verifier;
     struct metrics *metrics; /* verdict latencies; NULL = not measured */
+    struct harvest *harvest; /* the per-client harvest limit; NULL = none */
     int nconns;
     int conn_cap; /* > 0: fewer connections than max_connections fit the descriptor limit */
     int draining; /* SIGTERM: finish what is in progress, take nothing new */

@@ -28,6 +28,7 @@ static const struct {
     {"client_name", offsetof(struct policy_request, client_name)},
     {"helo_name", offsetof(struct policy_request, helo_name)},
     {"queue_id", offsetof(struct policy_request, queue_id)},
+    {"sasl_username", offsetof(struct policy_request, sasl_username)},
     {"instance", offsetof(struct policy_request, instance)},
 };
 #define POLICY_NATTRS (sizeof(policy_attrs) / sizeof(policy_attrs[0]))

@@ -30,6 +30,7 @@ struct policy_request {
     char *client_name;
     char *helo_name;
     char *queue_id;
+    char *sasl_username; /* set when the client authenticated (harvest exemption) */
     char *instance;
     int nattributes;
     size_t size;

@@ -8,6 +8,7 @@
 
 #include "cache.h"
 #include "flush_listen.h"
+#include "harvest.h"
 #include "policy_conn.h"
 
 void stats_collect(const struct stats_env *env, struct stats_snapshot *out)
@@ -34,4 +35,11 @@ void stats_collect(const struct stats_env *env, struct stats_snapshot *out)
     out->control_errors = env->control_errors;
     out->control_refused = env->control_refused;
     out->metrics = env->metrics;
+    if (env->harvest != NULL) {
+        struct harvest_stats hs;
+        harvest_get_stats(env->harvest, &hs);
+        out->harvest_penalties = hs.penalties;
+        out->harvest_refused = hs.refused;
+        out->harvest_blocked = hs.blocked;
+    }
 }

@@ -14,16 +14,18 @@
 
 struct policy_server;
 struct flush_listen;
+struct harvest;
 
 /* stats_env - where the numbers live; owned by main.c */
 struct stats_env {
     struct policy_server *server;
     struct metrics *metrics;
     const struct flush_listen *flush; /* NULL without Redis */
-    time_t started;                   /* wall clock at start-up */
-    unsigned long control_requests;   /* control socket commands (control.c counts) */
-    unsigned long control_errors;     /* control requests answered with an error */
-    unsigned long control_refused;    /* control clients refused: wrong user, too many */
+    struct harvest *harvest;
+    time_t started;                 /* wall clock at start-up */
+    unsigned long control_requests; /* control socket commands (control.c counts) */
+    unsigned long control_errors;   /* control requests answered with an error */
+    unsigned long control_refused;  /* control clients refused: wrong user, too many */
 };
 
 struct stats_snapshot {
@@ -35,6 +37,7 @@ struct stats_snapshot {
     int flush_subscribed; /* listening on the Redis flush channel */
     struct cache_redis_stats redis;
     unsigned long control_requests, control_errors, control_refused;
+    unsigned long harvest_penalties, harvest_refused, harvest_blocked;
     const struct metrics *metrics; /* NULL when not measured */
 };
 

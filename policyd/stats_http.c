@@ -104,6 +104,14 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
         evbuffer_add_printf(out, "callahead_redis_reconnects_total %lu\n", st->redis.reconnects);
     }
 
+    metric(out, "callahead_harvest_penalties_total", "counter",
+           "Client networks put in their harvest penalty (here or by another host).");
+    evbuffer_add_printf(out, "callahead_harvest_penalties_total %lu\n", st->harvest_penalties);
+    metric(out, "callahead_harvest_refused_total", "counter", "Requests answered harvest_action.");
+    evbuffer_add_printf(out, "callahead_harvest_refused_total %lu\n", st->harvest_refused);
+    metric(out, "callahead_harvest_blocked_networks", "gauge",
+           "Client networks in their harvest penalty now.");
+    evbuffer_add_printf(out, "callahead_harvest_blocked_networks %lu\n", st->harvest_blocked);
     metric(out, "callahead_control_requests_total", "counter", "Control socket requests.");
     evbuffer_add_printf(out, "callahead_control_requests_total %lu\n", st->control_requests);
 
