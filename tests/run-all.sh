@@ -25,7 +25,8 @@ export FUZZ_SECONDS
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libevent-dev libhiredis-dev
   libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev tinycdb libldap-dev redis-server postfix postfix-doc
-  slapd ldap-utils swaks miltertest clang libclang-rt-14-dev valgrind clang-format dnsmasq-base"
+  slapd ldap-utils swaks miltertest clang libclang-rt-14-dev valgrind clang-format dnsmasq-base
+  curl prometheus"
 
 summary=()
 failed=0

@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_metrics.sh - Prometheus exposition on stats_listen, with a real Redis:
 #   - GET /metrics answers text format 0.0.4 that passes a strict parser of ours
-#     (tests/e2e/prom_strict.pl) and, when installed, "promtool check metrics";
+#     (tests/e2e/prom_strict.pl) and "promtool check metrics" (package prometheus, installed
+#     by tests/run-all.sh; skipped when missing);
 #   - after a known sequence of policy requests the verdict counters and the
 #     latency histogram by source hold exactly those requests;
 #   - callahead_redis_up follows Redis going away;
