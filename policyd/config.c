@@ -122,8 +122,9 @@ static const struct config_param config_params[] = {
     /* operations */
     {"control_socket", CONFIG_STR, "", OFF(control_socket), 0, 0, CHECK_NONE,
      "UNIX socket on which the callahead command talks to the daemon (verify, show, flush, "
-     "stats); empty opens none. Its clients can probe addresses, so only root, the daemon's "
-     "user and, when control_socket_mode lets the group write, the socket's group are served.",
+     "stats); empty opens none. Its clients can probe addresses, so only root, the daemon's user "
+     "and, when "
+     "control_socket_mode lets the group write, the socket's group are served.",
      RESTART},
     {"control_socket_mode", CONFIG_MODE, "0600", OFF(control_socket_mode), 0, 0777, CHECK_NONE,
      "Octal permissions of the control socket; 0600 lets only the daemon's user (and root) "

@@ -22,6 +22,7 @@
 #include "address.h"
 #include "config.h"
 #include "control_int.h"
+#include "harvest.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy_conn.h"
@@ -133,6 +134,13 @@ static void verify_done(const struct verdict *v, const struct verifier_result *r
     policy_reply_policy(s->cfg, &policy);
     reply_policy_decide(&policy, v, res->key[0] == '\0', res->key[0] ? res->key : cmd->addr,
                         &reply);
+    /* a client in its harvest penalty would get harvest_action instead (nothing is counted) */
+    int harvested = res->key[0] != '\0' && cmd->client[0] != '\0' &&
+                    harvest_would_refuse(cmd->env->harvest, s->cfg, cmd->client, v, cmd->addr,
+                                         reply.decided, sizeof(reply.decided));
+    if (harvested)
+        snprintf(reply.action, sizeof(reply.action), "%s",
+                 s->cfg->dry_run ? "DUNNO" : reply.decided);
     const char *action = reply.action, *real = reply.decided;
     evbuffer_add_printf(cmd->out, "status=ok\n");
     kv(cmd->out, "address", "%s", cmd->addr);
@@ -152,6 +160,8 @@ static void verify_done(const struct verdict *v, const struct verifier_result *r
         kv(cmd->out, "sender", "%s", cmd->sender);
     if (cmd->client[0] != '\0')
         kv(cmd->out, "client", "%s", cmd->client);
+    if (harvested)
+        kv(cmd->out, "harvest", "blocked");
     evbuffer_add(cmd->out, "\n", 1);
     log_info("control: verify recipient=<%s> verdict=%s source=%s cached=%s route=%s ms=%.1f%s",
              cmd->addr, res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source,

@@ -522,6 +522,23 @@ int harvest_after(struct harvest *h, const struct config *cfg, const struct poli
     return 1;
 }
 
+int harvest_would_refuse(struct harvest *h, const struct config *cfg, const char *client,
+                         const struct verdict *v, const char *rcpt, char *action, size_t size)
+{
+    long count, left;
+    char net[64];
+    struct policy_request r;
+
+    if (h == NULL ||
+        harvest_client(h, client, NULL, &count, &left, net, sizeof(net)) != HARVEST_BLOCKED ||
+        (cfg->harvest_pass_valid && v->kind == VERDICT_VALID))
+        return 0;
+    memset(&r, 0, sizeof(r));
+    r.recipient = (char *)rcpt;
+    harvest_reply(cfg, &r, action, size);
+    return 1;
+}
+
 void harvest_log(const struct harvest_mark *m, const struct config *cfg,
                  const struct policy_request *r, char *buf, size_t size)
 {

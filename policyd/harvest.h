@@ -91,6 +91,14 @@ int harvest_gate(struct harvest *h, const struct config *cfg, const struct polic
 int harvest_after(struct harvest *h, const struct config *cfg, const struct policy_request *r,
                   struct harvest_mark *m, const struct verdict *v, char *action, size_t size);
 
+/*
+ * harvest_would_refuse - for "callahead verify --client": would this client
+ * get harvest_action for verdict v about rcpt now? 1 with the action in
+ * action (size bytes), else 0. Counts nothing. h may be NULL.
+ */
+int harvest_would_refuse(struct harvest *h, const struct config *cfg, const char *client,
+                         const struct verdict *v, const char *rcpt, char *action, size_t size);
+
 /* harvest_log - " client=ADDR harvest=N/MAX[ blocked]" when it matters, else "" */
 void harvest_log(const struct harvest_mark *m, const struct config *cfg,
                  const struct policy_request *r, char *buf, size_t size);

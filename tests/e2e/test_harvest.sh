@@ -84,6 +84,13 @@ e2e_assert_match 'harvest_penalties=1' "$out" "stats on A: penalties"
 e2e_assert_match 'harvest_refused=47' "$out" "stats on A: refused requests (45 + 2)"
 e2e_assert_match 'harvest_blocked_networks=1' "$out" "stats on A: blocked networks"
 
+# callahead verify --client shows the reply that client would get, and counts nothing
+out=$("$CALLAHEAD" -s "$E2E_TMP/ctl-a" verify alice@example.test --client 192.0.2.10)
+e2e_assert_match "reply=$HARVEST" "$out" "verify --client of a limited client"
+e2e_assert_match 'harvest=blocked' "$out" "verify --client says why"
+out=$("$CALLAHEAD" -s "$E2E_TMP/ctl-a" verify alice@example.test --client 198.51.100.20)
+e2e_assert_match 'reply=DUNNO' "$out" "verify --client of another client"
+
 # the penalty expires
 sleep 4.5
 e2e_assert_eq DUNNO "$(q "$POLICYD_PORT" 192.0.2.10 alice@example.test)" "A: after the penalty"
