@@ -100,6 +100,12 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
         metric(out, "callahead_redis_timeouts_total", "counter",
                "Redis commands that passed their deadline.");
         evbuffer_add_printf(out, "callahead_redis_timeouts_total %lu\n", st->redis.timeouts);
+        metric(out, "callahead_redis_reply_duration_seconds", "summary",
+               "Time from sending a Redis command to its reply.");
+        evbuffer_add_printf(out, "callahead_redis_reply_duration_seconds_sum %.6f\n",
+                            st->redis.reply_seconds);
+        evbuffer_add_printf(out, "callahead_redis_reply_duration_seconds_count %lu\n",
+                            st->redis.replies);
         metric(out, "callahead_redis_reconnects_total", "counter", "Redis reconnect attempts.");
         evbuffer_add_printf(out, "callahead_redis_reconnects_total %lu\n", st->redis.reconnects);
     }

@@ -42,6 +42,7 @@ struct cache_redis_req {
     cache_redis_array_cb acb; /* instead of cb, for cache_redis_command_array */
     void *arg;
     struct event *timer;                 /* per-command deadline */
+    struct timespec sent;                /* for the reply latency */
     struct cache_redis_req *prev, *next; /* r->pending */
 };
 
@@ -294,6 +295,12 @@ static void req_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         return;
     }
     req_unlink(r, req);
+    if (reply != NULL) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        r->stats.reply_seconds += (double)(now.tv_sec - req->sent.tv_sec) +
+                                  (double)(now.tv_nsec - req->sent.tv_nsec) / 1e9;
+    }
     free(req);
 
     if (acb != NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
@@ -660,6 +667,7 @@ struct cache_redis_req *cache_redis_command(struct cache_redis *r, int argc, con
     req->r = r;
     req->cb = cb;
     req->arg = arg;
+    clock_gettime(CLOCK_MONOTONIC, &req->sent);
     /* queues the command and arms the write event: never calls back from here */
     if (redisAsyncCommandArgv(r->ac, req_reply, req, argc, argv, argvlen) != REDIS_OK) {
         event_free(req->timer);

@@ -82,6 +82,7 @@ void cache_redis_cancel(struct cache_redis_req *req);
 /* statistics for stats output and tests */
 struct cache_redis_stats {
     unsigned long commands, replies, errors, timeouts, reconnects;
+    double reply_seconds; /* summed time from sending a command to its reply (replies) */
 };
 void cache_redis_get_stats(const struct cache_redis *r, struct cache_redis_stats *out);
 

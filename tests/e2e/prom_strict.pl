@@ -9,7 +9,8 @@
 #     values are Go floats (or +Inf, -Inf, NaN);
 #   - each family has at most one HELP and exactly one TYPE, both before its
 #     samples, and its samples are contiguous; no series appears twice;
-#   - counters end in _total; a histogram has _bucket series with an le label,
+#   - counters end in _total; a summary has only _sum, _count and quantile series;
+#     a histogram has _bucket series with an le label,
 #     cumulative counts that never decrease, an le="+Inf" bucket equal to its
 #     _count, and a _sum, per label set.
 # Reads the body on stdin; prints "name{labels} value" lines (one per sample,
@@ -32,6 +33,9 @@ sub family {
     my ($name) = @_;
     for my $suffix (qw(_bucket _sum _count)) {
         if ($name =~ /^(.*)\Q$suffix\E$/ && ($type{$1} // '') eq 'histogram') {
+            return ($1, $suffix);
+        }
+        if ($suffix ne '_bucket' && $name =~ /^(.*)\Q$suffix\E$/ && ($type{$1} // '') eq 'summary') {
             return ($1, $suffix);
         }
     }
@@ -79,6 +83,9 @@ for my $line (split /\n/, $body, -1) {
     fail("a counter's value is negative") if $type{$fam} eq 'counter' && $value =~ /^-/;
     my $id = $name . (%l ? '{' . join(',', map {"$_=\"$l{$_}\""} sort keys %l) . '}' : '');
     fail("series $id twice") if $seen{$id}++;
+    if ($type{$fam} eq 'summary' && $suffix eq '') {
+        fail("summary sample $name without a quantile label") unless exists $l{quantile};
+    }
     if ($type{$fam} eq 'histogram') {
         fail("histogram sample $name without _bucket, _sum or _count") if $suffix eq '';
         my $le = delete $l{le};
