@@ -9,8 +9,8 @@
 #   - a user other than root and the daemon's is refused (SO_PEERCRED) even when the
 #     socket file's mode lets anyone connect;
 #   - malformed control requests (unknown command, NUL byte, bad spacing, a line over
-#     the limit, a connection that sends half a line and waits) get a clear error or are
-#     cut off, and policy requests keep being answered meanwhile.
+#     the limit, a connection that sends half a line and waits, a 17th connection) get a
+#     clear error or are cut off, and policy requests keep being answered meanwhile.
 # shellcheck source=tests/e2e/lib_callout.sh
 . "$(dirname "$0")/lib_callout.sh"
 
@@ -172,6 +172,25 @@ e2e_assert_eq 0 "$rc" "the daemon still answers the control socket"
 kill "$holder" 2>/dev/null
 wait "$holder" 2>/dev/null
 e2e_untrack "$holder"
+
+# at most 16 control connections: the 17th is told so, policy traffic goes on
+perl -MIO::Socket::UNIX -e '
+    my @s = map { IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "connect: $!\n" } 1 .. 16;
+    sleep 20' "$CTL" &
+holder=$!
+e2e_track "$holder" "16 idle control clients"
+sleep 0.5
+ca stats
+e2e_assert_eq 65 "$rc" "the 17th control connection: exit status ($out)"
+e2e_assert_match 'too many control connections' "$out" "the 17th control connection: message"
+e2e_assert_eq DUNNO "$(e2e_policy_query recipient=alice@example.test)" \
+    "policy answers with every control slot taken"
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+e2e_untrack "$holder"
+sleep 0.3
+ca stats
+e2e_assert_eq 0 "$rc" "control slots free again once those clients are gone"
 
 # no daemon on the socket: 69; usage errors: 64
 rc=0
