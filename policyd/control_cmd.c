@@ -248,7 +248,7 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
     kv(out, "cache_puts", "%lu", st.v.cache.puts);
     kv(out, "cache_l1_entries", "%zu", st.v.cache.l1_entries);
     kv(out, "probes", "%lu", st.v.probes);
-    kv(out, "probes_in_progress", "%lu", st.v.probes_in_progress);
+    kv(out, "probes_running", "%lu", st.v.probes_running);
     kv(out, "breakers_open", "%lu", st.v.breakers_open);
     kv(out, "breaker_rejects", "%lu", st.v.breaker_rejects);
     kv(out, "accept_all_domains", "%lu", st.v.accept_all_domains);

@@ -76,8 +76,8 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
 
     metric(out, "callahead_probes_total", "counter", "Backend probes (callouts) started.");
     evbuffer_add_printf(out, "callahead_probes_total %lu\n", st->v.probes);
-    metric(out, "callahead_probes_in_progress", "gauge", "Backend probes running now.");
-    evbuffer_add_printf(out, "callahead_probes_in_progress %lu\n", st->v.probes_in_progress);
+    metric(out, "callahead_probes_running", "gauge", "Backend probes running now.");
+    evbuffer_add_printf(out, "callahead_probes_running %lu\n", st->v.probes_running);
     metric(out, "callahead_breakers_open", "gauge", "Next hops whose circuit breaker is open now.");
     evbuffer_add_printf(out, "callahead_breakers_open %lu\n", st->v.breakers_open);
     metric(out, "callahead_breaker_rejects_total", "counter",

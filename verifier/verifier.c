@@ -574,7 +574,7 @@ void verifier_cancel(struct verifier_req *r)
 void verifier_get_stats(const struct verifier *v, struct verifier_stats *out)
 {
     *out = v->stats;
-    out->probes_in_progress = (unsigned long)v->probing;
+    out->probes_running = (unsigned long)v->probing;
     out->breakers_open = breaker_open_count(v->breakers, time(NULL));
     cache_get_stats(v->cache, &out->cache);
 }

@@ -95,7 +95,7 @@ struct verifier_stats {
     unsigned long probes;             /* backend requests started for asynchronous routes */
     unsigned long breaker_rejects;    /* lookups answered tempfail by an open circuit breaker */
     unsigned long accept_all_domains; /* domains found to accept every address */
-    unsigned long probes_in_progress; /* gauge: probes running now */
+    unsigned long probes_running;     /* gauge: probes running now */
     unsigned long breakers_open;      /* gauge: destinations whose breaker is open now */
     struct cache_stats cache;
 };
