@@ -91,7 +91,8 @@ static char *exchange(const char *path, const char *request, int timeout)
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
         connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
         int e = errno;
-        fprintf(stderr, "callahead: %s: %s (is callahead-policyd running?)\n", path, strerror(e));
+        fprintf(stderr, "callahead: %s: %s%s\n", path, strerror(e),
+                e == ENOENT || e == ECONNREFUSED ? " (is callahead-policyd running?)" : "");
         exit(e == EACCES || e == EPERM ? EX_NOPERM : EX_UNAVAILABLE);
     }
     clock_gettime(CLOCK_MONOTONIC, &deadline);

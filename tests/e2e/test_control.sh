@@ -7,7 +7,8 @@
 #   - stats: counters move by exactly what a known sequence of policy requests did;
 #     --json is valid JSON;
 #   - a user other than root and the daemon's is refused (SO_PEERCRED) even when the
-#     socket file's mode lets anyone connect;
+#     socket file's mode lets anyone connect; with control_socket_group and mode 0660
+#     the group's members are served;
 #   - malformed control requests (unknown command, NUL byte, bad spacing, a line over
 #     the limit, a connection that sends half a line and waits, a 17th connection) get a
 #     clear error or are cut off, and policy requests keep being answered meanwhile.
@@ -131,6 +132,26 @@ out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups \
 e2e_assert_eq 77 "$rc" "nobody is refused: exit status ($out)"
 e2e_assert_match 'permission denied' "$out" "nobody is refused: message"
 grep -q 'control: refused uid [0-9]* pid' "$POLICYD_LOG" || e2e_fail "no log line for the refusal"
+
+# with control_socket_group and mode 0660 that group's members are served, others not
+POLICYD2_PORT=
+e2e_free_port POLICYD2_PORT
+sed -e "s/^listen = .*/listen = inet:127.0.0.1:$POLICYD2_PORT/" \
+    -e "s|^control_socket = .*|control_socket = $E2E_TMP/ctl-group|" \
+    -e "s|^control_socket_mode = .*|control_socket_mode = 0660\ncontrol_socket_group = nogroup|" \
+    "$E2E_TMP/callahead.conf" >"$E2E_TMP/callahead2.conf"
+e2e_start_policyd2 "$E2E_TMP/callahead2.conf" "$POLICYD2_PORT"
+e2e_assert_eq "660 nogroup" "$(stat -c '%a %G' "$E2E_TMP/ctl-group")" "the group socket's mode and group"
+rc=0
+out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    "$CALLAHEAD" -s "$E2E_TMP/ctl-group" verify alice@example.test 2>&1) || rc=$?
+e2e_assert_eq 0 "$rc" "a member of control_socket_group is served ($out)"
+rc=0
+out=$(setpriv --reuid=nobody --regid=daemon --clear-groups \
+    "$CALLAHEAD" -s "$E2E_TMP/ctl-group" verify alice@example.test 2>&1) || rc=$?
+e2e_assert_eq 77 "$rc" "a user outside the group cannot even connect ($out)"
+e2e_kill_wait "$POLICYD2_PID" 30 || e2e_fail "second daemon exited non-zero"
+e2e_untrack "$POLICYD2_PID"
 
 # raw control requests: ctl_raw PERL-STRING - send it, print the reply (up to the empty line)
 ctl_raw() {
