@@ -52,6 +52,8 @@ enum config_check {
     CHECK_MILTER_SOCKET, /* libmilter's inet:PORT@HOST, inet6:PORT@HOST or unix:PATH */
     CHECK_MILTER_ACTION, /* tempfail or continue */
     CHECK_NETWORKS,      /* harvest_check_networks */
+    CHECK_INET,          /* "" or inet:HOST:PORT */
+    CHECK_UNIXPATH,      /* "" or a path that fits a UNIX socket address */
 };
 
 struct config_param {
@@ -120,7 +122,7 @@ static const struct config_param config_params[] = {
      RELOAD},
 
     /* operations */
-    {"control_socket", CONFIG_STR, "", OFF(control_socket), 0, 0, CHECK_NONE,
+    {"control_socket", CONFIG_STR, "", OFF(control_socket), 0, 0, CHECK_UNIXPATH,
      "UNIX socket on which the callahead command talks to the daemon (verify, show, flush, "
      "stats); empty opens none. Its clients can probe addresses, so only root, the daemon's user "
      "and, when "
@@ -134,7 +136,7 @@ static const struct config_param config_params[] = {
      "Group that owns the control socket; with control_socket_mode 0660 its members (by "
      "primary group) may use the callahead command; empty keeps the daemon's group.",
      RESTART},
-    {"stats_listen", CONFIG_STR, "", OFF(stats_listen), 0, 0, CHECK_NONE,
+    {"stats_listen", CONFIG_STR, "", OFF(stats_listen), 0, 0, CHECK_INET,
      "Where to serve Prometheus metrics over HTTP (GET /metrics), as inet:HOST:PORT; empty "
      "serves none. Bind it to loopback or a monitoring network: the counters show traffic.",
      RESTART},
@@ -550,6 +552,20 @@ static int config_check_string(const struct config_param *p, const char *value, 
         return 0;
     case CHECK_NETWORKS:
         return harvest_check_networks(value, err, errlen);
+    case CHECK_INET: {
+        int port = -1;
+        if (*value == '\0' ||
+            (strncmp(value, "inet:", 5) == 0 &&
+             value_parse_hostport(value + 5, strlen(value + 5), 1, NULL, 0, &port) == VALUE_OK))
+            return 0;
+        return config_seterr(err, errlen, "bad %s (want inet:HOST:PORT or inet:[IPV6]:PORT)",
+                             p->name);
+    }
+    case CHECK_UNIXPATH:
+        if (*value == '\0' || config_check_unix_path(value, strlen(value)) == 0)
+            return 0;
+        return config_seterr(err, errlen, "bad %s (a path of at most %d bytes)", p->name,
+                             CONFIG_UNIX_PATH_MAX);
     case CHECK_NONEMPTY:
         if (*value == '\0')
             return config_seterr(err, errlen, "%s must not be empty", p->name);

@@ -669,3 +669,34 @@ Test(config, restart_changes)
     config_free(&a);
     config_free(&b);
 }
+
+/* the operations parameters are checked when the file is read, so -t reports them */
+Test(config, operations_values)
+{
+    struct config c;
+    char err[512] = "";
+    const char *good = "control_socket = /run/callahead/control\n"
+                       "control_socket_mode = 0660\n"
+                       "stats_listen = inet:[::1]:9157\n"
+                       "harvest_exempt_networks = 192.0.2.0/24, 2001:db8::/32 10.1.2.3\n"
+                       "max_invalid_per_client = 20\n";
+
+    cr_assert_eq(config_parse(good, strlen(good), "test.conf", &c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(c.stats_listen, "inet:[::1]:9157");
+    cr_assert_eq(c.control_socket_mode, 0660);
+    cr_assert_eq(c.max_invalid_per_client, 20);
+    config_free(&c);
+
+    parse_err_prefix("stats_listen = 127.0.0.1:9157\n", "test.conf:1: bad stats_listen");
+    parse_err_prefix("stats_listen = inet:127.0.0.1\n", "test.conf:1: bad stats_listen");
+    parse_err_prefix("stats_listen = unix:/run/x\n", "test.conf:1: bad stats_listen");
+    parse_err_prefix(
+        "control_socket = /run/"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+        "test.conf:1: bad control_socket");
+    parse_err_prefix("harvest_exempt_networks = 192.0.2.0/33\n",
+                     "test.conf:1: harvest_exempt_networks: \"192.0.2.0/33\"");
+    parse_err_prefix("harvest_ipv4_prefix = 4\n", "test.conf:1:");
+    parse_err_prefix("harvest_action = hello\n", "test.conf:1:");
+}
