@@ -471,7 +471,8 @@ int main(int argc, char **argv)
     if (d.cfg->control_socket[0] != '\0') {
         char spec[PATH_MAX + 8];
         snprintf(spec, sizeof(spec), "unix:%s", d.cfg->control_socket);
-        d.control_fd = listener_bind(spec, d.cfg->control_socket_mode, "",
+        /* owned by the user the daemon runs as after start-up, who may use it with root */
+        d.control_fd = listener_bind(spec, d.cfg->control_socket_mode, d.cfg->user,
                                      d.cfg->control_socket_group, err, sizeof(err));
         if (d.control_fd < 0)
             start_fail(&d, err);

@@ -153,6 +153,23 @@ e2e_assert_eq 77 "$rc" "a user outside the group cannot even connect ($out)"
 e2e_kill_wait "$POLICYD2_PID" 30 || e2e_fail "second daemon exited non-zero"
 e2e_untrack "$POLICYD2_PID"
 
+# a daemon that drops root (user = nobody) keeps a control socket its user can use
+POLICYD2_PORT=
+e2e_free_port POLICYD2_PORT
+sed -e "s/^listen = .*/listen = inet:127.0.0.1:$POLICYD2_PORT/" \
+    -e "s|^control_socket = .*|control_socket = $E2E_TMP/ctl-nobody|" \
+    -e "s|^control_socket_mode = .*|control_socket_mode = 0600\nuser = nobody|" \
+    "$E2E_TMP/callahead.conf" >"$E2E_TMP/callahead3.conf"
+e2e_start_policyd2 "$E2E_TMP/callahead3.conf" "$POLICYD2_PORT"
+e2e_assert_eq "600 nobody" "$(stat -c '%a %U' "$E2E_TMP/ctl-nobody")" \
+    "the control socket belongs to the user the daemon runs as"
+rc=0
+out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    "$CALLAHEAD" -s "$E2E_TMP/ctl-nobody" verify alice@example.test 2>&1) || rc=$?
+e2e_assert_eq 0 "$rc" "the daemon's own user is served ($out)"
+e2e_kill_wait "$POLICYD2_PID" 30 || e2e_fail "third daemon exited non-zero"
+e2e_untrack "$POLICYD2_PID"
+
 # raw control requests: ctl_raw PERL-STRING - send it, print the reply (up to the empty line)
 ctl_raw() {
     perl -MIO::Socket::UNIX -e '
