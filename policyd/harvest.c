@@ -18,6 +18,7 @@
 #include "cache_redis.h"
 #include "config.h"
 #include "log.h"
+#include "netlist.h"
 #include "reply_action.h"
 #include "policy_proto.h"
 
@@ -44,8 +45,7 @@ struct harvest {
     struct event_base *base;
     struct cache *cache;
     int max_invalid, window, penalty, v4_bits, v6_bits, exempt_auth;
-    struct net exempt[HARVEST_MAX_NETS];
-    int nexempt;
+    struct netlist exempt; /* harvest_exempt_networks */
     struct entry *buckets[HARVEST_BUCKETS];
     struct entry *head, *tail;
     size_t count;
@@ -116,51 +116,22 @@ static void net_mask(struct net *a)
     }
 }
 
-static int net_contains(const struct net *n, const struct net *a)
+/* parse_exempt - harvest_exempt_networks into nl, with the parameter's name in err */
+static int parse_exempt(const char *text, struct netlist *nl, char *err, size_t errlen)
 {
-    struct net m = *a;
+    char why[200];
 
-    if (n->family != a->family)
+    if (netlist_parse(text, nl, why, sizeof(why)) == 0)
         return 0;
-    m.bits = n->bits;
-    net_mask(&m);
-    return memcmp(m.addr, n->addr, n->family == AF_INET ? 4 : 16) == 0;
-}
-
-/* parse_list - a comma or space separated list of networks into out (max HARVEST_MAX_NETS) */
-static int parse_list(const char *text, struct net *out, int *n, char *err, size_t errlen)
-{
-    *n = 0;
-    for (const char *p = text; *p;) {
-        size_t skip = strspn(p, ", \t");
-        p += skip;
-        if (*p == '\0')
-            break;
-        size_t len = strcspn(p, ", \t");
-        struct net net;
-        if (*n == HARVEST_MAX_NETS) {
-            snprintf(err, errlen, "harvest_exempt_networks: more than %d networks",
-                     HARVEST_MAX_NETS);
-            return -1;
-        }
-        if (net_parse(p, len, &net) < 0) {
-            snprintf(err, errlen, "harvest_exempt_networks: \"%.*s\" is not ADDRESS[/BITS]",
-                     (int)(len > 60 ? 60 : len), p);
-            return -1;
-        }
-        net_mask(&net);
-        out[(*n)++] = net;
-        p += len;
-    }
-    return 0;
+    snprintf(err, errlen, "harvest_exempt_networks: %s", why);
+    return -1;
 }
 
 int harvest_check_networks(const char *text, char *err, size_t errlen)
 {
-    struct net nets[HARVEST_MAX_NETS];
-    int n;
+    struct netlist nl;
 
-    return parse_list(text, nets, &n, err, errlen);
+    return parse_exempt(text, &nl, err, errlen);
 }
 
 struct harvest *harvest_new(struct event_base *base, struct cache *cache)
@@ -178,13 +149,11 @@ struct harvest *harvest_new(struct event_base *base, struct cache *cache)
 
 int harvest_configure(struct harvest *h, const struct config *cfg, char *err, size_t errlen)
 {
-    struct net nets[HARVEST_MAX_NETS];
-    int n;
+    struct netlist nl;
 
-    if (parse_list(cfg->harvest_exempt_networks, nets, &n, err, errlen) < 0)
+    if (parse_exempt(cfg->harvest_exempt_networks, &nl, err, errlen) < 0)
         return -1;
-    memcpy(h->exempt, nets, sizeof(nets));
-    h->nexempt = n;
+    h->exempt = nl;
     h->max_invalid = cfg->max_invalid_per_client;
     h->window = cfg->harvest_window;
     h->penalty = cfg->harvest_penalty;
@@ -279,9 +248,19 @@ static int client_net(struct harvest *h, const char *client, const char *sasl, c
         return -1;
     if (net_parse(client, strlen(client), &a) < 0 || a.bits != (a.family == AF_INET ? 32 : 128))
         return -1; /* "unknown", or garbage */
-    for (int i = 0; i < h->nexempt; i++)
-        if (net_contains(&h->exempt[i], &a))
-            return -1;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (a.family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        memcpy(&sin->sin_addr, a.addr, 4);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        memcpy(&sin6->sin6_addr, a.addr, 16);
+    }
+    if (netlist_match(&h->exempt, (struct sockaddr *)&ss))
+        return -1;
     a.bits = a.family == AF_INET ? h->v4_bits : h->v6_bits;
     net_mask(&a);
     inet_ntop(a.family, a.addr, text, sizeof(text));

@@ -15,7 +15,8 @@
  * (HARVEST_MAX_ENTRIES, least recently used dropped first), so a botnet
  * of many addresses cannot grow it without bound.
  * Exempt: networks in harvest_exempt_networks, and requests with a
- * sasl_username when harvest_exempt_authenticated is on.
+ * sasl_username when harvest_exempt_authenticated is on. The exempt list
+ * has the grammar of every network list (netlist.h).
  */
 #ifndef CALLAHEAD_HARVEST_H
 #define CALLAHEAD_HARVEST_H
@@ -29,7 +30,6 @@ struct config;
 struct harvest;
 
 #define HARVEST_MAX_ENTRIES 65536
-#define HARVEST_MAX_NETS 64 /* entries in harvest_exempt_networks */
 
 struct harvest *harvest_new(struct event_base *base, struct cache *cache);
 /* harvest_free - before the cache is freed: pending Redis replies are cancelled */

@@ -36,8 +36,8 @@ mkdir -p "$BUILD/obj" "$BUILD/bin" "$BUILD/corpus" "$BUILD/artifacts" || exit 1
 # main (fuzzer-no-link); an archive so each harness takes only what it needs.
 echo "fuzz: compiling library sources"
 rm -f "$BUILD/obj/"*.o "$BUILD/libfuzzdeps.a"
-# milter/: only the parts that need no libmilter (reply mapping, network list, policy client)
-for src in verifier/*.c policyd/*.c milter/milter_reply.c milter/netlist.c milter/policy_client.c; do
+# milter/: only the parts that need no libmilter (reply mapping, policy client)
+for src in verifier/*.c policyd/*.c milter/milter_reply.c milter/policy_client.c; do
     [ "$src" = policyd/main.c ] && continue
     obj="$BUILD/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
     # shellcheck disable=SC2086

@@ -696,7 +696,7 @@ Test(config, operations_values)
         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
         "test.conf:1: bad control_socket");
     parse_err_prefix("harvest_exempt_networks = 192.0.2.0/33\n",
-                     "test.conf:1: harvest_exempt_networks: \"192.0.2.0/33\"");
+                     "test.conf:1: harvest_exempt_networks: bad network \"192.0.2.0/33\"");
     parse_err_prefix("harvest_ipv4_prefix = 4\n", "test.conf:1:");
     parse_err_prefix("harvest_action = hello\n", "test.conf:1:");
 }

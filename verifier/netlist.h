@@ -1,10 +1,11 @@
 /*
- * netlist.h - a short list of client networks (milter_skip_networks):
- * "ADDRESS[/BITS]" entries, IPv4 or IPv6, comma or space separated.
+ * netlist.h - a short list of client networks (milter_skip_networks,
+ * harvest_exempt_networks): "ADDRESS[/BITS]" entries, IPv4 or IPv6, comma
+ * or space separated. One grammar for every network list in callahead.conf.
  *
- * Parsed once at start-up, then only read by every libmilter thread, so no
- * locking. An IPv4-mapped IPv6 client (::ffff:192.0.2.1) matches IPv4
- * entries, because that is how a dual-stack MTA may report an IPv4 peer.
+ * Parsed once at start-up (or reload), then only read (the milter reads
+ * it from every libmilter thread), so no locking. An IPv4-mapped IPv6 client (::ffff:192.0.2.1)
+ * matches IPv4 entries, because that is how a dual-stack MTA may report an IPv4 peer.
  */
 #ifndef CALLAHEAD_NETLIST_H
 #define CALLAHEAD_NETLIST_H

@@ -1,5 +1,6 @@
 /*
- * netlist.c - client network list for milter_skip_networks (see netlist.h).
+ * netlist.c - client network lists: milter_skip_networks,
+ * harvest_exempt_networks (see netlist.h).
  */
 #include "netlist.h"
 
