@@ -1,0 +1,70 @@
+/*
+ * smtp_options.h - the options of an smtp: route, parsed once into a struct.
+ *
+ * Every option has a default and a limit here, so the session code reads
+ * plain fields and never a string. Route options (times are seconds, or
+ * "500ms", "5s"; see docs/ROUTES.md):
+ *   connect_timeout=5s      TCP connect (per address tried)
+ *   greeting_timeout=10s    220 greeting
+ *   command_timeout=10s     default for the four below
+ *   ehlo_timeout, mail_timeout, rcpt_timeout, rset_timeout   each command's reply
+ *   quit_timeout=2s         QUIT reply (after the verdict; never changes it)
+ *   idle_timeout=5s         an idle pooled session QUITs after this long
+ *   queue_timeout=10s       wait for a connection slot when max_connections are open
+ *   max_connections=20      open sessions (busy and idle) per destination
+ *   reuse=yes               keep sessions for later lookups (RSET between)
+ *   max_rcpts_per_session=8 RCPTs one session carries before it QUITs
+ *   max_addresses=5         new connections one lookup may open
+ *   port=25                 smtp:mx only: the port of the MX hosts
+ *   sender=                 MAIL FROM address; empty (default) means "<>"
+ *   helo_name=              EHLO/HELO name; default gethostname(), else "localhost"
+ *   invalid_codes=5xx       RCPT codes that may mean invalid: "550,551,553", "55x", "5xx"
+ */
+#ifndef CALLAHEAD_SMTP_OPTIONS_H
+#define CALLAHEAD_SMTP_OPTIONS_H
+
+#include <stddef.h>
+#include <sys/time.h>
+
+#include "address.h"
+#include "route.h"
+#include "value_parse.h"
+
+#define SMTP_HELO_MAX 255
+#define SMTP_MAX_CONNECTIONS_LIMIT 10000
+#define SMTP_MAX_RCPTS_LIMIT 10000
+#define SMTP_TIMEOUT_LIMIT_MS (3600 * 1000)
+
+/* smtp_options - one route's options, defaults filled in */
+struct smtp_options {
+    struct timeval connect_timeout;
+    struct timeval greeting_timeout;
+    struct timeval ehlo_timeout; /* also for HELO */
+    struct timeval mail_timeout;
+    struct timeval rcpt_timeout;
+    struct timeval rset_timeout;
+    struct timeval idle_timeout;
+    struct timeval quit_timeout;
+    struct timeval queue_timeout;
+    int max_connections; /* per destination */
+    int reuse;
+    int max_rcpts;                /* per session */
+    int max_addresses;            /* new connections per lookup, over all addresses and MX hosts */
+    unsigned port;                /* port=, 0 when not given */
+    char sender[ADDRESS_MAX + 1]; /* "" for the null sender */
+    char helo[SMTP_HELO_MAX + 1];
+    unsigned char invalid[100]; /* invalid[code - 500]: a RCPT code that may mean invalid */
+};
+
+/* smtp_option_decls - every option above with its type and bounds, ended by {NULL} */
+extern const struct value_decl smtp_option_decls[];
+
+/*
+ * smtp_options_parse - every option of route r into *o; is_mx says whether
+ * the route is smtp:mx (only that one takes port=). Returns 0, or -1 with err
+ * (errlen bytes) naming the first bad option.
+ */
+int smtp_options_parse(const struct route *r, int is_mx, struct smtp_options *o, char *err,
+                       size_t errlen);
+
+#endif

@@ -1,0 +1,593 @@
+/*
+ * smtp_session.c - one SMTP client connection to a next hop: the callout's
+ * state machine.
+ *
+ * connect -> greeting -> EHLO (HELO if EHLO is refused) -> MAIL FROM ->
+ * RCPT TO, then idle in its destination's pool, RSET -> MAIL -> RCPT for the
+ * next lookup, and QUIT at the end. Every state has a deadline (one timer,
+ * re-armed by session_enter_state, the one place the state changes). The
+ * RCPT reply decides the lookup's verdict; anything else that goes wrong
+ * says nothing about the address and becomes a tempfail or a retry at the
+ * next address. A session is never freed under a caller's feet: closing
+ * drops the connection at once and the struct is reaped from its timer on
+ * the next loop pass. A session that saw a 421, a timeout, garbage or a
+ * disconnect is never reused.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "log.h"
+#include "smtp_int.h"
+
+static const char *const session_state_names[SESSION_STATE_COUNT] = {
+    "connect", "greeting", "ehlo", "helo", "mail", "rcpt", "rset", "idle", "quit", "closed",
+};
+
+/* what the step is called in a reason text */
+static const char *const session_step_names[SESSION_STATE_COUNT] = {
+    "connect", "greeting", "EHLO", "HELO", "MAIL FROM",
+    "RCPT TO", "RSET",     "idle", "QUIT", "nothing",
+};
+
+static const struct timeval zero_tv = {0, 0};
+
+/* session_deadline - how long state st may last (CLOSED: the reaper runs on the next pass) */
+static const struct timeval *session_deadline(const struct smtp_route *rt, enum session_state st)
+{
+    const struct smtp_options *o = &rt->opts;
+
+    switch (st) {
+    case SESSION_CONNECT:
+        return &o->connect_timeout;
+    case SESSION_GREETING:
+        return &o->greeting_timeout;
+    case SESSION_EHLO:
+    case SESSION_HELO:
+        return &o->ehlo_timeout;
+    case SESSION_MAIL:
+        return &o->mail_timeout;
+    case SESSION_RCPT:
+        return &o->rcpt_timeout;
+    case SESSION_RSET:
+        return &o->rset_timeout;
+    case SESSION_IDLE:
+        return &o->idle_timeout;
+    case SESSION_QUIT:
+        return &o->quit_timeout;
+    case SESSION_CLOSED:
+    default:
+        return &zero_tv;
+    }
+}
+
+/* req_addr - the address req connects to next, with the port set */
+static socklen_t req_addr(const struct backend_req *req, struct sockaddr_storage *ss)
+{
+    const struct dns_target *t = &req->targets[req->ti];
+
+    *ss = t->addrs[req->ai];
+    if (ss->ss_family == AF_INET6) {
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)req->host->port);
+        return sizeof(struct sockaddr_in6);
+    }
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)req->host->port);
+    return sizeof(struct sockaddr_in);
+}
+
+/* session_state_name - name of a state for logs */
+static const char *session_state_name(enum session_state s)
+{
+    if ((int)s < 0 || s >= SESSION_STATE_COUNT)
+        return "invalid";
+    return session_state_names[s];
+}
+
+/*
+ * session_enter_state - the one place the state changes: log it and re-arm
+ * the step's deadline (for CLOSED: the reaper, on the next loop pass).
+ */
+static void session_enter_state(struct smtp_session *s, enum session_state st)
+{
+    struct smtp_route *rt = s->host->route;
+
+    if ((int)st < 0 || st >= SESSION_STATE_COUNT) {
+        log_err("smtp callout: bad session state %d", (int)st);
+        st = SESSION_CLOSED;
+    }
+    log_debug("session %p %s rcpt=<%s>: %s -> %s", (void *)s, s->host->source,
+              s->req != NULL ? s->req->rcpt : "", session_state_name(s->state),
+              session_state_name(st));
+    s->state = st;
+    evtimer_add(s->timer, session_deadline(rt, st));
+}
+
+/* session_send - queue one command line (CRLF added) on the connection */
+static void session_send(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void session_send(struct smtp_session *s, const char *fmt, ...)
+{
+    va_list ap;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(out, fmt, ap);
+    va_end(ap);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* session_unpool - out of the idle pool */
+static void session_unpool(struct smtp_session *s)
+{
+    if (s->in_pool) {
+        TAILQ_REMOVE(&s->host->idle, s, ilink);
+        s->in_pool = 0;
+    }
+}
+
+/*
+ * smtp_session_shut - drop the connection and its slot now and reap the struct on
+ * the next loop pass (callers up the stack may still hold s). The caller has
+ * detached s->req.
+ */
+void smtp_session_shut(struct smtp_session *s)
+{
+    struct smtp_host *h = s->host;
+
+    if (s->state == SESSION_CLOSED)
+        return;
+    session_unpool(s);
+    if (s->bev != NULL) {
+        bufferevent_free(s->bev);
+        s->bev = NULL;
+        h->nconn--;
+    }
+    session_enter_state(s, SESSION_CLOSED);
+}
+
+/* smtp_session_close - smtp_session_shut, then let a queued lookup have the slot */
+void smtp_session_close(struct smtp_session *s)
+{
+    smtp_session_shut(s);
+    smtp_host_dispatch(s->host);
+}
+
+/* smtp_session_free - the reaper: unlink and free a closed session */
+void smtp_session_free(struct smtp_session *s)
+{
+    struct smtp_host *h = s->host;
+
+    session_unpool(s);
+    if (s->bev != NULL) {
+        bufferevent_free(s->bev);
+        h->nconn--;
+    }
+    TAILQ_REMOVE(&h->sessions, s, link);
+    event_free(s->timer);
+    smtp_reply_parser_free(s->parser);
+    free(s);
+}
+
+/* session_quit - say QUIT and wait (briefly) for the reply or the close */
+static void session_quit(struct smtp_session *s)
+{
+    session_unpool(s);
+    session_send(s, "QUIT");
+    session_enter_state(s, SESSION_QUIT);
+}
+
+/*
+ * session_available - s is in sync with no lookup: a queued lookup gets it at
+ * once (idle sessions count against max_connections, so a waiting lookup is
+ * served by one rather than wait for a slot), else it waits in the pool.
+ */
+static void session_available(struct smtp_session *s)
+{
+    struct smtp_host *h = s->host;
+    struct backend_req *req = TAILQ_FIRST(&h->queue);
+
+    if (req != NULL && !req->want_fresh) {
+        smtp_req_unqueue(req);
+        smtp_session_take(s, req);
+        return;
+    }
+    if (req != NULL) {
+        /* the first in line wants a new connection: give it this one's slot */
+        smtp_session_close(s);
+        return;
+    }
+    TAILQ_INSERT_HEAD(&h->idle, s, ilink);
+    s->in_pool = 1;
+    session_enter_state(s, SESSION_IDLE);
+}
+
+/* session_release - s has no lookup any more: pool it, QUIT it or drop it */
+static void session_release(struct smtp_session *s, enum session_end how)
+{
+    struct smtp_route *rt = s->host->route;
+
+    if (s->bev == NULL || how == END_DROP) {
+        smtp_session_close(s);
+    } else if (how == END_KEEP && rt->opts.reuse && s->nrcpt < rt->opts.max_rcpts && !rt->closing) {
+        session_available(s);
+    } else {
+        session_quit(s);
+    }
+}
+
+/* session_detach - take the lookup off the session; returns it (or NULL) */
+static struct backend_req *session_detach(struct smtp_session *s)
+{
+    struct backend_req *req = s->req;
+
+    s->req = NULL;
+    if (req != NULL)
+        req->session = NULL;
+    return req;
+}
+
+/* session_verdict - the RCPT reply decided: answer the lookup, then release s */
+static void session_verdict(struct smtp_session *s, enum verdict_kind kind, int code,
+                            enum session_end how, const char *text)
+{
+    struct backend_req *req = session_detach(s);
+
+    if (req != NULL)
+        smtp_req_conclude(req, kind, code, s->host->source, "%s", text);
+    session_release(s, how);
+}
+
+/*
+ * session_fail - s cannot go on for its lookup, for a reason that says
+ * nothing about the address. Release s as told, then let the lookup try the
+ * next address or MX host, or a fresh connection, or answer tempfail.
+ */
+static void session_fail(struct smtp_session *s, enum session_retry retry, enum session_end how,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void session_fail(struct smtp_session *s, enum session_retry retry, enum session_end how,
+                         const char *fmt, ...)
+{
+    struct backend_req *req = session_detach(s);
+    char text[VERDICT_TEXT_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (req == NULL) {
+        session_release(s, how == END_KEEP ? END_QUIT : how);
+        return;
+    }
+    if (retry == RETRY_FRESH && s->reused && !req->fresh_retried) {
+        log_debug("callout %p rcpt=<%s> %s: pooled session failed (%s): new connection",
+                  (void *)req, req->rcpt, s->host->source, text);
+        req->fresh_retried = 1;
+        req->want_fresh = 1;
+        session_release(s, how == END_KEEP ? END_QUIT : how);
+        smtp_req_try(req);
+        return;
+    }
+    if (retry == RETRY_NEXT) {
+        log_debug("callout %p rcpt=<%s> %s: %s: trying the next address", (void *)req, req->rcpt,
+                  s->host->source, text);
+        snprintf(req->last_error, sizeof(req->last_error), "%s", text);
+        session_release(s, how == END_KEEP ? END_QUIT : how);
+        if (++req->ai >= req->targets[req->ti].naddrs) {
+            req->ti++;
+            req->ai = 0;
+        }
+        smtp_req_try(req);
+        return;
+    }
+    smtp_req_conclude(req, VERDICT_TEMPFAIL, 0, s->host->source, "%s", text);
+    session_release(s, how == END_KEEP ? END_QUIT : how);
+}
+
+/* session_reply - act on one complete reply */
+static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
+{
+    struct smtp_route *rt = s->host->route;
+    const char *step = session_step_names[s->state];
+
+    switch (s->state) {
+    case SESSION_QUIT:
+        smtp_session_close(s);
+        return;
+    case SESSION_IDLE:
+        /* e.g. "421 timeout" before the next hop hangs up: never reuse it */
+        log_debug("session %p %s: reply while idle: %d %s", (void *)s, s->host->source, r->code,
+                  r->text);
+        smtp_session_close(s);
+        return;
+    case SESSION_CONNECT:
+    case SESSION_CLOSED:
+        smtp_session_close(s);
+        return;
+    default:
+        break;
+    }
+    if (s->req == NULL) { /* cannot happen: busy states have a lookup */
+        smtp_session_close(s);
+        return;
+    }
+    if (r->code == 421) {
+        session_fail(s,
+                     s->state == SESSION_GREETING ? RETRY_NEXT
+                     : s->state == SESSION_RSET   ? RETRY_FRESH
+                                                  : RETRY_NONE,
+                     END_DROP, "next hop closing the session at %s: 421 %s", step, r->text);
+        return;
+    }
+    switch (s->state) {
+    case SESSION_GREETING:
+        if (r->code != 220) {
+            /* RFC 5321 3.1/5.1: a 4xx or 5xx greeting refuses the session, not the address */
+            session_fail(s, RETRY_NEXT, END_QUIT, "next hop refused the session: %d %s", r->code,
+                         r->text);
+            return;
+        }
+        session_send(s, "EHLO %s", rt->opts.helo);
+        session_enter_state(s, SESSION_EHLO);
+        return;
+    case SESSION_EHLO:
+        if (r->code / 100 == 5) {
+            /* an old or minimal server: RFC 5321 4.1.4 says try HELO */
+            session_send(s, "HELO %s", rt->opts.helo);
+            session_enter_state(s, SESSION_HELO);
+            return;
+        }
+        /* fall through */
+    case SESSION_HELO:
+        if (r->code != 250) {
+            session_fail(s, RETRY_NONE, END_QUIT, "next hop refused %s: %d %s", step, r->code,
+                         r->text);
+            return;
+        }
+        session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
+        session_enter_state(s, SESSION_MAIL);
+        return;
+    case SESSION_RSET:
+        if (r->code != 250) {
+            session_fail(s, RETRY_FRESH, END_QUIT, "next hop refused RSET: %d %s", r->code,
+                         r->text);
+            return;
+        }
+        session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
+        session_enter_state(s, SESSION_MAIL);
+        return;
+    case SESSION_MAIL:
+        if (r->code != 250) {
+            session_fail(s, RETRY_NONE, END_QUIT, "next hop refused MAIL FROM:<%s>: %d %s",
+                         rt->opts.sender, r->code, r->text);
+            return;
+        }
+        session_send(s, "RCPT TO:<%s>", s->req->rcpt);
+        s->nrcpt++;
+        session_enter_state(s, SESSION_RCPT);
+        return;
+    case SESSION_RCPT: {
+        /*
+         * bytes after the RCPT reply were never asked for: pooled, they would
+         * be read as the next lookup's replies. Such a session is not kept.
+         */
+        enum session_end keep =
+            evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ? END_DROP : END_KEEP;
+        if (r->code == 250 || r->code == 251)
+            session_verdict(s, VERDICT_VALID, r->code, keep, r->text);
+        else if (r->code / 100 == 5 && rt->opts.invalid[r->code - 500])
+            session_verdict(s, VERDICT_INVALID, r->code, keep, r->text);
+        else if (r->code / 100 == 5 || r->code / 100 == 4)
+            session_verdict(s, VERDICT_TEMPFAIL, r->code, keep, r->text);
+        else
+            session_fail(s, RETRY_NONE, END_QUIT, "unexpected reply to RCPT TO: %d %s", r->code,
+                         r->text);
+        return;
+    }
+    default:
+        session_fail(s, RETRY_NONE, END_DROP, "unexpected reply from next hop in state %s",
+                     session_state_name(s->state));
+        return;
+    }
+}
+
+/* session_read_cb - parse what arrived; one reply at a time */
+static void session_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t n;
+
+    /* s stays allocated until the loop runs again; s->bev says if it is still open */
+    while (s->bev == bev && (n = evbuffer_get_length(in)) > 0) {
+        struct smtp_reply reply;
+        char err[128];
+        size_t used = 0;
+        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        enum smtp_reply_status st;
+
+        if (data == NULL) {
+            session_fail(s, RETRY_NONE, END_DROP, "out of memory reading from next hop");
+            return;
+        }
+        st = smtp_reply_parse(s->parser, data, n, &used, &reply, err, sizeof(err));
+        evbuffer_drain(in, used);
+        if (st == SMTP_REPLY_NEED_MORE)
+            return;
+        if (st == SMTP_REPLY_ERROR) {
+            session_fail(s,
+                         s->state == SESSION_GREETING ? RETRY_NEXT
+                         : s->state == SESSION_RSET   ? RETRY_FRESH
+                                                      : RETRY_NONE,
+                         END_DROP, "garbage reply from next hop at %s: %s",
+                         session_step_names[s->state], err);
+            return;
+        }
+        session_reply(s, &reply);
+    }
+}
+
+/* session_event_cb - connected, or the connection ended */
+static void session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    const char *step = session_step_names[s->state];
+
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        session_enter_state(s, SESSION_GREETING);
+        return;
+    }
+    switch (s->state) {
+    case SESSION_QUIT:
+    case SESSION_CLOSED:
+        smtp_session_close(s);
+        return;
+    case SESSION_IDLE:
+        log_debug("session %p %s: next hop closed the idle session", (void *)s, s->host->source);
+        smtp_session_close(s);
+        return;
+    case SESSION_CONNECT:
+        session_fail(s, RETRY_NEXT, END_DROP, "cannot connect to next hop: %s",
+                     evutil_socket_error_to_string(err));
+        return;
+    default:
+        break;
+    }
+    if (what & BEV_EVENT_EOF)
+        session_fail(s,
+                     s->state == SESSION_GREETING ? RETRY_NEXT
+                     : s->state == SESSION_RSET   ? RETRY_FRESH
+                                                  : RETRY_NONE,
+                     END_DROP, "next hop closed the connection before the %s reply", step);
+    else
+        session_fail(s,
+                     s->state == SESSION_GREETING ? RETRY_NEXT
+                     : s->state == SESSION_RSET   ? RETRY_FRESH
+                                                  : RETRY_NONE,
+                     END_DROP, "error talking to next hop at %s: %s", step,
+                     evutil_socket_error_to_string(err));
+}
+
+/* session_timer_cb - the current step's deadline passed (or: reap, report a failed connect) */
+static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    long ms = smtp_tv_ms(session_deadline(s->host->route, s->state));
+
+    (void)fd;
+    (void)what;
+    switch (s->state) {
+    case SESSION_CLOSED: {
+        struct smtp_host *h = s->host;
+        smtp_session_free(s);
+        smtp_host_maybe_free(h);
+        return;
+    }
+    case SESSION_QUIT:
+        smtp_session_close(s);
+        return;
+    case SESSION_IDLE:
+        log_debug("session %p %s: idle for %ldms: QUIT", (void *)s, s->host->source, ms);
+        session_quit(s);
+        return;
+    case SESSION_CONNECT:
+        if (s->connect_errno != 0)
+            session_fail(s, RETRY_NEXT, END_DROP, "cannot connect to next hop: %s",
+                         evutil_socket_error_to_string(s->connect_errno));
+        else
+            session_fail(s, RETRY_NEXT, END_DROP, "timeout after %ldms connecting to next hop", ms);
+        return;
+    default:
+        session_fail(s,
+                     s->state == SESSION_GREETING ? RETRY_NEXT
+                     : s->state == SESSION_RSET   ? RETRY_FRESH
+                                                  : RETRY_NONE,
+                     END_DROP, "timeout after %ldms waiting for the %s reply from next hop", ms,
+                     session_step_names[s->state]);
+        return;
+    }
+}
+
+/* smtp_session_take - a pooled session starts work for req: RSET, then MAIL, RCPT */
+void smtp_session_take(struct smtp_session *s, struct backend_req *req)
+{
+    session_unpool(s);
+    s->req = req;
+    s->reused = 1;
+    req->session = s;
+    req->state = REQ_ACTIVE;
+    log_debug("callout %p rcpt=<%s> %s: reusing session %p (%d RCPTs so far)", (void *)req,
+              req->rcpt, s->host->source, (void *)s, s->nrcpt);
+    session_send(s, "RSET");
+    session_enter_state(s, SESSION_RSET);
+}
+
+/*
+ * smtp_session_open - a new connection for req to its current address, taking a
+ * slot at req->host. A connect that fails at once is reported from the timer,
+ * like any other failure, so nothing recurses here.
+ */
+void smtp_session_open(struct backend_req *req)
+{
+    struct smtp_host *h = req->host;
+    struct smtp_route *rt = h->route;
+    struct smtp_session *s = calloc(1, sizeof(*s));
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+
+    req->want_fresh = 0;
+    req->attempts++;
+    if (s == NULL || (s->timer = evtimer_new(rt->base, session_timer_cb, s)) == NULL ||
+        (s->parser = smtp_reply_parser_new()) == NULL ||
+        (s->bev = bufferevent_socket_new(rt->base, -1, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+        if (s != NULL) {
+            if (s->timer != NULL)
+                event_free(s->timer);
+            smtp_reply_parser_free(s->parser);
+            free(s);
+        }
+        smtp_req_conclude(req, VERDICT_TEMPFAIL, 0, h->source,
+                          "cannot create a connection to next hop");
+        return;
+    }
+    s->host = h;
+    s->state = SESSION_CONNECT;
+    TAILQ_INSERT_TAIL(&h->sessions, s, link);
+    h->nconn++;
+    s->req = req;
+    req->session = s;
+    req->state = REQ_ACTIVE;
+    bufferevent_setcb(s->bev, session_read_cb, NULL, session_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_READ_HIGHWATER);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    sslen = req_addr(req, &ss);
+    if (log_debug_enabled) {
+        char text[INET6_ADDRSTRLEN];
+        const void *a = ss.ss_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+        inet_ntop(ss.ss_family, a, text, sizeof(text));
+        log_debug("callout %p rcpt=<%s> %s: connecting to %s (session %p)", (void *)req, req->rcpt,
+                  h->source, text, (void *)s);
+    }
+    session_enter_state(s, SESSION_CONNECT);
+    if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&ss, (int)sslen) < 0) {
+        s->connect_errno = EVUTIL_SOCKET_ERROR();
+        if (s->connect_errno == 0)
+            s->connect_errno = ECONNREFUSED;
+        evtimer_add(s->timer, &zero_tv);
+    }
+}
