@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -131,4 +132,47 @@ void smtp_host_dispatch(struct smtp_host *h)
             break;
         }
     }
+}
+
+/* now_ms - CLOCK_MONOTONIC in milliseconds: a window must not move with the wall clock */
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1; /* never 0 */
+}
+
+/* accept_find - h's entry in its route's table, or NULL */
+static struct smtp_accept *accept_find(struct smtp_route *rt, const struct smtp_host *h)
+{
+    for (int i = 0; i < SMTP_ACCEPTS_MAX; i++) {
+        struct smtp_accept *a = &rt->accepts[i];
+        if (a->when_ms != 0 && a->port == h->port && strcasecmp(a->name, h->name) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+void smtp_host_note_accept(struct smtp_host *h)
+{
+    struct smtp_route *rt = h->route;
+    struct smtp_accept *a = accept_find(rt, h);
+
+    if (a == NULL) {
+        a = &rt->accepts[0];
+        for (int i = 1; i < SMTP_ACCEPTS_MAX; i++)
+            if (rt->accepts[i].when_ms < a->when_ms)
+                a = &rt->accepts[i];
+        snprintf(a->name, sizeof(a->name), "%s", h->name);
+        a->port = h->port;
+    }
+    a->when_ms = now_ms();
+}
+
+int smtp_host_accepted_within(const struct smtp_host *h, long long ms)
+{
+    const struct smtp_accept *a = accept_find(h->route, h);
+
+    return a != NULL && now_ms() - a->when_ms <= ms;
 }

@@ -145,6 +145,19 @@ struct backend_req {
     struct timeval started;
 };
 
+#define SMTP_ACCEPTS_MAX 64 /* destinations whose last accepted RCPT a route remembers */
+
+/*
+ * smtp_accept - when a destination last accepted a RCPT of ours. Kept per
+ * route, apart from struct smtp_host, because an MX host's struct goes away
+ * as soon as nobody uses it, and the evidence must outlive it (bare_5xx).
+ */
+struct smtp_accept {
+    char name[SMTP_HOST_MAX];
+    unsigned port;
+    long long when_ms; /* CLOCK_MONOTONIC; 0: unused */
+};
+
 struct smtp_route {
     struct event_base *base;
     struct dns *dns;                 /* the verifier's resolver, or own_dns */
@@ -156,7 +169,8 @@ struct smtp_route {
     char source[VERDICT_SOURCE_MAX]; /* before a host is known: "smtp:mx" */
     struct host_list hosts;
     struct req_list reqs;
-    int in_callback; /* delivering a verdict: close is deferred */
+    struct smtp_accept accepts[SMTP_ACCEPTS_MAX]; /* the oldest is replaced */
+    int in_callback;                              /* delivering a verdict: close is deferred */
     int closing;
 };
 
@@ -205,6 +219,12 @@ void smtp_host_acquire(struct backend_req *req);
 
 /* smtp_host_dispatch - serve queued lookups: pooled sessions first, then free slots */
 void smtp_host_dispatch(struct smtp_host *h);
+
+/* smtp_host_note_accept - h accepted a RCPT of ours just now */
+void smtp_host_note_accept(struct smtp_host *h);
+
+/* smtp_host_accepted_within - h accepted a RCPT of ours within the last ms milliseconds */
+int smtp_host_accepted_within(const struct smtp_host *h, long long ms);
 
 /* --- sessions (smtp_session.c) ----------------------------------------- */
 

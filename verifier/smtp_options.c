@@ -40,6 +40,9 @@ const struct value_decl smtp_option_decls[] = {
     {"sender", VALUE_TEXT, 0, 0},
     {"helo_name", VALUE_TEXT, 0, 0},
     {"invalid_codes", VALUE_TEXT, 0, 0},
+    {"invalid_status", VALUE_TEXT, 0, 0},
+    {"bare_5xx", VALUE_TEXT, 0, 0},
+    {"confirm_window", VALUE_DURATION, 1, SMTP_CONFIRM_WINDOW_LIMIT_MS},
     {NULL, 0, 0, 0},
 };
 
@@ -227,6 +230,31 @@ int smtp_options_parse(const struct route *r, int is_mx, struct smtp_options *o,
     v = route_option(r, "invalid_codes", "5xx");
     if (parse_invalid_codes(v, o->invalid) < 0) {
         snprintf(err, errlen, "invalid_codes=%s: expected 5xx codes like 550,551,553 or 55x", v);
+        return -1;
+    }
+    v = route_option(r, "invalid_status", SMTP_INVALID_STATUS_DEFAULT);
+    if (smtp_status_set_parse(v, &o->invalid_status) < 0) {
+        snprintf(err, errlen,
+                 "invalid_status=%s: expected at most %d enhanced status codes like "
+                 "5.1.1,5.1.10 or 5.1.x",
+                 v, SMTP_STATUS_SET_MAX);
+        return -1;
+    }
+    v = route_option(r, "bare_5xx", "confirm");
+    if (strcmp(v, "confirm") == 0) {
+        o->bare_5xx = SMTP_BARE_CONFIRM;
+    } else if (strcmp(v, "invalid") == 0) {
+        o->bare_5xx = SMTP_BARE_INVALID;
+    } else if (strcmp(v, "tempfail") == 0) {
+        o->bare_5xx = SMTP_BARE_TEMPFAIL;
+    } else {
+        snprintf(err, errlen, "bare_5xx=%s: expected confirm, invalid or tempfail", v);
+        return -1;
+    }
+    v = route_option(r, "confirm_window", "10m");
+    if (value_parse_duration(v, VALUE_SECONDS, 1, SMTP_CONFIRM_WINDOW_LIMIT_MS,
+                             &o->confirm_window_ms) != VALUE_OK) {
+        snprintf(err, errlen, "confirm_window=%s: expected a duration up to 1d, e.g. 10m", v);
         return -1;
     }
     return 0;

@@ -19,6 +19,15 @@
  *   sender=                 MAIL FROM address; empty (default) means "<>"
  *   helo_name=              EHLO/HELO name; default gethostname(), else "localhost"
  *   invalid_codes=5xx       RCPT codes that may mean invalid: "550,551,553", "55x", "5xx"
+ *   invalid_status=5.1.0,5.1.1,5.1.2,5.1.3,5.1.6,5.1.10
+ *                           enhanced status codes that mean "no such mailbox"
+ *                           (smtp_status.h); other 5xx statuses are tempfail
+ *   bare_5xx=confirm        a 5xx in invalid_codes without a readable status:
+ *                           confirm  invalid only when this next hop accepted
+ *                                    some RCPT of ours within confirm_window
+ *                           invalid  always invalid (Postfix verify, Exim)
+ *                           tempfail never invalid
+ *   confirm_window=10m      see bare_5xx
  */
 #ifndef CALLAHEAD_SMTP_OPTIONS_H
 #define CALLAHEAD_SMTP_OPTIONS_H
@@ -28,12 +37,21 @@
 
 #include "address.h"
 #include "route.h"
+#include "smtp_status.h"
 #include "value_parse.h"
 
 #define SMTP_HELO_MAX 255
 #define SMTP_MAX_CONNECTIONS_LIMIT 10000
 #define SMTP_MAX_RCPTS_LIMIT 10000
 #define SMTP_TIMEOUT_LIMIT_MS (3600 * 1000)
+#define SMTP_CONFIRM_WINDOW_LIMIT_MS (86400L * 1000)
+
+/* what a 5xx RCPT reply without a readable enhanced status code means */
+enum smtp_bare_5xx {
+    SMTP_BARE_CONFIRM,  /* invalid if the next hop accepted a RCPT within confirm_window */
+    SMTP_BARE_INVALID,  /* invalid */
+    SMTP_BARE_TEMPFAIL, /* tempfail */
+};
 
 /* smtp_options - one route's options, defaults filled in */
 struct smtp_options {
@@ -54,6 +72,9 @@ struct smtp_options {
     char sender[ADDRESS_MAX + 1]; /* "" for the null sender */
     char helo[SMTP_HELO_MAX + 1];
     unsigned char invalid[100]; /* invalid[code - 500]: a RCPT code that may mean invalid */
+    struct smtp_status_set invalid_status; /* statuses that mean "no such mailbox" */
+    enum smtp_bare_5xx bare_5xx;
+    long long confirm_window_ms;
 };
 
 /* smtp_option_decls - every option above with its type and bounds, ended by {NULL} */

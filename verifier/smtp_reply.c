@@ -24,6 +24,7 @@ struct smtp_reply_parser {
     int nlines;   /* complete lines of this reply */
     size_t bytes; /* bytes of this reply so far */
     char enhanced[SMTP_REPLY_ENH_MAX];
+    int enhanced_mixed;
     char text[SMTP_REPLY_TEXT_MAX]; /* raw joined text, sanitised when the reply ends */
     size_t text_len;
     int failed;
@@ -53,6 +54,7 @@ static void reply_start(struct smtp_reply_parser *p)
     p->nlines = 0;
     p->bytes = 0;
     p->enhanced[0] = '\0';
+    p->enhanced_mixed = 0;
     p->text_len = 0;
 }
 
@@ -168,6 +170,8 @@ static enum smtp_reply_status line_done(struct smtp_reply_parser *p, const char 
         /* a repeated enhanced status on a continuation line says nothing new */
         text += elen;
         tlen -= elen;
+    } else if (elen > 0) {
+        p->enhanced_mixed = 1; /* "550-5.1.1 ..." then "550 5.7.1 ...": which is it? */
     }
     text_append(p, text, tlen);
     return last ? SMTP_REPLY_DONE : SMTP_REPLY_NEED_MORE;
@@ -221,6 +225,7 @@ enum smtp_reply_status smtp_reply_parse(struct smtp_reply_parser *p, const char 
             out->code = p->code;
             out->nlines = p->nlines;
             memcpy(out->enhanced, p->enhanced, sizeof(out->enhanced));
+            out->enhanced_mixed = p->enhanced_mixed;
             verdict_sanitize(out->text, sizeof(out->text), p->text, p->text_len);
             reply_start(p);
             *consumed = i + 1;

@@ -25,6 +25,12 @@ struct smtp_reply {
     int nlines;                        /* lines in the reply, >= 1 */
     char enhanced[SMTP_REPLY_ENH_MAX]; /* RFC 3463 status of the first line, or "" */
     /*
+     * 1 when the lines disagree about the status: a later line carries a
+     * status other than the first line's, or one where the first had none.
+     * Such a reply is not a clear answer (smtp_status.h).
+     */
+    int enhanced_mixed;
+    /*
      * The text of all lines joined by single spaces, sanitised with
      * verdict_sanitize (printable ASCII, no CR/LF). The first line keeps its
      * enhanced status ("5.1.1 User unknown"); later lines that repeat the

@@ -295,6 +295,68 @@ static void session_fail(struct smtp_session *s, enum session_retry retry, enum 
     session_release(s, how == END_KEEP ? END_QUIT : how);
 }
 
+/*
+ * session_rcpt_reply - the reply to RCPT TO decides the lookup (smtp_status.h
+ * says what each class means; docs/CALLOUTS.md says why):
+ *   accepted     valid (and remembered: it confirms later bare 5xx replies)
+ *   no-mailbox   invalid
+ *   bare         per bare_5xx=: invalid, or tempfail with the reply's code
+ *   refused      the next hop refuses us, not the address: tempfail with
+ *                code 0, like any other failure of the session, so the
+ *                circuit breaker counts it and nothing is cached as invalid
+ *   not-now      tempfail with the reply's code
+ * keep says whether the session is still in sync for the pool.
+ */
+static void session_rcpt_reply(struct smtp_session *s, const struct smtp_reply *r,
+                               enum session_end keep)
+{
+    const struct smtp_options *o = &s->host->route->opts;
+    enum smtp_rcpt_class c = smtp_rcpt_classify(r, o->invalid, &o->invalid_status);
+    const char *rcpt = s->req->rcpt;
+
+    log_debug("session %p %s rcpt=<%s>: RCPT reply %d [%s%s] is %s", (void *)s, s->host->source,
+              rcpt, r->code, r->enhanced, r->enhanced_mixed ? " mixed" : "",
+              smtp_rcpt_class_name(c));
+    switch (c) {
+    case SMTP_RCPT_ACCEPTED:
+        smtp_host_note_accept(s->host);
+        session_verdict(s, VERDICT_VALID, r->code, keep, r->text);
+        return;
+    case SMTP_RCPT_NO_MAILBOX:
+        session_verdict(s, VERDICT_INVALID, r->code, keep, r->text);
+        return;
+    case SMTP_RCPT_BARE:
+        if (o->bare_5xx == SMTP_BARE_INVALID ||
+            (o->bare_5xx == SMTP_BARE_CONFIRM &&
+             smtp_host_accepted_within(s->host, o->confirm_window_ms))) {
+            session_verdict(s, VERDICT_INVALID, r->code, keep, r->text);
+            return;
+        }
+        log_info("callout rcpt=<%s> %s: %d without an enhanced status code, and the next hop "
+                 "accepted no RCPT of ours in the last %lds: tempfail, not invalid (bare_5xx=%s): "
+                 "%s",
+                 rcpt, s->host->source, r->code, (long)(o->confirm_window_ms / 1000),
+                 o->bare_5xx == SMTP_BARE_CONFIRM ? "confirm" : "tempfail", r->text);
+        session_verdict(s, VERDICT_TEMPFAIL, r->code, keep, r->text);
+        return;
+    case SMTP_RCPT_REFUSED:
+        log_warn("callout rcpt=<%s> %s: next hop refuses us (policy or system), not the address: "
+                 "%d %s",
+                 rcpt, s->host->source, r->code, r->text);
+        session_fail(s, RETRY_NONE, keep == END_DROP ? END_DROP : END_QUIT,
+                     "next hop refused us at RCPT TO (not the address): %d %s", r->code, r->text);
+        return;
+    case SMTP_RCPT_NOT_NOW:
+        session_verdict(s, VERDICT_TEMPFAIL, r->code, keep, r->text);
+        return;
+    case SMTP_RCPT_UNEXPECTED:
+    default:
+        session_fail(s, RETRY_NONE, END_QUIT, "unexpected reply to RCPT TO: %d %s", r->code,
+                     r->text);
+        return;
+    }
+}
+
 /* session_reply - act on one complete reply */
 static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
 {
@@ -384,15 +446,7 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
          */
         enum session_end keep =
             evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ? END_DROP : END_KEEP;
-        if (r->code == 250 || r->code == 251)
-            session_verdict(s, VERDICT_VALID, r->code, keep, r->text);
-        else if (r->code / 100 == 5 && rt->opts.invalid[r->code - 500])
-            session_verdict(s, VERDICT_INVALID, r->code, keep, r->text);
-        else if (r->code / 100 == 5 || r->code / 100 == 4)
-            session_verdict(s, VERDICT_TEMPFAIL, r->code, keep, r->text);
-        else
-            session_fail(s, RETRY_NONE, END_QUIT, "unexpected reply to RCPT TO: %d %s", r->code,
-                         r->text);
+        session_rcpt_reply(s, r, keep);
         return;
     }
     default:

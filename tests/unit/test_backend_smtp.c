@@ -457,6 +457,136 @@ Test(smtp, invalid_with_text)
                    "recipient table");
 }
 
+/*
+ * A next hop with delayed rejects (Postfix's smtpd_delay_reject = yes) says
+ * at RCPT that it refuses US: that is a failure of the next hop (tempfail,
+ * code 0, counted by the breaker), never "user unknown".
+ */
+Test(smtp, refusal_of_us_at_rcpt_is_not_invalid)
+{
+    static const char *const refusals[] = {
+        "554 5.7.1 <r0@example.test>: Relay access denied",
+        "550 5.7.1 Client host [127.0.0.1] blocked using zen.spamhaus.org",
+        "553 5.1.8 <probe@nx.example>: Sender address rejected: Domain not found",
+        "550 5.7.26 unauthenticated mail is prohibited",
+    };
+    char script[1024] = "";
+    void *s;
+
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+        snprintf(script + strlen(script), sizeof(script) - strlen(script),
+                 "rcpt r%zu@example.test %s\n", i, refusals[i]);
+    start_server(script);
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+        struct result r;
+        char rcpt[64], want[VERDICT_TEXT_MAX];
+
+        snprintf(rcpt, sizeof(rcpt), "r%zu@example.test", i);
+        verify(s, rcpt, &r);
+        snprintf(want, sizeof(want), "next hop refused us at RCPT TO (not the address): %s",
+                 refusals[i]);
+        assert_verdict(&r, VERDICT_TEMPFAIL, 0, want);
+        run_for(200);
+        cr_assert_eq(server_count("quit"), (long)i + 1,
+                     "a refusing next hop's session is not pooled: %s", refusals[i]);
+    }
+}
+
+/* the mailbox exists but cannot take mail: tempfail with the next hop's code, not invalid */
+Test(smtp, mailbox_full_is_tempfail)
+{
+    struct result r;
+
+    start_server("rcpt * 552 5.2.2 Mailbox full\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d"), "bob@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 552, "5.2.2 Mailbox full");
+}
+
+/*
+ * A 5xx without an enhanced status code is "invalid" only when the same
+ * next hop has accepted some RCPT of ours within confirm_window: then it is
+ * not refusing us as a client.
+ */
+Test(smtp, bare_5xx_needs_a_recent_accept)
+{
+    struct result r1, r2, r3;
+    void *s;
+
+    start_server("rcpt alice@example.test 250 Ok\nrcpt * 550 No such user here\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "bob@example.test", &r1);
+    assert_verdict(&r1, VERDICT_TEMPFAIL, 550, "No such user here");
+    verify(s, "alice@example.test", &r2);
+    assert_verdict(&r2, VERDICT_VALID, 250, "Ok");
+    verify(s, "bob@example.test", &r3);
+    assert_verdict(&r3, VERDICT_INVALID, 550, "No such user here");
+}
+
+Test(smtp, bare_5xx_confirmation_expires)
+{
+    struct result r1, r2;
+    void *s;
+
+    start_server("rcpt alice@example.test 250 Ok\nrcpt * 550 No such user here\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d confirm_window=200ms");
+    verify(s, "alice@example.test", &r1);
+    assert_verdict(&r1, VERDICT_VALID, 250, "Ok");
+    run_for(400);
+    verify(s, "bob@example.test", &r2);
+    assert_verdict(&r2, VERDICT_TEMPFAIL, 550, "No such user here");
+}
+
+/* an accept by another next hop confirms nothing */
+Test(smtp, bare_5xx_confirmed_per_next_hop)
+{
+    struct result r1, r2;
+    void *a, *b;
+
+    start_server("rcpt alice@example.test 250 Ok\nrcpt * 550 No such user here\n");
+    a = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(a, "alice@example.test", &r1);
+    assert_verdict(&r1, VERDICT_VALID, 250, "Ok");
+    b = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(b, "bob@example.test", &r2);
+    assert_verdict(&r2, VERDICT_TEMPFAIL, 550, "No such user here");
+}
+
+Test(smtp, bare_5xx_option)
+{
+    struct result r1, r2;
+
+    start_server("rcpt * 550 No such user here\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d bare_5xx=invalid"), "bob@example.test",
+           &r1);
+    assert_verdict(&r1, VERDICT_INVALID, 550, "No such user here");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d bare_5xx=tempfail"), "bob@example.test",
+           &r2);
+    assert_verdict(&r2, VERDICT_TEMPFAIL, 550, "No such user here");
+}
+
+/* lines that disagree about the status are no clear answer */
+Test(smtp, mixed_status_lines_are_bare)
+{
+    struct result r;
+
+    start_server("rcpt * 550 5.1.1 User unknown\\n5.7.1 and you are blocked\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d"), "bob@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 550, "5.1.1 User unknown 5.7.1 and you are blocked");
+}
+
+Test(smtp, invalid_status_option)
+{
+    struct result r1, r2;
+
+    start_server("rcpt x@example.test 550 5.1.1 no such user\nrcpt * 550 5.1.0 address rejected\n");
+    void *s = open_route("example.test smtp:[127.0.0.1]:%d invalid_status=5.1.1");
+    verify(s, "x@example.test", &r1);
+    assert_verdict(&r1, VERDICT_INVALID, 550, "5.1.1 no such user");
+    verify(s, "y@example.test", &r2);
+    assert_verdict(&r2, VERDICT_TEMPFAIL, 550, "5.1.0 address rejected");
+}
+
 Test(smtp, local_part_passed_unchanged)
 {
     struct result r;
@@ -821,9 +951,12 @@ Test(smtp, smtp_sink_rejects_all)
 {
     struct result r;
 
+    /* 5.3.0 is the mail system failing, not "no such user": a failure of the next hop */
     start_sink("-f", "RCPT");
     verify(open_route("example.test smtp:[127.0.0.1]:%d"), "anyone@example.test", &r);
-    assert_verdict(&r, VERDICT_INVALID, 500, "5.3.0 Error: command failed");
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "next hop refused us at RCPT TO (not the address): 500 5.3.0 Error: command "
+                   "failed");
 }
 
 Test(smtp, smtp_sink_defers_all)
@@ -938,6 +1071,12 @@ Test(smtp, open_rejects_bad_arguments)
         "example.test smtp:[127.0.0.1]:25 invalid_codes=5",
         "example.test smtp:[127.0.0.1]:25 sender=no-at-sign",
         "example.test smtp:[127.0.0.1]:25 helo_name=bad/name",
+        "example.test smtp:[127.0.0.1]:25 invalid_status=4.1.1",
+        "example.test smtp:[127.0.0.1]:25 invalid_status=5.1",
+        "example.test smtp:[127.0.0.1]:25 invalid_status=5.1.1,",
+        "example.test smtp:[127.0.0.1]:25 bare_5xx=maybe",
+        "example.test smtp:[127.0.0.1]:25 confirm_window=2d",
+        "example.test smtp:[127.0.0.1]:25 confirm_window=0",
     };
     char derr[256];
 

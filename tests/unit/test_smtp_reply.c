@@ -113,6 +113,25 @@ Test(smtp_reply, multi_line_repeated_enhanced_status_is_dropped)
                              "double-checking the address.");
 }
 
+Test(smtp_reply, enhanced_status_lines_that_disagree)
+{
+    struct smtp_reply r;
+
+    cr_assert_eq(parse_str("550-5.1.1 User unknown\r\n550 5.7.1 blocked\r\n", &r), SMTP_REPLY_DONE);
+    cr_assert_str_eq(r.enhanced, "5.1.1");
+    cr_assert_eq(r.enhanced_mixed, 1);
+    cr_assert_str_eq(r.text, "5.1.1 User unknown 5.7.1 blocked");
+    /* a status only on a later line */
+    cr_assert_eq(parse_str("550-User unknown\r\n550 5.1.1 really\r\n", &r), SMTP_REPLY_DONE);
+    cr_assert_str_eq(r.enhanced, "");
+    cr_assert_eq(r.enhanced_mixed, 1);
+    /* repeated, or absent on later lines: not mixed; and the flag does not leak to the next reply
+     */
+    cr_assert_eq(parse_str("550-5.1.1 a\r\n550-b\r\n550 5.1.1 c\r\n", &r), SMTP_REPLY_DONE);
+    cr_assert_eq(r.enhanced_mixed, 0);
+    cr_assert_str_eq(r.text, "5.1.1 a b c");
+}
+
 Test(smtp_reply, split_at_every_byte_boundary)
 {
     const char *s = "550-5.1.1 first\r\n550 5.1.1 second\r\n";
