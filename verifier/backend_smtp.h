@@ -4,14 +4,21 @@
  *
  * A lookup gets an SMTP session to the next hop on the event loop, walks it
  * through greeting, EHLO (HELO if EHLO is refused), MAIL FROM and RCPT TO.
- * The RCPT reply decides:
+ * The RCPT reply decides (smtp_status.h, docs/CALLOUTS.md):
  *   250/251                     -> valid
- *   5xx in invalid_codes        -> invalid, with the next hop's code and text
+ *   5xx in invalid_codes with an enhanced status in invalid_status
+ *                               -> invalid, with the next hop's code and text
+ *   5xx in invalid_codes without a readable status
+ *                               -> per bare_5xx: invalid if the next hop
+ *                                  accepted a RCPT of ours within
+ *                                  confirm_window, else tempfail with its code
+ *   5xx X.7 / X.3-X.6 / X.1.7-8 -> the next hop refuses us: as below
  *   4xx, other 5xx              -> tempfail, with the next hop's code and text
  * and anything that says nothing about the address -> tempfail with code 0
  * and a reason: connect failure, a step's deadline, a 421, a malformed reply,
- * an early disconnect, a refusal at greeting/EHLO+HELO/MAIL (the next hop
- * refuses us, not the address).
+ * an early disconnect, a refusal at greeting/EHLO+HELO/MAIL or a policy or
+ * system refusal at RCPT (the next hop refuses us, not the address). Code 0
+ * is what the verifier's circuit breaker counts as a failure of the next hop.
  *
  * Next hops (the route argument):
  *   "[192.0.2.1]:25", "192.0.2.1:25", "[::1]:25", "[IPv6:::1]", "192.0.2.1"
@@ -70,7 +77,10 @@
  *   port=25                 smtp:mx only: the port of the MX hosts
  *   sender=                 MAIL FROM address; empty (default) means "<>"
  *   helo_name=              EHLO/HELO name; default gethostname(), else "localhost"
- *   invalid_codes=5xx       comma list of RCPT codes that mean invalid: "550,551,553", "55x", "5xx"
+ *   invalid_codes=5xx       comma list of RCPT codes that may mean invalid: "550,551,553", "55x"
+ *   invalid_status=5.1.0,5.1.1,5.1.2,5.1.3,5.1.6,5.1.10   statuses that mean "no such mailbox"
+ *   bare_5xx=confirm        a 5xx without a readable status: confirm, invalid or tempfail
+ *   confirm_window=10m      how recent an accepted RCPT must be to confirm a bare 5xx
  * RFC 5321 4.5.3.2 suggests 5 minutes for the greeting and for RCPT: those are
  * for delivery. A verifier answers a waiting client, so the defaults are short.
  *
