@@ -123,8 +123,9 @@ enum smtp_rcpt_class smtp_rcpt_classify(const struct smtp_reply *r,
     if (r->code < 500 || r->code > 599)
         return SMTP_RCPT_UNEXPECTED;
     listed = invalid_codes[r->code - 500] != 0;
-    if (r->enhanced_mixed || smtp_status_parse(r->enhanced, &st) < 0 || st.cls != 5 ||
-        st.subject == 0 || st.subject > 7)
+    if (r->enhanced_mixed)
+        return SMTP_RCPT_NOT_NOW; /* "5.1.1 User unknown" and "5.7.1 blocked": no clear answer */
+    if (smtp_status_parse(r->enhanced, &st) < 0 || st.cls != 5 || st.subject == 0 || st.subject > 7)
         return listed ? SMTP_RCPT_BARE : SMTP_RCPT_NOT_NOW;
     if (status_in_set(&st, invalid))
         return listed ? SMTP_RCPT_NO_MAILBOX : SMTP_RCPT_NOT_NOW;

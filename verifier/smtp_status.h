@@ -78,8 +78,9 @@ int smtp_status_set_parse(const char *s, struct smtp_status_set *set);
  * A 5xx whose status we cannot read is BARE (if its code is in
  * invalid_codes, else NOT_NOW): no status, a malformed one (the parser
  * keeps only "c.sss.ddd" of the code's class), subject 0 ("other or
- * undefined") or above 7 (none defined), or lines that disagree about the
- * status. The caller decides what BARE means (route option bare_5xx=).
+ * undefined") or above 7 (none defined). The caller decides what BARE
+ * means (route option bare_5xx=). A reply whose lines disagree about the
+ * status says two things at once: NOT_NOW, never invalid, never a refusal.
  */
 enum smtp_rcpt_class smtp_rcpt_classify(const struct smtp_reply *r,
                                         const unsigned char invalid_codes[100],

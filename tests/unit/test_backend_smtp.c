@@ -565,14 +565,19 @@ Test(smtp, bare_5xx_option)
     assert_verdict(&r2, VERDICT_TEMPFAIL, 550, "No such user here");
 }
 
-/* lines that disagree about the status are no clear answer */
-Test(smtp, mixed_status_lines_are_bare)
+/* lines that disagree about the status are no clear answer, even from a next hop that accepts */
+Test(smtp, mixed_status_lines_are_never_invalid)
 {
-    struct result r;
+    struct result r1, r2;
+    void *s;
 
-    start_server("rcpt * 550 5.1.1 User unknown\\n5.7.1 and you are blocked\n");
-    verify(open_route("example.test smtp:[127.0.0.1]:%d"), "bob@example.test", &r);
-    assert_verdict(&r, VERDICT_TEMPFAIL, 550, "5.1.1 User unknown 5.7.1 and you are blocked");
+    start_server("rcpt alice@example.test 250 2.1.5 Ok\n"
+                 "rcpt * 550 5.1.1 User unknown\\n5.7.1 and you are blocked\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d bare_5xx=invalid");
+    verify(s, "alice@example.test", &r1);
+    assert_verdict(&r1, VERDICT_VALID, 250, "2.1.5 Ok");
+    verify(s, "bob@example.test", &r2);
+    assert_verdict(&r2, VERDICT_TEMPFAIL, 550, "5.1.1 User unknown 5.7.1 and you are blocked");
 }
 
 Test(smtp, invalid_status_option)

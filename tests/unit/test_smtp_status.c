@@ -136,13 +136,14 @@ Test(smtp_status, no_readable_status_is_bare)
     assert_class("550 5.8.1 User unknown\r\n", SMTP_RCPT_BARE);
 }
 
-Test(smtp_status, lines_that_disagree_are_bare)
+Test(smtp_status, lines_that_disagree_are_no_clear_answer)
 {
-    assert_class("550-5.1.1 User unknown\r\n550 5.7.1 and you are blocked\r\n", SMTP_RCPT_BARE);
-    assert_class("550-5.7.1 blocked\r\n550 5.1.1 User unknown\r\n", SMTP_RCPT_BARE);
+    assert_class("550-5.1.1 User unknown\r\n550 5.7.1 and you are blocked\r\n", SMTP_RCPT_NOT_NOW);
+    assert_class("550-5.7.1 blocked\r\n550 5.1.1 User unknown\r\n", SMTP_RCPT_NOT_NOW);
+    assert_class("550-5.1.1 a\r\n550-5.1.1 b\r\n550 5.1.10 c\r\n", SMTP_RCPT_NOT_NOW);
     /* a status appearing only on a later line */
-    assert_class("550-User unknown\r\n550 5.1.1 User unknown\r\n", SMTP_RCPT_BARE);
-    assert_class("550-Go away\r\n550 5.7.1 blocked\r\n", SMTP_RCPT_BARE);
+    assert_class("550-User unknown\r\n550 5.1.1 User unknown\r\n", SMTP_RCPT_NOT_NOW);
+    assert_class("550-Go away\r\n550 5.7.1 blocked\r\n", SMTP_RCPT_NOT_NOW);
     /* a continuation without a status adds text only */
     assert_class("550-5.7.1 blocked\r\n550 see https://example/\r\n", SMTP_RCPT_REFUSED);
 }
