@@ -70,7 +70,7 @@ assert_not_invalid() {
 e2e_assert_match '^550 5\.1\.1 <bob@dept\.test>: Recipient address rejected: User unknown in relay recipient table$' \
     "$(e2e_smtp_rcpt bob@dept.test)" "front RCPT TO:<bob@dept.test> (unknown user)"
 v=$(e2e_wait_redis_key callahead:rcpt:bob@dept.test 10) || e2e_fail "no verdict for bob in Redis"
-e2e_assert_match '^invalid 550 [0-9]+ smtp:\[127\.0\.0\.1\]:[0-9]+ 5\.1\.1 ' "$v" "bob's verdict"
+e2e_assert_match '^invalid 550(/[a-z]+)? [0-9]+ smtp:\[127\.0\.0\.1\]:[0-9]+ 5\.1\.1 ' "$v" "bob's verdict"
 ttl=$(e2e_redis TTL callahead:rcpt:bob@dept.test)
 [ "$ttl" -gt 86400 ] || e2e_fail "bob's invalid verdict TTL $ttl, expected days"
 e2e_wait_log 'recipient=<bob@dept\.test> verdict=invalid ' 2 >/dev/null || e2e_fail "bob's verdict not logged"
@@ -125,7 +125,7 @@ e2e_assert_eq DUNNO "$(e2e_policy_query recipient=known@bare.test)" "known@bare.
 r=$(e2e_policy_query recipient=nobody2@bare.test)
 e2e_assert_match '^550 ' "$r" "nobody2@bare.test once the next hop has accepted an address"
 v=$(e2e_wait_redis_key callahead:rcpt:nobody2@bare.test 5) || e2e_fail "no verdict for nobody2"
-e2e_assert_match '^invalid 550 [0-9]+ smtp:\[127\.0\.0\.1\]:[0-9]+ No such user here$' "$v" \
+e2e_assert_match '^invalid 550(/[a-z]+)? [0-9]+ smtp:\[127\.0\.0\.1\]:[0-9]+ No such user here$' "$v" \
     "nobody2's verdict"
 e2e_assert_eq 3 "$(e2e_ts_stat "$BARE_STATS" rcpt)" "RCPTs at the bare next hop"
 
