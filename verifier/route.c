@@ -624,6 +624,33 @@ struct route_table *route_table_parse(const char *text, size_t len, const char *
     return t;
 }
 
+/*
+ * anchor_paths - make every relative file argument (cdb:PATH) relative to
+ * the directory of the table that names it, as a postmaster reads the
+ * table: the daemon itself runs in "/", where a relative name would mean
+ * another file than the one the table's author saw beside it.
+ */
+static int anchor_paths(struct route_table *t, const char *table_path)
+{
+    const char *slash = strrchr(table_path, '/');
+    size_t dirlen = slash == NULL ? 0 : (size_t)(slash - table_path) + 1; /* with the '/' */
+
+    for (int i = 0; i < t->n; i++) {
+        struct route *r = &t->e[i]->r;
+        if (r->method != ROUTE_CDB || r->arg == NULL || r->arg[0] == '/' || dirlen == 0)
+            continue;
+        size_t alen = strlen(r->arg);
+        char *abs = malloc(dirlen + alen + 1);
+        if (abs == NULL)
+            return -1;
+        memcpy(abs, table_path, dirlen);
+        memcpy(abs + dirlen, r->arg, alen + 1);
+        free(r->arg);
+        r->arg = abs;
+    }
+    return 0;
+}
+
 /* route_table_load - read path (at most ROUTE_FILE_MAX bytes) and parse it */
 struct route_table *route_table_load(const char *path, char *err, size_t errlen)
 {
@@ -682,6 +709,10 @@ struct route_table *route_table_load(const char *path, char *err, size_t errlen)
     close(fd);
     struct route_table *t = route_table_parse(buf, len, path, err, errlen);
     free(buf);
+    if (t != NULL && anchor_paths(t, path) < 0) {
+        route_table_free(t);
+        return line_err(err, errlen, path, 0, "out of memory");
+    }
     return t;
 }
 

@@ -410,6 +410,34 @@ Test(route, load_file)
     cr_assert(strstr(err, "No such file") != NULL, "%s", err);
 }
 
+/* a relative cdb:PATH means the file beside the table, not one in the daemon's "/" */
+Test(route, relative_cdb_path_is_beside_the_table)
+{
+    char dir[] = "/tmp/callahead-routedir-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/routes", dir);
+    const char text[] = "a.test cdb:users.cdb\nb.test cdb:/var/lib/x.cdb\nc.test cdb:sub/y.cdb\n"
+                        "d.test smtp:[127.0.0.1]:2525\n* dunno\n";
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+    close(fd);
+
+    struct route_table *t = route_table_load(path, err, sizeof(err));
+    cr_assert_not_null(t, "%s", err);
+    char want[160];
+    snprintf(want, sizeof(want), "%s/users.cdb", dir);
+    cr_assert_str_eq(route_table_get(t, 0)->arg, want);
+    cr_assert_str_eq(route_table_get(t, 1)->arg, "/var/lib/x.cdb");
+    snprintf(want, sizeof(want), "%s/sub/y.cdb", dir);
+    cr_assert_str_eq(route_table_get(t, 2)->arg, want);
+    cr_assert_str_eq(route_table_get(t, 3)->arg, "[127.0.0.1]:2525");
+    route_table_free(t);
+    unlink(path);
+    rmdir(dir);
+}
+
 static const struct value_decl generic[] = {
     {"fold_local", VALUE_BOOL, 0, 1},
     {"breaker_failures", VALUE_COUNT, 1, 1000},
