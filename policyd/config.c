@@ -264,6 +264,27 @@ static const struct config_param config_params[] = {
      "queue within their answer budget, so a flood of new addresses cannot open thousands of "
      "connections (each smtp route also has its own max_connections).",
      RESTART},
+    {"max_probes_per_destination", CONFIG_INT, "0", OFF(max_probes_per_destination), 0, 100000,
+     CHECK_NONE,
+     "Most probes in progress at once for one destination (a next hop, or one domain of an "
+     "smtp:mx route), so that a next hop that never answers cannot hold every probe slot; "
+     "destinations waiting for a slot are served in turn. 0 means a fifth of max_probes.",
+     RELOAD},
+    {"probe_queue_limit", CONFIG_INT, "10000", OFF(probe_queue_limit), 1, 1000000, CHECK_NONE,
+     "Most lookups waiting for a probe slot over all destinations; beyond it a lookup that "
+     "needs a probe is answered tempfail at once, so memory stays bounded.",
+     RELOAD},
+    {"probe_queue_per_destination", CONFIG_INT, "1000", OFF(probe_queue_per_destination), 1,
+     1000000, CHECK_NONE,
+     "Most lookups waiting for a probe slot for one destination; beyond it that destination's "
+     "new lookups are answered tempfail at once.",
+     RELOAD},
+    {"flight_timeout", CONFIG_MS, "60s", OFF(flight_timeout_ms), 1000, 3600000, CHECK_NONE,
+     "Backstop deadline of one backend request (a callout with its DNS, queueing and random "
+     "probe), and the lifetime of its cross-host probe lock: a request that has neither "
+     "finished nor failed by then is failed as tempfail and counts as a failure of its "
+     "destination.",
+     RELOAD},
     {"dns_servers", CONFIG_STR, "", OFF(dns_servers), 0, 0, CHECK_NONE,
      "Resolvers for smtp:mx and next hops given by name, as a comma list of ADDRESS[:PORT] or "
      "[IPV6]:PORT; empty uses /etc/resolv.conf (read once at start-up).",
@@ -935,6 +956,10 @@ void config_verifier(const struct config *c, struct verifier_config *vc)
     vc->recipient_delimiter = c->recipient_delimiter;
     vc->answer_budget_ms = c->answer_budget_ms;
     vc->max_probes = c->max_probes;
+    vc->max_probes_per_destination = c->max_probes_per_destination;
+    vc->probe_queue_limit = c->probe_queue_limit;
+    vc->probe_queue_per_destination = c->probe_queue_per_destination;
+    vc->flight_timeout_ms = c->flight_timeout_ms;
     vc->dns_servers = c->dns_servers;
     vc->dns_timeout_ms = c->dns_timeout_ms;
     vc->cache.key_prefix = c->redis_key_prefix;

@@ -66,8 +66,12 @@ struct config {
     char *route_table;
     char *recipient_delimiter;
     int answer_budget_ms;
-    int max_probes;    /* backend probes in progress at once, all next hops */
-    char *dns_servers; /* "" = /etc/resolv.conf */
+    int max_probes;                  /* backend probes in progress at once, all next hops */
+    int max_probes_per_destination;  /* of which for one destination */
+    int probe_queue_limit;           /* lookups waiting for a probe slot */
+    int probe_queue_per_destination; /* of which for one destination */
+    int flight_timeout_ms;           /* deadline of one backend request and its lock */
+    char *dns_servers;               /* "" = /etc/resolv.conf */
     int dns_timeout_ms;
     char *redis_server; /* "" = no Redis; "HOST:PORT" or "unix:PATH" */
     char *redis_key_prefix;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -344,14 +345,37 @@ static void cache_locked(int status, const char *val, size_t len, void *arg)
     cb(status != 0, cbarg);
 }
 
-int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, void *arg,
-               struct cache_req **reqp)
+/* cache_lock_token_new - random bytes, host and pid (see struct cache_lock_token) */
+static void cache_lock_token_new(struct cache_lock_token *tok)
 {
-    char key[CACHE_KEY_MAX], pxbuf[24], token[64];
+    unsigned char rnd[16];
+    char host[64];
+    size_t n = 0;
+
+    if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+        arc4random_buf(rnd, sizeof(rnd)); /* early boot: the kernel pool is not ready yet */
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        n += (size_t)snprintf(tok->s + n, sizeof(tok->s) - n, "%02x", rnd[i]);
+    if (gethostname(host, sizeof(host)) < 0)
+        snprintf(host, sizeof(host), "?");
+    host[sizeof(host) - 1] = '\0';
+    /* the host name only informs a human: keep the token one printable word each */
+    for (char *p = host; *p != '\0'; p++)
+        if (*p <= ' ' || *p > '~')
+            *p = '?';
+    int m = snprintf(tok->s + n, sizeof(tok->s) - n, " %s pid %ld", host, (long)getpid());
+    tok->len = m > 0 && (size_t)m < sizeof(tok->s) - n ? n + (size_t)m : strlen(tok->s);
+}
+
+int cache_lock(struct cache *c, const char *name, int px_ms, struct cache_lock_token *tok,
+               cache_lock_cb cb, void *arg, struct cache_req **reqp)
+{
+    char key[CACHE_KEY_MAX], pxbuf[24];
     struct cache_req *req;
     int keylen;
 
     *reqp = NULL;
+    tok->len = 0;
     if (c->redis == NULL || !cache_redis_connected(c->redis) ||
         (keylen = cache_key(c, "lock", name, key, sizeof(key))) < 0 ||
         (req = calloc(1, sizeof(*req))) == NULL)
@@ -360,12 +384,12 @@ int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, v
     req->lock_cb = cb;
     req->arg = arg;
     int pxlen = snprintf(pxbuf, sizeof(pxbuf), "%d", px_ms > 0 ? px_ms : 1);
-    /* the value only tells a human with redis-cli who holds the lock */
-    int toklen = snprintf(token, sizeof(token), "pid %ld", (long)getpid());
-    const char *argv[6] = {"SET", key, token, "NX", "PX", pxbuf};
-    size_t argvlen[6] = {3, (size_t)keylen, (size_t)toklen, 2, 2, (size_t)pxlen};
+    cache_lock_token_new(tok);
+    const char *argv[6] = {"SET", key, tok->s, "NX", "PX", pxbuf};
+    size_t argvlen[6] = {3, (size_t)keylen, tok->len, 2, 2, (size_t)pxlen};
     if ((req->rreq = cache_redis_command(c->redis, 6, argv, argvlen, cache_locked, req)) == NULL) {
         cache_req_free(req);
+        tok->len = 0;
         return 1;
     }
     req->next = c->pending;
@@ -376,17 +400,22 @@ int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, v
     return 0;
 }
 
-void cache_unlock(struct cache *c, const char *name)
+/* compare-and-delete: a lock is deleted only by the holder of its token */
+static const char cache_unlock_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+
+void cache_unlock(struct cache *c, const char *name, const struct cache_lock_token *tok)
 {
     char key[CACHE_KEY_MAX];
     int keylen;
 
-    if (c->redis == NULL || !cache_redis_connected(c->redis) ||
+    if (tok->len == 0 || c->redis == NULL || !cache_redis_connected(c->redis) ||
         (keylen = cache_key(c, "lock", name, key, sizeof(key))) < 0)
         return;
-    const char *argv[2] = {"DEL", key};
-    size_t argvlen[2] = {3, (size_t)keylen};
-    (void)cache_redis_command(c->redis, 2, argv, argvlen, NULL, NULL);
+    const char *argv[5] = {"EVAL", cache_unlock_script, "1", key, tok->s};
+    size_t argvlen[5] = {4, sizeof(cache_unlock_script) - 1, 1, (size_t)keylen, tok->len};
+    (void)cache_redis_command(c->redis, 5, argv, argvlen, NULL, NULL);
 }
 
 struct cache_mem *cache_l1_handle(struct cache *c)

@@ -85,25 +85,44 @@ void cache_put_ns(struct cache *c, const char *ns, const char *name, const struc
 typedef void (*cache_lock_cb)(int acquired, void *arg);
 
 /*
- * cache_lock - take the cross-host lock "<prefix>lock:<name>" for px_ms
- * milliseconds with SET NX PX, so that of several policyd hosts sharing a
- * Redis only one probes an address while the others wait for its verdict
- * to appear in the cache. Returns 1 when the lock counts as taken now
- * (no Redis, or not connected: locks only matter between hosts), 0 when
- * the answer will come through cb (*req set; cache_cancel stops it).
- * Waiters watch the cache, not the lock; the holder releases it with
- * cache_unlock once its verdict is stored, and a lock whose holder died
- * expires after px_ms.
+ * cache_lock_token - the value that says whose a lock is: 16 random bytes
+ * (getrandom) in hex, the host name and the pid, e.g.
+ * "3f0c...9a mx1.example.org pid 4711". Unique across hosts and restarts, so
+ * a release can tell our lock from another host's that took over after ours
+ * expired; readable, so redis-cli shows who holds a lock.
  */
-int cache_lock(struct cache *c, const char *name, int px_ms, cache_lock_cb cb, void *arg,
-               struct cache_req **req);
+#define CACHE_LOCK_TOKEN_MAX 128
+struct cache_lock_token {
+    size_t len; /* 0: no lock was taken in Redis, nothing to release */
+    char s[CACHE_LOCK_TOKEN_MAX];
+};
 
 /*
- * cache_unlock - release the lock taken with cache_lock (fire and forget,
- * sent after the verdict's SET on the same connection, so a waiter never
- * sees the lock gone before the verdict is there).
+ * cache_lock - take the cross-host lock "<prefix>lock:<name>" for px_ms
+ * milliseconds with SET NX PX and a fresh token (stored in *tok, which must
+ * stay in place until cache_unlock), so that of several policyd hosts sharing
+ * a Redis only one probes an address while the others wait for its verdict
+ * to appear in the cache. px_ms should be the longest the holder can take
+ * (its flight deadline): a lock that expires while its holder still probes
+ * lets a second host probe too. Returns 1 when the lock counts as taken now
+ * (no Redis, or not connected: locks only matter between hosts; tok->len is
+ * then 0), 0 when the answer will come through cb (*req set; cache_cancel
+ * stops it). Waiters watch the cache, not the lock; the holder releases it
+ * with cache_unlock once its verdict is stored, and a lock whose holder died
+ * expires after px_ms.
  */
-void cache_unlock(struct cache *c, const char *name);
+int cache_lock(struct cache *c, const char *name, int px_ms, struct cache_lock_token *tok,
+               cache_lock_cb cb, void *arg, struct cache_req **req);
+
+/*
+ * cache_unlock - release the lock taken with cache_lock, only if it still
+ * holds tok: a compare-and-delete in one Lua script (EVAL), so a lock that
+ * expired and was taken by another host is never deleted by us. Fire and
+ * forget, sent after the verdict's SET on the same connection, so a waiter
+ * never sees the lock gone before the verdict is there. Does nothing when
+ * tok->len is 0.
+ */
+void cache_unlock(struct cache *c, const char *name, const struct cache_lock_token *tok);
 
 /* cache_key - "<prefix><kind>:<name>" into buf; returns length or -1 if too small */
 int cache_key(const struct cache *c, const char *kind, const char *name, char *buf, size_t size);

@@ -55,7 +55,8 @@ static const struct backend_ops *backend_for(enum route_method m)
     }
 }
 
-void tables_unref(struct verifier_tables *t)
+/* tables_unref - drop a reference to a route table; the last one closes its backends */
+static void tables_unref(struct verifier_tables *t)
 {
     if (t == NULL || --t->refs > 0)
         return;
@@ -68,6 +69,21 @@ void tables_unref(struct verifier_tables *t)
     route_table_free(t->routes);
     free(t->path);
     free(t);
+}
+
+/* tables_release - a flight gives back its reference on the tables (flight_release_fn) */
+static void tables_release(void *holder)
+{
+    tables_unref(holder);
+}
+
+/* flight_config_of - the flight limits from the verifier's configuration */
+static struct flight_config flight_config_of(const struct verifier_config *cfg)
+{
+    struct flight_config fc = {cfg->max_probes, cfg->max_probes_per_destination,
+                               cfg->probe_queue_limit, cfg->probe_queue_per_destination,
+                               cfg->flight_timeout_ms};
+    return fc;
 }
 
 /*
@@ -233,7 +249,6 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
     }
     v->base = base;
     TAILQ_INIT(&v->reqs);
-    LIST_INIT(&v->flights);
     v->delimiter = strdup(cfg->recipient_delimiter ? cfg->recipient_delimiter : "");
     v->budget_ms = cfg->answer_budget_ms > 0 ? cfg->answer_budget_ms : 5000;
     v->env.base = base;
@@ -243,15 +258,10 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
         verifier_free(v);
         return NULL;
     }
-    v->max_probes = cfg->max_probes > 0 ? cfg->max_probes : 500;
-    TAILQ_INIT(&v->probe_queue);
-    v->ev_probe_queue = event_new(base, -1, 0, flight_queue_cb, v);
     /* one resolver for every table: reading resolv.conf is the only blocking step, at start */
     v->dns = dns_new(base, cfg->dns_servers, cfg->dns_timeout_ms > 0 ? cfg->dns_timeout_ms : 4000,
                      err, errlen);
-    if (v->ev_probe_queue == NULL || v->dns == NULL) {
-        if (v->ev_probe_queue == NULL)
-            snprintf(err, errlen, "out of memory");
+    if (v->dns == NULL) {
         verifier_free(v);
         return NULL;
     }
@@ -264,6 +274,13 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
     }
     v->cache = cache_new(base, &cfg->cache, err, errlen);
     if (v->cache == NULL) {
+        verifier_free(v);
+        return NULL;
+    }
+    struct flight_config fc = flight_config_of(cfg);
+    v->flights = flight_pool_new(base, v->cache, v->breakers, &fc, tables_release);
+    if (v->flights == NULL) {
+        snprintf(err, errlen, "out of memory");
         verifier_free(v);
         return NULL;
     }
@@ -289,10 +306,8 @@ int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char 
     v->tables = t;
     if (cfg->answer_budget_ms > 0)
         v->budget_ms = cfg->answer_budget_ms;
-    if (cfg->max_probes > 0) {
-        v->max_probes = cfg->max_probes;
-        event_active(v->ev_probe_queue, EV_TIMEOUT, 0);
-    }
+    struct flight_config fc = flight_config_of(cfg);
+    flight_pool_configure(v->flights, &fc);
     return 0;
 }
 
@@ -313,14 +328,13 @@ void verifier_free(struct verifier *v)
         return;
     while (!TAILQ_EMPTY(&v->reqs))
         verifier_cancel(TAILQ_FIRST(&v->reqs));
-    flight_free_all(v);
+    /* before the tables: flights hold references on them */
+    flight_pool_free(v->flights);
     tables_unref(v->tables);
     breaker_table_free(v->breakers);
     /* after the tables: their backends cancel DNS lookups when they close */
     if (v->dns != NULL)
         dns_free(v->dns);
-    if (v->ev_probe_queue != NULL)
-        event_free(v->ev_probe_queue);
     cache_free(v->cache);
     free(v->delimiter);
     free(v);
@@ -361,7 +375,7 @@ static void req_done_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* req_finish - record the verdict and schedule the callback */
-void req_finish(struct verifier_req *r, const struct verdict *v, const char *cached)
+static void req_finish(struct verifier_req *r, const struct verdict *v, const char *cached)
 {
     if (r->ev_budget)
         event_del(r->ev_budget);
@@ -371,10 +385,33 @@ void req_finish(struct verifier_req *r, const struct verdict *v, const char *cac
     event_active(r->ev_done, EV_TIMEOUT, 0);
 }
 
-/* req_backend - ask the route's backend: at once (local table) or through a flight */
+/* req_flight_done - the flight's verdict (flight_done_fn) */
+static void req_flight_done(const struct verdict *vd, void *arg)
+{
+    req_finish(arg, vd, "no");
+}
+
+/* req_backend - wait for the route's backend through a flight (shared, queued, bounded) */
 static void req_backend(struct verifier_req *r)
 {
-    flight_join(r->v, r->t, r->rb, &r->addr, r->key, r);
+    struct verdict vd;
+
+    r->waiter.cb = req_flight_done;
+    r->waiter.arg = r;
+    r->t->refs++; /* the flight's own reference: flight_join always consumes it */
+    r->state = REQ_BACKEND;
+    if (flight_join(r->v->flights, r->rb, r->t, &r->addr, r->key, &r->waiter, &vd) < 0)
+        req_finish(r, &vd, "no");
+}
+
+/* req_refresh - re-verify in the background (refresh-ahead); nobody waits for it */
+static void req_refresh(struct verifier_req *r)
+{
+    struct verdict vd;
+
+    r->t->refs++;
+    if (flight_join(r->v->flights, r->rb, r->t, &r->addr, r->key, NULL, &vd) < 0)
+        log_debug("%s: no background refresh now: %s", r->key, vd.text);
 }
 
 /*
@@ -391,7 +428,7 @@ static void req_cached(struct verifier_req *r, const struct verdict *vd, int sta
         return;
     }
     if (stale)
-        flight_join(r->v, r->t, r->rb, &r->addr, r->key, NULL);
+        req_refresh(r);
     req_finish(r, vd, cached);
 }
 
@@ -418,7 +455,7 @@ static void req_budget_cb(evutil_socket_t fd, short what, void *arg)
         cache_cancel(r->creq);
         r->creq = NULL;
     } else if (r->state == REQ_BACKEND) {
-        flight_leave(r);
+        flight_leave(&r->waiter);
     }
     verdict_set(&vd, VERDICT_TEMPFAIL, 450, "verifier",
                 "verification in progress, try again later");
@@ -563,7 +600,7 @@ void verifier_cancel(struct verifier_req *r)
         break;
     case REQ_BACKEND:
         /* the flight goes on without us and fills the cache */
-        flight_leave(r);
+        flight_leave(&r->waiter);
         break;
     default:
         break;
@@ -573,10 +610,21 @@ void verifier_cancel(struct verifier_req *r)
 
 void verifier_get_stats(const struct verifier *v, struct verifier_stats *out)
 {
+    struct flight_stats fs;
+
     *out = v->stats;
-    out->probes_running = (unsigned long)v->probing;
     out->breakers_open = breaker_open_count(v->breakers, time(NULL));
     cache_get_stats(v->cache, &out->cache);
+    flight_pool_stats(v->flights, &fs);
+    out->probes = fs.probes;
+    out->breaker_rejects = fs.breaker_rejects;
+    out->accept_all_domains = fs.accept_all_domains;
+    out->probes_refused = fs.refused;
+    out->flights_expired = fs.expired;
+    out->probes_dropped = fs.dropped;
+    out->flights = fs.flights;
+    out->probes_queued = fs.queued;
+    out->probes_running = fs.running;
 }
 
 struct cache *verifier_cache(struct verifier *v)

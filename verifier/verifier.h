@@ -26,6 +26,11 @@ struct verifier_config {
     const char *dns_servers; /* "127.0.0.1:5353,[::1]:53"; NULL or "" = /etc/resolv.conf */
     int dns_timeout_ms;      /* one whole MX + address lookup; <= 0 = the default (4000) */
     int max_probes;          /* backend probes in progress at once; <= 0 = 500 */
+    /* probes in progress at once for one destination (next hop, MX domain); <= 0 = max / 5 */
+    int max_probes_per_destination;
+    int probe_queue_limit;           /* lookups waiting for a probe slot; <= 0 = 10000 */
+    int probe_queue_per_destination; /* of which for one destination; <= 0 = 1000 */
+    int flight_timeout_ms; /* deadline of one backend request and its lock; <= 0 = 60000 */
 };
 
 /* verifier_result - what a lookup found out besides the verdict */
@@ -56,9 +61,10 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
  * verifier_reload - load a new route table and backends from cfg (the same
  * checks as verifier_new); on any error the old ones stay in use and -1 +
  * err is returned. Lookups in progress finish against the tables they
- * started with. Only the route table, answer_budget_ms and max_probes are
- * taken from cfg: the cache, the resolver and the delimiter are kept, so a
- * caller that wants them changed must refuse the reload (policyd does).
+ * started with. Only the route table, answer_budget_ms and the probe limits
+ * (max_probes, the queue limits, flight_timeout_ms) are taken from cfg: the
+ * cache, the resolver and the delimiter are kept, so a caller that wants
+ * them changed must refuse the reload (policyd does).
  */
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err,
                     size_t errlen);
@@ -95,8 +101,13 @@ struct verifier_stats {
     unsigned long probes;             /* backend requests started for asynchronous routes */
     unsigned long breaker_rejects;    /* lookups answered tempfail by an open circuit breaker */
     unsigned long accept_all_domains; /* domains found to accept every address */
-    unsigned long probes_running;     /* gauge: probes running now */
     unsigned long breakers_open;      /* gauge: destinations whose breaker is open now */
+    unsigned long probes_refused;     /* lookups answered tempfail: the probe queue was full */
+    unsigned long flights_expired;    /* backend requests failed by their deadline */
+    unsigned long probes_dropped;     /* queued probes dropped: nobody waited for them any more */
+    unsigned long flights;            /* backend requests now (gauge) */
+    unsigned long probes_queued;      /* of which waiting for a probe slot (gauge) */
+    unsigned long probes_running;     /* of which probing (gauge) */
     struct cache_stats cache;
 };
 void verifier_get_stats(const struct verifier *v, struct verifier_stats *out);

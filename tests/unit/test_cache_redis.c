@@ -955,3 +955,69 @@ Test(cache_redis, stalled_redis_backoff_grows_until_a_reply)
     cr_assert_eq(c.status, 1);
     cache_redis_free(r);
 }
+
+struct lock_got {
+    int done, acquired;
+};
+
+static void lock_cb(int acquired, void *arg)
+{
+    struct lock_got *g = arg;
+
+    g->done++;
+    g->acquired = acquired;
+}
+
+/* take_lock - cache_lock through Redis; whether it was acquired */
+static int take_lock(struct cache *c, const char *name, int px, struct cache_lock_token *tok)
+{
+    struct lock_got g = {0, -1};
+    struct cache_req *req = NULL;
+
+    cr_assert_eq(cache_lock(c, name, px, tok, lock_cb, &g, &req), 0, "lock not sent to Redis");
+    cr_assert_not_null(req);
+    cr_assert(run_until(flag_set, &g.done, 2000), "no lock reply");
+    cr_assert_eq(g.done, 1);
+    return g.acquired;
+}
+
+/*
+ * Our lock expired while our probe still ran and another host took it: our
+ * release must leave the other host's lock alone. Our own is released.
+ */
+Test(cache_redis, lock_release_deletes_only_our_own_token)
+{
+    struct cache *c1 = new_cache(), *c2 = new_cache();
+    struct cache_lock_token t1, t2, t3;
+    char buf[512];
+
+    cr_assert_eq(take_lock(c1, "bob@example.org", 60000, &t1), 1);
+    cli(buf, sizeof(buf), "GET callahead:lock:bob@example.org");
+    cr_assert_eq(strlen(buf), t1.len);
+    cr_assert_eq(memcmp(buf, t1.s, t1.len), 0, "lock value %s", buf);
+    cr_assert(strstr(buf, " pid ") != NULL, "the token names host and pid: %s", buf);
+    cli(buf, sizeof(buf), "PTTL callahead:lock:bob@example.org");
+    cr_assert(strtol(buf, NULL, 10) > 59000, "PX is the flight deadline: PTTL %s", buf);
+
+    /* another host (same pid space as ours does not matter: tokens are random) */
+    cr_assert_eq(take_lock(c2, "bob@example.org", 60000, &t2), 0, "held by c1");
+
+    /* c1's lock expires, another host takes it, then c1's late release comes */
+    cli(buf, sizeof(buf), "SET callahead:lock:bob@example.org other-host-token PX 60000");
+    cr_assert_str_eq(buf, "OK");
+    cache_unlock(c1, "bob@example.org", &t1);
+    pump(150);
+    cli(buf, sizeof(buf), "GET callahead:lock:bob@example.org");
+    cr_assert_str_eq(buf, "other-host-token", "another host's lock was deleted");
+
+    /* a lock of our own is released; a second lock gets a different token */
+    cr_assert_eq(take_lock(c2, "carol@example.org", 60000, &t3), 1);
+    cr_assert(t3.len != t1.len || memcmp(t3.s, t1.s, t1.len) != 0, "tokens must differ");
+    cache_unlock(c2, "carol@example.org", &t3);
+    pump(150);
+    cli(buf, sizeof(buf), "EXISTS callahead:lock:carol@example.org");
+    cr_assert_str_eq(buf, "0", "our own lock was not released");
+
+    cache_free(c1);
+    cache_free(c2);
+}

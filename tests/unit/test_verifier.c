@@ -131,6 +131,7 @@ static void write_file(const char *path, const char *text)
 
 static int refresh_secs; /* refresh time for valid and invalid verdicts; 0 = never */
 static int max_probes;   /* 0: the default */
+static int max_per_dest; /* 0: the default (a fifth of max_probes) */
 
 static struct verifier *make_verifier(int budget_ms)
 {
@@ -142,6 +143,7 @@ static struct verifier *make_verifier(int budget_ms)
     vc.recipient_delimiter = "+";
     vc.answer_budget_ms = budget_ms;
     vc.max_probes = max_probes;
+    vc.max_probes_per_destination = max_per_dest;
     vc.cache.key_prefix = "callahead:";
     vc.cache.l1_max_entries = 1000;
     vc.cache.l1_ttl = 60;
@@ -207,6 +209,7 @@ static void setup(void)
     fake_random_kind = VERDICT_INVALID;
     refresh_secs = 0;
     max_probes = 0;
+    max_per_dest = 0;
     fake_inflight = fake_max_inflight = 0;
     verifier_set_backend(ROUTE_LDAP, NULL);
 }
@@ -556,6 +559,7 @@ Test(verifier, global_probe_limit_queues_the_rest)
 {
     verifier_set_backend(ROUTE_LDAP, &fake_ops);
     max_probes = 2;
+    max_per_dest = 2; /* one destination here: let it use both slots */
     fake_delay_ms = 30;
     struct verifier *v = make_verifier(3000);
     struct result rs[6];
