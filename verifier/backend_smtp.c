@@ -89,6 +89,13 @@ void smtp_req_conclude(struct backend_req *req, enum verdict_kind kind, int code
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     verdict_set(&req->verdict, kind, code, source, text);
+    /*
+     * code 0 (no usable reply, or a policy refusal of us at RCPT, which is
+     * concluded with code 0) or 421: the next hop failed us, not the
+     * address; the verifier's breaker counts it (backend.h)
+     */
+    if (kind == VERDICT_TEMPFAIL && (code == 0 || code == 421))
+        req->verdict.flags |= VERDICT_DEST_FAILURE;
     req->state = REQ_DONE;
     evutil_gettimeofday(&now, NULL);
     evutil_timersub(&now, &req->started, &el);
@@ -419,11 +426,24 @@ static void smtp_close(void *state)
     route_free(rt);
 }
 
+/* smtp_destination - the breaker and queue key: the static next hop, or for smtp:mx each domain */
+static void smtp_destination(void *state, const struct address *addr, char *buf, size_t size)
+{
+    const struct smtp_route *rt = state;
+
+    if (rt->nh.kind == SMTP_NEXTHOP_MX)
+        snprintf(buf, size, "smtp:mx:%s", addr->domain);
+    else
+        snprintf(buf, size, "%s", rt->source);
+}
+
 const struct backend_ops backend_smtp_ops = {
     .name = "smtp",
+    .flags = BACKEND_ASYNC | BACKEND_REMOTE_TEXT,
     .open = smtp_open,
     .lookup = smtp_lookup,
     .cancel = smtp_cancel,
     .close = smtp_close,
     .options = smtp_option_decls,
+    .destination = smtp_destination,
 };

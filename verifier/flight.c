@@ -246,12 +246,6 @@ static void flight_breaker(struct flight *f, int ok, const char *why)
         log_info("next hop for %s answers again: probing resumes", f->dest->name);
 }
 
-/* is_session_failure - a verdict about the next hop, not the address (counts for the breaker) */
-static int is_session_failure(const struct verdict *vd)
-{
-    return vd->kind == VERDICT_TEMPFAIL && (vd->code == 0 || vd->code == 421);
-}
-
 /* flight_random_done - the random local part's answer decides what "valid" means here */
 static void flight_random_done(const struct verdict *rv, void *arg)
 {
@@ -284,7 +278,7 @@ static void flight_probe_done(const struct verdict *vd, void *arg)
     struct flight *f = arg;
 
     f->breq = NULL;
-    flight_breaker(f, !is_session_failure(vd), vd->text);
+    flight_breaker(f, !(vd->flags & VERDICT_DEST_FAILURE), vd->text);
 
     if (vd->kind == VERDICT_VALID && f->rb->accept_all_check && !f->domain_known) {
         char local[40], buf[ADDRESS_MAX + 1];
@@ -349,6 +343,7 @@ static void flight_probe(struct flight *f)
         snprintf(text, sizeof(text),
                  "4.4.1 next hop unavailable (it kept failing), retrying it in %d s", retry_in);
         verdict_set(&vd, VERDICT_TEMPFAIL, 0, "breaker", text);
+        vd.flags = VERDICT_OWN_TEXT;
         p->stats.breaker_rejects++;
         flight_finish(f, &vd, 0);
         return;
@@ -528,16 +523,16 @@ static void flight_expired(evutil_socket_t fd, short what, void *arg)
     if (f->state == F_PROBE || f->state == F_RANDOM)
         flight_breaker(f, 0, "no answer within the flight deadline");
     verdict_set(&vd, VERDICT_TEMPFAIL, 0, "verifier", "4.4.7 verification timed out");
+    vd.flags = VERDICT_OWN_TEXT;
     flight_finish(f, &vd, 0);
 }
 
-/* flight_dest_name - the destination (breaker key) of a lookup on rb */
+/* flight_dest_name - the destination (breaker and queue key) of a lookup on rb */
 static void flight_dest_name(const struct route_backend *rb, const struct address *addr, char *buf,
                              size_t size)
 {
-    /* the breaker guards a destination: the next hop, or each domain's MX set */
-    if (rb->breaker_per_domain)
-        snprintf(buf, size, "smtp:mx:%s", addr->domain);
+    if (rb->ops->destination != NULL)
+        rb->ops->destination(rb->state, addr, buf, size);
     else
         snprintf(buf, size, "%s:%s", route_method_name(rb->route->method),
                  rb->route->arg ? rb->route->arg : "");
@@ -548,6 +543,7 @@ static int flight_refuse(struct flight_pool *p, void *holder, struct verdict *ou
 {
     p->stats.refused++;
     verdict_set(out, VERDICT_TEMPFAIL, 0, "verifier", why);
+    out->flags = VERDICT_OWN_TEXT;
     p->release(holder);
     return -1;
 }

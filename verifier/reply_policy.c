@@ -10,22 +10,19 @@
 #include <strings.h>
 
 /*
- * reply_text_is_public - see reply_policy.h.
- *
- * XXX: the origin is read from the source string ("smtp..." for a next hop,
- * "verifier" and "breaker" for texts we word for clients) until verdicts
- * carry it as flags; this is the only function that needs changing then.
+ * reply_text_is_public - see reply_policy.h. The origin comes from the
+ * verdict's flags (verdict.h), set by the backend or the verifier that
+ * wrote the text: nothing here reads the source string.
  */
 bool reply_text_is_public(const struct verdict *v, bool next_hop_text, bool *next_hop)
 {
-    bool from_next_hop = strncmp(v->source, "smtp", 4) == 0;
+    bool remote = (v->flags & VERDICT_REMOTE_TEXT) != 0;
 
     if (next_hop != NULL)
-        *next_hop = from_next_hop;
-    if (from_next_hop)
+        *next_hop = remote;
+    if (remote)
         return next_hop_text;
-    return v->kind != VERDICT_TEMPFAIL || strcmp(v->source, "verifier") == 0 ||
-           strcmp(v->source, "breaker") == 0;
+    return v->kind != VERDICT_TEMPFAIL || (v->flags & VERDICT_OWN_TEXT) != 0;
 }
 
 /*
@@ -41,7 +38,7 @@ static const struct verdict *public_verdict(const struct reply_policy *p, const 
         return v;
     *copy = *v;
     if (from_next_hop)
-        snprintf(copy->source, sizeof(copy->source), "smtp");
+        copy->source[strcspn(copy->source, ":")] = '\0'; /* the method: "smtp" of "smtp:[a]:25" */
     switch (v->kind) {
     case VERDICT_INVALID:
         snprintf(copy->text, sizeof(copy->text), "User unknown");

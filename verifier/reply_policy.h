@@ -18,7 +18,8 @@
  *     words unless next_hop_text is set, and so is any locally caused
  *     tempfail's text (a table's path, a resolver's error): those are for
  *     the log. Texts worded for clients (a table's REJECT text, the answer
- *     budget, an open breaker) pass through (reply_text_is_public);
+ *     budget, an open breaker: VERDICT_OWN_TEXT) pass through
+ *     (reply_text_is_public);
  *   - dry_run: an action that refuses or defers the recipient becomes
  *     DUNNO; the action it replaced is kept for the log.
  */
@@ -67,9 +68,11 @@ void reply_policy_internal_error(const struct reply_policy *p, struct reply *out
 
 /*
  * reply_text_is_public - may the SMTP client see v's text and source as they
- * are? *next_hop (may be NULL) says whether they came from a next hop (whose
- * source is then shortened to "smtp" when hidden). The one place that
- * tells a verdict's origin from its source string.
+ * are? *next_hop (may be NULL) says whether they came from a remote party
+ * (VERDICT_REMOTE_TEXT: a next hop; its source is then shortened to the
+ * method, e.g. "smtp", when hidden). Texts we word for clients carry
+ * VERDICT_OWN_TEXT. The origin is read from the flags only, never from the
+ * source string.
  */
 bool reply_text_is_public(const struct verdict *v, bool next_hop_text, bool *next_hop);
 

@@ -122,6 +122,9 @@ void verdict_set(struct verdict *v, enum verdict_kind kind, int code, const char
     verdict_sanitize(v->text, sizeof(v->text), text, text ? strlen(text) : 0);
 }
 
+/* flag_letters - the letter of flag bit i in the cache form ("/rod") */
+static const char flag_letters[] = "rod";
+
 /*
  * verdict_format - the cache form. The struct may have been filled by hand,
  * so fields are re-checked here: what is written always parses back
@@ -146,11 +149,21 @@ int verdict_format(const struct verdict *v, char *buf, size_t size)
     sanitize_source(source, sizeof(source), v->source, strnlen(v->source, sizeof(v->source)));
     verdict_sanitize(text, sizeof(text), v->text, strnlen(v->text, sizeof(v->text)));
 
+    char flags[8] = "";
+    size_t nf = 0;
+    if (v->flags & VERDICT_FLAGS_ALL) {
+        flags[nf++] = '/';
+        for (size_t i = 0; i < sizeof(flag_letters) - 1; i++)
+            if (v->flags & (1u << i))
+                flags[nf++] = flag_letters[i];
+        flags[nf] = '\0';
+    }
     if (text[0] != '\0')
-        n = snprintf(buf, size, "%s %d %lld %s %s", verdict_names[v->kind], code, when, source,
-                     text);
+        n = snprintf(buf, size, "%s %d%s %lld %s %s", verdict_names[v->kind], code, flags, when,
+                     source, text);
     else
-        n = snprintf(buf, size, "%s %d %lld %s", verdict_names[v->kind], code, when, source);
+        n = snprintf(buf, size, "%s %d%s %lld %s", verdict_names[v->kind], code, flags, when,
+                     source);
     if (n < 0 || (size_t)n >= size)
         return -1;
     return n;
@@ -208,13 +221,29 @@ int verdict_parse(const char *buf, size_t len, struct verdict *out)
         return -1;
     pos++;
 
-    /* code: "0" or 200..599 */
+    /* code: "0" or 200..599, then optional "/" and flag letters */
     flen = next_field(buf, len, pos);
-    if (flen > 3 || parse_uint(buf + pos, flen, 999, &num) < 0)
+    size_t clen = 0;
+    while (clen < flen && buf[pos + clen] != '/')
+        clen++;
+    if (clen > 3 || parse_uint(buf + pos, clen, 999, &num) < 0)
         return -1;
     if (num != 0 && (num < 200 || num > 599))
         return -1;
     v.code = (int)num;
+    if (clen < flen) {
+        /* "/" and 1..8 letters; letters of flags we do not know are ignored */
+        if (flen - clen - 1 < 1 || flen - clen - 1 > 8)
+            return -1;
+        for (size_t i = clen + 1; i < flen; i++) {
+            char c = buf[pos + i];
+            const char *l = c != '\0' ? memchr(flag_letters, c, sizeof(flag_letters) - 1) : NULL;
+            if (c < 'a' || c > 'z')
+                return -1;
+            if (l != NULL)
+                v.flags |= 1u << (l - flag_letters);
+        }
+    }
     pos += flen;
     if (pos >= len || buf[pos] != ' ')
         return -1;

@@ -55,11 +55,9 @@ static const struct backend_ops *backend_for(enum route_method m)
     }
 }
 
-/* tables_unref - drop a reference to a route table; the last one closes its backends */
-static void tables_unref(struct verifier_tables *t)
+/* tables_close - close t's backends and free it */
+static void tables_close(struct verifier_tables *t)
 {
-    if (t == NULL || --t->refs > 0)
-        return;
     for (int i = 0; i < t->nroutes; i++) {
         struct route_backend *rb = &t->backends[i];
         if (rb->ops != NULL && rb->state != NULL)
@@ -69,6 +67,39 @@ static void tables_unref(struct verifier_tables *t)
     route_table_free(t->routes);
     free(t->path);
     free(t);
+}
+
+/*
+ * tables_unref - drop a reference to a route table. The last one closes its
+ * backends, on a later turn of the loop: the last reference is often
+ * dropped from inside a backend's own callback (a flight finishing after a
+ * reload), and a backend must never be closed under its own feet.
+ */
+static void tables_unref(struct verifier_tables *t)
+{
+    if (t == NULL || --t->refs > 0)
+        return;
+    struct verifier *v = t->v;
+    if (v == NULL || v->ev_close == NULL) {
+        tables_close(t);
+        return;
+    }
+    t->next_closing = v->closing;
+    v->closing = t;
+    event_active(v->ev_close, EV_TIMEOUT, 0);
+}
+
+/* tables_close_cb - close the tables whose last reference went (ev_close) */
+static void tables_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct verifier *v = arg;
+    struct verifier_tables *t;
+
+    (void)fd, (void)what;
+    while ((t = v->closing) != NULL) {
+        v->closing = t->next_closing;
+        tables_close(t);
+    }
 }
 
 /* tables_release - a flight gives back its reference on the tables (flight_release_fn) */
@@ -159,14 +190,14 @@ static int route_backend_options(struct route_backend *rb, const struct backend_
     rb->breaker_secs = (int)(ms / 1000 > 0 ? ms / 1000 : 1);
     rb->lock_ms = (int)opt_num(r, "lock_time", 15000);
     rb->breaker_failures = (int)opt_num(r, "breaker_failures", 5);
-    rb->breaker_per_domain = is_smtp && r->arg != NULL && strcmp(r->arg, "mx") == 0;
     return 0;
 }
 
-/* tables_load - parse the route table and open a backend for every route that needs one */
-static struct verifier_tables *tables_load(const char *path, const struct backend_env *env,
-                                           char *err, size_t errlen)
+/* tables_open - parse the route table and open a backend for every route that needs one */
+static struct verifier_tables *tables_open(struct verifier *v, const char *path, char *err,
+                                           size_t errlen)
 {
+    const struct backend_env *env = &v->env;
     struct verifier_tables *t = calloc(1, sizeof(*t));
 
     if (t == NULL) {
@@ -176,6 +207,7 @@ static struct verifier_tables *tables_load(const char *path, const struct backen
     t->refs = 1;
     t->path = strdup(path);
     t->routes = route_table_load(path, err, errlen);
+
     if (t->path == NULL || t->routes == NULL) {
         tables_unref(t);
         return NULL;
@@ -229,6 +261,20 @@ static struct verifier_tables *tables_load(const char *path, const struct backen
     return t;
 }
 
+/* tables_load - tables_open with the named sources in the backends' env while they open */
+static struct verifier_tables *tables_load(struct verifier *v, const struct verifier_config *cfg,
+                                           char *err, size_t errlen)
+{
+    v->env.sources = cfg->sources;
+    v->env.nsources = cfg->sources != NULL ? cfg->nsources : 0;
+    struct verifier_tables *t = tables_open(v, cfg->route_table, err, errlen);
+    v->env.sources = NULL;
+    v->env.nsources = 0;
+    if (t != NULL)
+        t->v = v; /* from now on its last reference closes it from the loop */
+    return t;
+}
+
 /* route_backend_of - the backend slot of route r in t (tables are small: a scan is fine) */
 static struct route_backend *route_backend_of(struct verifier_tables *t, const struct route *r)
 {
@@ -266,6 +312,12 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
         return NULL;
     }
     v->env.dns = v->dns;
+    v->ev_close = event_new(base, -1, 0, tables_close_cb, v);
+    if (v->ev_close == NULL) {
+        snprintf(err, errlen, "out of memory");
+        verifier_free(v);
+        return NULL;
+    }
     v->breakers = breaker_table_new(10000);
     if (v->breakers == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -284,7 +336,7 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
         verifier_free(v);
         return NULL;
     }
-    v->tables = tables_load(cfg->route_table, &v->env, err, errlen);
+    v->tables = tables_load(v, cfg, err, errlen);
     if (v->tables == NULL) {
         verifier_free(v);
         return NULL;
@@ -298,7 +350,7 @@ int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char 
      * XXX the cache, the resolver and the delimiter are kept (backends of
      * tables still in use point at them): changing those needs a restart.
      */
-    struct verifier_tables *t = tables_load(cfg->route_table, &v->env, err, errlen);
+    struct verifier_tables *t = tables_load(v, cfg, err, errlen);
 
     if (t == NULL)
         return -1;
@@ -331,6 +383,10 @@ void verifier_free(struct verifier *v)
     /* before the tables: flights hold references on them */
     flight_pool_free(v->flights);
     tables_unref(v->tables);
+    if (v->ev_close != NULL) {
+        tables_close_cb(-1, 0, v);
+        event_free(v->ev_close);
+    }
     breaker_table_free(v->breakers);
     /* after the tables: their backends cancel DNS lookups when they close */
     if (v->dns != NULL)
@@ -385,10 +441,25 @@ static void req_finish(struct verifier_req *r, const struct verdict *v, const ch
     event_active(r->ev_done, EV_TIMEOUT, 0);
 }
 
-/* req_flight_done - the flight's verdict (flight_done_fn) */
-static void req_flight_done(const struct verdict *vd, void *arg)
+/*
+ * req_mark - a backend that speaks for a remote party (BACKEND_REMOTE_TEXT)
+ * has its words marked on every verdict of its route, fresh or cached
+ * (entries cached before verdicts had flags included); our own stay ours.
+ */
+static void req_mark(const struct verifier_req *r, struct verdict *vd)
 {
-    req_finish(arg, vd, "no");
+    if (r->rb->ops->flags & BACKEND_REMOTE_TEXT && !(vd->flags & VERDICT_OWN_TEXT))
+        vd->flags |= VERDICT_REMOTE_TEXT;
+}
+
+/* req_flight_done - the flight's verdict (flight_done_fn) */
+static void req_flight_done(const struct verdict *fv, void *arg)
+{
+    struct verifier_req *r = arg;
+    struct verdict vd = *fv;
+
+    req_mark(r, &vd);
+    req_finish(r, &vd, "no");
 }
 
 /* req_backend - wait for the route's backend through a flight (shared, queued, bounded) */
@@ -420,9 +491,12 @@ static void req_refresh(struct verifier_req *r)
  * mailbox created since must not get a 5xx, so the lookup waits for the
  * re-verification like a miss (within its budget; tempfail after).
  */
-static void req_cached(struct verifier_req *r, const struct verdict *vd, int stale,
+static void req_cached(struct verifier_req *r, const struct verdict *cv, int stale,
                        const char *cached)
 {
+    struct verdict vdm = *cv, *vd = &vdm;
+
+    req_mark(r, &vdm);
     if (stale && vd->kind == VERDICT_INVALID) {
         req_backend(r);
         return;
@@ -459,6 +533,7 @@ static void req_budget_cb(evutil_socket_t fd, short what, void *arg)
     }
     verdict_set(&vd, VERDICT_TEMPFAIL, 450, "verifier",
                 "verification in progress, try again later");
+    vd.flags = VERDICT_OWN_TEXT;
     req_finish(r, &vd, "no");
 }
 
@@ -498,14 +573,17 @@ static void req_start(struct verifier_req *r)
     switch (route->method) {
     case ROUTE_DUNNO:
         verdict_set(&vd, VERDICT_UNKNOWN, 0, "static", "route says dunno");
+        vd.flags = VERDICT_OWN_TEXT;
         req_finish(r, &vd, "no");
         return;
     case ROUTE_ACCEPT:
         verdict_set(&vd, VERDICT_VALID, 0, "static", "route says accept");
+        vd.flags = VERDICT_OWN_TEXT;
         req_finish(r, &vd, "no");
         return;
     case ROUTE_REJECT:
         verdict_set(&vd, VERDICT_INVALID, 550, "static", "5.1.1 User unknown");
+        vd.flags = VERDICT_OWN_TEXT;
         req_finish(r, &vd, "no");
         return;
     default:
@@ -519,11 +597,12 @@ static void req_start(struct verifier_req *r)
         req_finish(r, &vd, "no");
         return;
     }
-    if (r->rb->ops->cancel == NULL) {
+    if (!(r->rb->ops->flags & BACKEND_ASYNC)) {
         /* a local table answers faster than any cache: ask it, write the verdict through */
         enum backend_status st = r->rb->ops->lookup(r->rb->state, &r->addr, &vd, NULL, NULL, NULL);
         if (st == BACKEND_DONE)
             cache_put_if_changed(v->cache, r->key, &vd);
+        req_mark(r, &vd);
         req_finish(r, &vd, "no");
         return;
     }
@@ -583,6 +662,7 @@ struct verifier_req *verifier_lookup_flags(struct verifier *v, const char *rcpt,
         char text[VERDICT_TEXT_MAX];
         snprintf(text, sizeof(text), "5.1.3 %s", r->addr.is_null ? "null recipient" : err);
         verdict_set(&vd, VERDICT_INVALID, 501, "syntax", text);
+        vd.flags = VERDICT_OWN_TEXT;
         r->key[0] = '\0';
         req_finish(r, &vd, "no");
         return r;

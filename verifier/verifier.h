@@ -15,8 +15,9 @@
 #include "verdict.h"
 
 struct event_base;
-struct verifier;     /* opaque */
-struct verifier_req; /* opaque */
+struct verifier;       /* opaque */
+struct verifier_req;   /* opaque */
+struct backend_source; /* backend.h */
 
 struct verifier_config {
     const char *route_table;         /* path of the route table file */
@@ -31,6 +32,13 @@ struct verifier_config {
     int probe_queue_limit;           /* lookups waiting for a probe slot; <= 0 = 10000 */
     int probe_queue_per_destination; /* of which for one destination; <= 0 = 1000 */
     int flight_timeout_ms; /* deadline of one backend request and its lock; <= 0 = 60000 */
+    /*
+     * named sources from callahead.conf ("ldap:NAME"), handed to the
+     * backends while they open (backend.h); need only live during
+     * verifier_new / verifier_reload
+     */
+    const struct backend_source *sources;
+    size_t nsources;
 };
 
 /* verifier_result - what a lookup found out besides the verdict */

@@ -23,6 +23,8 @@
 
 /* one loaded route table with its backends; shared by the lookups that use it */
 struct verifier_tables {
+    struct verifier *v;                   /* whose loop closes it (NULL: close at once) */
+    struct verifier_tables *next_closing; /* v->closing */
     int refs;
     char *path;
     struct route_table *routes;
@@ -64,6 +66,8 @@ struct verifier {
     int budget_ms;
     struct backend_env env;
     struct req_list reqs;
+    struct verifier_tables *closing; /* unreferenced tables, closed from ev_close */
+    struct event *ev_close;
     struct verifier_stats stats;
 };
 

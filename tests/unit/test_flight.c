@@ -5,7 +5,7 @@
  * dropping queued probes that nobody waits for any more.
  *
  * A fake asynchronous backend stands in for the ldap method: addresses at
- * tarpit.test are never answered (like a tarpitting next hop), the rest
+ * a domain named tarpit are never answered (like a tarpitting next hop), the rest
  * are answered valid after a few milliseconds.
  */
 #include <criterion/criterion.h>
@@ -69,7 +69,7 @@ static enum backend_status fake_lookup(void *state, const struct address *addr, 
     q->cb = cb;
     q->arg = arg;
     q->ev = evtimer_new((struct event_base *)state, fake_fire, q);
-    if (strcmp(addr->domain, "tarpit.test") != 0)
+    if (strstr(addr->domain, "tarpit") == NULL)
         evtimer_add(q->ev, &tv); /* the tarpit never answers */
     *req = q;
     return BACKEND_PENDING;
@@ -88,10 +88,26 @@ static void fake_close(void *state)
 }
 
 static const struct backend_ops fake_ops = {.name = "fake",
+                                            .flags = BACKEND_ASYNC,
                                             .open = fake_open,
                                             .lookup = fake_lookup,
                                             .cancel = fake_cancel,
                                             .close = fake_close};
+
+/* fake_destination - one destination per recipient domain, as smtp:mx does */
+static void fake_destination(void *state, const struct address *addr, char *buf, size_t size)
+{
+    (void)state;
+    snprintf(buf, size, "fake:%s", addr->domain);
+}
+
+static const struct backend_ops fake_dest_ops = {.name = "fake",
+                                                 .flags = BACKEND_ASYNC | BACKEND_REMOTE_TEXT,
+                                                 .open = fake_open,
+                                                 .lookup = fake_lookup,
+                                                 .cancel = fake_cancel,
+                                                 .close = fake_close,
+                                                 .destination = fake_destination};
 
 struct result {
     int calls;
@@ -161,7 +177,8 @@ static void setup(void)
     cr_assert_not_null(fp);
     fputs("tarpit.test  ldap:tarpit\n"
           "ok.test      ldap:ok\n"
-          "ok2.test     ldap:ok2\n",
+          "ok2.test     ldap:ok2\n"
+          ".multi.test  ldap:multi\n",
           fp);
     fclose(fp);
     base = event_base_new();
@@ -348,5 +365,31 @@ Test(flight, queued_probe_without_waiters_is_dropped)
                  st.flights);
     cr_assert_eq(st.probes_dropped, 1);
     cr_assert_eq(fake_lookups, 1);
+    verifier_free(v);
+}
+
+/*
+ * A backend that names its destinations (one per domain on one route) gets
+ * fairness per destination, and its verdicts are marked as a remote party's.
+ */
+Test(flight, backend_destinations_and_remote_text)
+{
+    struct result slow[10], fast;
+    char addr[64];
+
+    verifier_set_backend(ROUTE_LDAP, &fake_dest_ops);
+    vc.max_probes = 10; /* two per destination */
+    struct verifier *v = make_verifier();
+    for (int i = 0; i < 10; i++) {
+        snprintf(addr, sizeof(addr), "user%d@tarpit.multi.test", i);
+        lookup(v, addr, &slow[i]);
+    }
+    run_for_ms(20);
+    cr_assert_eq(fake_inflight, 2, "one destination, two slots (saw %d)", fake_inflight);
+    lookup(v, "x@ok.multi.test", &fast);
+    run_until_answered(&fast, 1000);
+    cr_assert_eq(fast.calls, 1, "another domain of the same route waits behind the tarpit");
+    cr_assert_eq(fast.v.kind, VERDICT_VALID);
+    cr_assert(fast.v.flags & VERDICT_REMOTE_TEXT, "the backend speaks for a remote party");
     verifier_free(v);
 }

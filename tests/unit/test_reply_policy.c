@@ -22,6 +22,20 @@ static struct reply_policy defaults(void)
     return p;
 }
 
+/*
+ * flags_of - the flags the verifier and the backends give verdicts of these
+ * sources: a callout's are a remote party's words, the verifier's and the
+ * breaker's are worded for clients (reply_policy reads only the flags)
+ */
+static unsigned flags_of(const char *source)
+{
+    if (strncmp(source, "smtp", 4) == 0)
+        return VERDICT_REMOTE_TEXT;
+    if (strcmp(source, "verifier") == 0 || strcmp(source, "breaker") == 0)
+        return VERDICT_OWN_TEXT;
+    return 0;
+}
+
 static struct reply decide(const struct reply_policy *p, enum verdict_kind kind, int code,
                            const char *source, const char *text)
 {
@@ -29,6 +43,7 @@ static struct reply decide(const struct reply_policy *p, enum verdict_kind kind,
     struct reply r;
 
     verdict_set(&v, kind, code, source, text);
+    v.flags = flags_of(source);
     reply_policy_decide(p, &v, false, "bob@example.test", &r);
     return r;
 }
@@ -162,6 +177,7 @@ Test(reply_policy, text_is_public)
     bool hop = false;
 
     verdict_set(&v, VERDICT_INVALID, 550, "smtp:mx", "x");
+    v.flags = VERDICT_REMOTE_TEXT;
     cr_assert(!reply_text_is_public(&v, false, &hop));
     cr_assert(hop);
     cr_assert(reply_text_is_public(&v, true, NULL));
@@ -169,6 +185,7 @@ Test(reply_policy, text_is_public)
     cr_assert(!reply_text_is_public(&v, true, &hop));
     cr_assert(!hop);
     verdict_set(&v, VERDICT_TEMPFAIL, 0, "verifier", "x");
+    v.flags = VERDICT_OWN_TEXT;
     cr_assert(reply_text_is_public(&v, false, NULL));
     verdict_set(&v, VERDICT_VALID, 0, "cache-redis", "x");
     cr_assert(reply_text_is_public(&v, false, NULL));
@@ -186,4 +203,29 @@ Test(reply_policy, internal_error)
     p.dry_run = true;
     reply_policy_internal_error(&p, &r);
     cr_assert_str_eq(r.action, "DUNNO");
+}
+
+/* the decision follows the flags, whatever the source string says */
+Test(reply_policy, origin_comes_from_flags_not_source)
+{
+    struct reply_policy p = defaults();
+    struct verdict v;
+    struct reply r;
+    bool hop = true;
+
+    p.action[VERDICT_INVALID] = "550 5.1.1 %r (%s)";
+    /* a directory's answer that is a remote party's words: hidden, source cut to the method */
+    verdict_set(&v, VERDICT_INVALID, 0, "ldap:corp", "5.1.1 dn=uid=x,ou=people says no");
+    v.flags = VERDICT_REMOTE_TEXT;
+    reply_policy_decide(&p, &v, false, "bob@example.test", &r);
+    cr_assert_str_eq(r.action, "550 5.1.1 User unknown (ldap)");
+    /* a source named smtp whose text is not marked remote is not hidden */
+    verdict_set(&v, VERDICT_INVALID, 550, "smtp:[10.1.2.3]:25", "5.1.1 moved away");
+    cr_assert(reply_text_is_public(&v, false, &hop));
+    cr_assert(!hop);
+    /* a tempfail we worded, from any source, is shown; unmarked, it is not */
+    verdict_set(&v, VERDICT_TEMPFAIL, 0, "route", "4.3.2 too many verifications in progress");
+    cr_assert(!reply_text_is_public(&v, false, NULL));
+    v.flags = VERDICT_OWN_TEXT;
+    cr_assert(reply_text_is_public(&v, false, NULL));
 }

@@ -266,3 +266,43 @@ Test(verdict, parse_oversized_fields)
 
     cr_assert_eq(verdict_parse(NULL, 5, &v), -1);
 }
+
+/* flags travel through the cache form; entries without them parse as before */
+Test(verdict, flags_round_trip_and_old_entries_parse)
+{
+    struct verdict v, back;
+    char buf[512];
+
+    verdict_set(&v, VERDICT_INVALID, 550, "smtp:[10.1.2.3]:25", "5.1.1 User unknown");
+    v.when = 1732458000;
+    v.flags = VERDICT_REMOTE_TEXT;
+    int n = verdict_format(&v, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "invalid 550/r 1732458000 smtp:[10.1.2.3]:25 5.1.1 User unknown");
+    cr_assert_eq(verdict_parse(buf, (size_t)n, &back), 0);
+    cr_assert_eq(back.flags, VERDICT_REMOTE_TEXT);
+    cr_assert_eq(back.code, 550);
+
+    v.kind = VERDICT_TEMPFAIL;
+    v.code = 0;
+    v.flags = VERDICT_OWN_TEXT | VERDICT_DEST_FAILURE;
+    n = verdict_format(&v, buf, sizeof(buf));
+    cr_assert_eq(strncmp(buf, "tempfail 0/od ", 14), 0, "%s", buf);
+    cr_assert_eq(verdict_parse(buf, (size_t)n, &back), 0);
+    cr_assert_eq(back.flags, VERDICT_OWN_TEXT | VERDICT_DEST_FAILURE);
+
+    /* no flags: the old form exactly, and old entries parse with no flags */
+    v.flags = 0;
+    verdict_format(&v, buf, sizeof(buf));
+    cr_assert_eq(strncmp(buf, "tempfail 0 1732458000 ", 22), 0, "%s", buf);
+    cr_assert_eq(parse_str("invalid 550 1732458000 cdb 5.1.1 User unknown", &back), 0);
+    cr_assert_eq(back.flags, 0);
+
+    /* flags of a later version are ignored; anything else in the field is malformed */
+    cr_assert_eq(parse_str("valid 250/rz 1732458000 smtp ok", &back), 0);
+    cr_assert_eq(back.flags, VERDICT_REMOTE_TEXT);
+    cr_assert_eq(parse_str("valid 250/ 1732458000 smtp ok", &back), -1);
+    cr_assert_eq(parse_str("valid 250/R 1732458000 smtp ok", &back), -1);
+    cr_assert_eq(parse_str("valid 250/r/r 1732458000 smtp ok", &back), -1);
+    cr_assert_eq(parse_str("valid 250/abcdefghi 1732458000 smtp ok", &back), -1);
+    cr_assert_eq(parse_str("valid /r 1732458000 smtp ok", &back), -1);
+}

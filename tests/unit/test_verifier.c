@@ -30,6 +30,7 @@ static enum verdict_kind fake_kind = VERDICT_VALID;
 static enum verdict_kind fake_random_kind = VERDICT_INVALID; /* answer for random local parts */
 static char fake_last_local[80];
 static int fake_inflight, fake_max_inflight;
+static int fake_in_cb, fake_closes, fake_closed_in_cb; /* close() inside our own callback? */
 
 struct backend_req {
     struct event *ev;
@@ -50,9 +51,10 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
     struct backend_req *q = arg;
     struct verdict v;
 
-    if (q->session_failure)
+    if (q->session_failure) {
         verdict_set(&v, VERDICT_TEMPFAIL, 0, "fake", "4.4.1 connection refused");
-    else
+        v.flags = VERDICT_DEST_FAILURE;
+    } else
         verdict_set(&v, q->kind, q->kind == VERDICT_INVALID ? 550 : 250, "fake",
                     q->kind == VERDICT_INVALID ? "5.1.1 no such user here" : "2.1.5 ok");
     event_free(q->ev);
@@ -60,7 +62,9 @@ static void fake_fire(evutil_socket_t fd, short what, void *arg)
     backend_cb cb = q->cb;
     void *cbarg = q->arg;
     free(q);
+    fake_in_cb++;
     cb(&v, cbarg);
+    fake_in_cb--;
 }
 
 static enum backend_status fake_lookup(void *state, const struct address *addr, struct verdict *out,
@@ -92,9 +96,14 @@ static void fake_cancel(struct backend_req *q)
 
 static void fake_close(void *state)
 {
+    (void)state;
+    fake_closes++;
+    if (fake_in_cb > 0)
+        fake_closed_in_cb++;
 }
 
 static const struct backend_ops fake_ops = {.name = "fake",
+                                            .flags = BACKEND_ASYNC,
                                             .open = fake_open,
                                             .lookup = fake_lookup,
                                             .cancel = fake_cancel,
@@ -211,6 +220,7 @@ static void setup(void)
     max_probes = 0;
     max_per_dest = 0;
     fake_inflight = fake_max_inflight = 0;
+    fake_in_cb = fake_closes = fake_closed_in_cb = 0;
     verifier_set_backend(ROUTE_LDAP, NULL);
 }
 
@@ -587,6 +597,7 @@ static const struct value_decl fake_options[] = {
     {NULL, 0, 0, 0},
 };
 static const struct backend_ops fake_ops_declared = {.name = "fake",
+                                                     .flags = BACKEND_ASYNC,
                                                      .open = fake_open,
                                                      .lookup = fake_lookup,
                                                      .cancel = fake_cancel,
@@ -631,4 +642,32 @@ Test(verifier, route_options_are_checked_against_the_declarations)
     write_file(routes_path, "x.test  accept  depth=3\n");
     cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
     cr_assert(strstr(err, ":1: unknown option \"depth\" for accept routes"), "%s", err);
+}
+
+/*
+ * A reload while a probe runs leaves the old tables referenced only by the
+ * flight; when the probe answers, the flight drops that last reference from
+ * inside the backend's callback. The backend must not be closed there.
+ */
+Test(verifier, backend_close_never_runs_inside_its_callback)
+{
+    struct verifier_config vc;
+    struct result r;
+    char err[512];
+
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    fake_delay_ms = 150;
+    struct verifier *v = make_verifier(50);
+    lookup_wait(v, "slow@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL, "answer budget first");
+    memset(&vc, 0, sizeof(vc));
+    vc.route_table = routes_path;
+    vc.cache.l1_max_entries = 10;
+    cr_assert_eq(verifier_reload(v, &vc, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(fake_closes, 0, "the flight still holds the old tables");
+    run_for_ms(300);
+    cr_assert_eq(fake_lookups, 1);
+    cr_assert(fake_closes >= 1, "old tables closed once the flight finished");
+    cr_assert_eq(fake_closed_in_cb, 0, "close() ran inside the backend's own callback");
+    verifier_free(v);
 }
