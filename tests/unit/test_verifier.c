@@ -40,9 +40,17 @@ struct backend_req {
     int session_failure;
 };
 
+static char fake_source_base[64]; /* search_base of source ldap:corp, as open saw it */
+
 static void *fake_open(const struct backend_env *env, const struct route *r, char *err,
                        size_t errlen)
 {
+    const struct backend_source *src = backend_source_find(env, "ldap", r->arg);
+
+    (void)err, (void)errlen;
+    for (size_t i = 0; src != NULL && i < src->nparams; i++)
+        if (strcmp(src->params[i].name, "search_base") == 0)
+            snprintf(fake_source_base, sizeof(fake_source_base), "%s", src->params[i].value);
     return env->base;
 }
 
@@ -669,5 +677,32 @@ Test(verifier, backend_close_never_runs_inside_its_callback)
     cr_assert_eq(fake_lookups, 1);
     cr_assert(fake_closes >= 1, "old tables closed once the flight finished");
     cr_assert_eq(fake_closed_in_cb, 0, "close() ran inside the backend's own callback");
+    verifier_free(v);
+}
+
+/* named sources from the configuration reach the backend's open through its env */
+Test(verifier, named_sources_reach_backend_open)
+{
+    static const struct backend_param params[] = {
+        {"server_host", "ldap://127.0.0.1:3389", "callahead.conf", 10},
+        {"search_base", "dc=example,dc=test", "callahead.conf", 11},
+    };
+    static const struct backend_source sources[] = {
+        {"ldap", "other", params, 1},
+        {"ldap", "corp", params, 2},
+    };
+    struct verifier_config vc;
+    char err[512];
+
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    fake_source_base[0] = '\0';
+    memset(&vc, 0, sizeof(vc));
+    vc.route_table = routes_path;
+    vc.cache.l1_max_entries = 10;
+    vc.sources = sources;
+    vc.nsources = 2;
+    struct verifier *v = verifier_new(base, &vc, err, sizeof(err));
+    cr_assert_not_null(v, "%s", err);
+    cr_assert_str_eq(fake_source_base, "dc=example,dc=test");
     verifier_free(v);
 }
