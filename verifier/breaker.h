@@ -3,8 +3,9 @@
  *
  * A callout to a next hop that is down costs a connect timeout per lookup
  * and, worse, hammers the next hop the moment it comes back. After
- * `failures` consecutive failures (a verdict about the session, not the
- * address: refused connection, timeout, 421, garbage) the breaker for that
+ * `failures` consecutive failures (verdicts the backend marks
+ * VERDICT_DEST_FAILURE: about the destination, not the address, such as a
+ * refused connection, a timeout or garbage) the breaker for that
  * destination opens: for `open_secs` no probe is made and lookups that the
  * cache cannot answer get tempfail at once. Then one probe is let through
  * (half-open); its success closes the breaker, its failure opens it again.

@@ -55,6 +55,7 @@ static const char *const flight_state_names[F_STATE_COUNT] = {"start",  "domain"
                                                               "queued", "probe",  "random"};
 
 #define FLIGHT_WATCH_POLL_MS 100
+#define FLIGHT_LOG_INTERVAL_MS 10000 /* refused and expired flights: one line per interval */
 #define FLIGHT_DEST_MAX (ADDRESS_DOMAIN_MAX + 32)
 
 /* one destination: its flights, its running probes and its queue */
@@ -79,6 +80,8 @@ struct flight_pool {
     size_t nring;            /* destinations in the ring */
     struct event *ev_queue;  /* starts queued flights from the loop */
     struct flight_stats stats;
+    struct log_limit log_refused; /* a full queue refuses lookups by the thousand */
+    struct log_limit log_expired; /* and a tarpit expires flights by the thousand */
 };
 
 TAILQ_HEAD(waiter_list, flight_waiter);
@@ -518,8 +521,9 @@ static void flight_expired(evutil_socket_t fd, short what, void *arg)
 
     (void)fd, (void)what;
     f->p->stats.expired++;
-    log_warn("%s: no verdict within %d ms (state %s): tempfail", f->key, f->p->cfg.timeout_ms,
-             flight_state_names[f->state]);
+    log_limited(&f->p->log_expired, FLIGHT_LOG_INTERVAL_MS, LOG_WARNING,
+                "%s: no verdict from %s within %d ms (state %s): tempfail", f->key, f->dest->name,
+                f->p->cfg.timeout_ms, flight_state_names[f->state]);
     if (f->state == F_PROBE || f->state == F_RANDOM)
         flight_breaker(f, 0, "no answer within the flight deadline");
     verdict_set(&vd, VERDICT_TEMPFAIL, 0, "verifier", "4.4.7 verification timed out");
@@ -539,9 +543,13 @@ static void flight_dest_name(const struct route_backend *rb, const struct addres
 }
 
 /* flight_refuse - the limits say no: a tempfail verdict for the caller */
-static int flight_refuse(struct flight_pool *p, void *holder, struct verdict *out, const char *why)
+static int flight_refuse(struct flight_pool *p, void *holder, const char *dname,
+                         struct verdict *out, const char *why)
 {
     p->stats.refused++;
+    log_limited(&p->log_refused, FLIGHT_LOG_INTERVAL_MS, LOG_WARNING,
+                "probe queue full%s%s (%lu verifications in progress): lookups answered tempfail",
+                dname != NULL ? " for " : "", dname != NULL ? dname : "", p->stats.flights);
     verdict_set(out, VERDICT_TEMPFAIL, 0, "verifier", why);
     out->flags = VERDICT_OWN_TEXT;
     p->release(holder);
@@ -564,13 +572,13 @@ int flight_join(struct flight_pool *p, struct route_backend *rb, void *holder,
         return 0;
     }
     if (p->stats.flights >= (unsigned long)p->cfg.max_probes + (unsigned long)p->cfg.queue_max)
-        return flight_refuse(p, holder, out, "4.3.2 too many verifications in progress");
+        return flight_refuse(p, holder, NULL, out, "4.3.2 too many verifications in progress");
     flight_dest_name(rb, addr, dname, sizeof(dname));
     struct dest *d = dest_get(p, dname);
     if (d == NULL)
-        return flight_refuse(p, holder, out, "4.3.0 out of memory");
+        return flight_refuse(p, holder, dname, out, "4.3.0 out of memory");
     if (d->flights >= p->cfg.max_probes_per_dest + p->cfg.queue_max_per_dest)
-        return flight_refuse(p, holder, out,
+        return flight_refuse(p, holder, dname, out,
                              "4.3.2 too many verifications in progress for this destination");
     d->flights++;
     if ((f = calloc(1, sizeof(*f))) == NULL ||
@@ -580,7 +588,7 @@ int flight_join(struct flight_pool *p, struct route_backend *rb, void *holder,
             event_free(f->ev_start);
         free(f);
         dest_put(p, d);
-        return flight_refuse(p, holder, out, "4.3.0 out of memory");
+        return flight_refuse(p, holder, dname, out, "4.3.0 out of memory");
     }
     f->p = p;
     f->holder = holder;
