@@ -6,13 +6,17 @@
  *   synchronous backend (a local table: faster than any cache, so it is
  *   asked directly and its verdict written through to the cache), or
  *   cache -> on a miss, an asynchronous backend "flight".
- * A flight is one backend request shared by every lookup of the same
- * address on the same route that arrives while it runs, so a hammered
- * address costs the next hop one probe. A lookup that waits longer than the
- * answer budget gets tempfail now; its flight goes on and fills the cache,
- * so the client's retry gets the definitive answer.
+ * A flight (flight.c) is one backend request shared by every lookup of the
+ * same address on the same route that arrives while it runs, so a hammered
+ * address costs the next hop one probe; flights wait for probe slots in
+ * per-destination queues and have a deadline. A lookup that waits longer
+ * than the answer budget gets tempfail now; its flight goes on and fills
+ * the cache, so the client's retry gets the definitive answer.
  * Callbacks always run from the event loop (deferred with event_active),
- * never from inside verifier_lookup.
+ * never from inside verifier_lookup. Flights report back through callbacks
+ * (flight.h), so flight.c never calls into this file; route tables whose
+ * last reference goes are closed on a later loop turn, never inside a
+ * backend's own callback.
  */
 #include "verifier.h"
 
