@@ -249,6 +249,10 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
     kv(out, "cache_l1_entries", "%zu", st.v.cache.l1_entries);
     kv(out, "probes", "%lu", st.v.probes);
     kv(out, "probes_running", "%lu", st.v.probes_running);
+    kv(out, "probes_queued", "%lu", st.v.probes_queued);
+    kv(out, "probes_refused", "%lu", st.v.probes_refused);
+    kv(out, "probes_dropped", "%lu", st.v.probes_dropped);
+    kv(out, "probes_expired", "%lu", st.v.flights_expired);
     kv(out, "breakers_open", "%lu", st.v.breakers_open);
     kv(out, "breaker_rejects", "%lu", st.v.breaker_rejects);
     kv(out, "accept_all_domains", "%lu", st.v.accept_all_domains);

@@ -78,6 +78,17 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
     evbuffer_add_printf(out, "callahead_probes_total %lu\n", st->v.probes);
     metric(out, "callahead_probes_running", "gauge", "Backend probes running now.");
     evbuffer_add_printf(out, "callahead_probes_running %lu\n", st->v.probes_running);
+    metric(out, "callahead_probes_queued", "gauge", "Lookups waiting for a probe slot now.");
+    evbuffer_add_printf(out, "callahead_probes_queued %lu\n", st->v.probes_queued);
+    metric(out, "callahead_probes_refused_total", "counter",
+           "Lookups answered tempfail at once because the probe queue was full.");
+    evbuffer_add_printf(out, "callahead_probes_refused_total %lu\n", st->v.probes_refused);
+    metric(out, "callahead_probes_dropped_total", "counter",
+           "Queued probes dropped because nobody waited for them any more.");
+    evbuffer_add_printf(out, "callahead_probes_dropped_total %lu\n", st->v.probes_dropped);
+    metric(out, "callahead_probes_expired_total", "counter",
+           "Backend requests failed by their deadline (flight_timeout).");
+    evbuffer_add_printf(out, "callahead_probes_expired_total %lu\n", st->v.flights_expired);
     metric(out, "callahead_breakers_open", "gauge", "Next hops whose circuit breaker is open now.");
     evbuffer_add_printf(out, "callahead_breakers_open %lu\n", st->v.breakers_open);
     metric(out, "callahead_breaker_rejects_total", "counter",
