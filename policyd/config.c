@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "harvest.h"
+#include "redis_sentinel.h"
 #include "reply_action.h"
 #include "value_parse.h"
 
@@ -54,6 +55,8 @@ enum config_check {
     CHECK_NETWORKS,      /* harvest_check_networks */
     CHECK_INET,          /* "" or inet:HOST:PORT */
     CHECK_UNIXPATH,      /* "" or a path that fits a UNIX socket address */
+    CHECK_SENTINELS,     /* "" or a list of HOST:PORT (redis_sentinel_check) */
+    CHECK_MASTER_NAME,   /* "" or a Sentinel master name */
 };
 
 struct config_param {
@@ -297,6 +300,21 @@ static const struct config_param config_params[] = {
      "Shared Redis cache as HOST:PORT, [IPV6]:PORT or unix:PATH; empty uses only the "
      "in-process cache, which is enough for a single MX.",
      RESTART},
+    {"redis_sentinels", CONFIG_STR, "", OFF(redis_sentinels), 0, 0, CHECK_SENTINELS,
+     "Redis Sentinel instances as a list of HOST:PORT or [IPV6]:PORT (at most 16), to find "
+     "and follow the master named redis_master_name instead of using redis_server; empty uses "
+     "redis_server. Names are resolved once at start-up.",
+     RESTART},
+    {"redis_master_name", CONFIG_STR, "", OFF(redis_master_name), 0, 0, CHECK_MASTER_NAME,
+     "Name of the master the sentinels watch (the name in sentinel.conf's \"sentinel monitor\" "
+     "line); required with redis_sentinels.",
+     RESTART},
+    {"redis_password", CONFIG_STR, "", OFF(redis_password), 0, 0, CHECK_NONE,
+     "Password sent with AUTH to Redis and to the sentinels on every connect; empty sends "
+     "none. Keep the file readable only by root and the daemon's group when it is set.",
+     RESTART},
+    {"redis_db", CONFIG_INT, "0", OFF(redis_db), 0, 1000000, CHECK_NONE,
+     "Redis database number to SELECT after connecting; 0 is Redis's default.", RESTART},
     {"redis_key_prefix", CONFIG_STR, "callahead:", OFF(redis_key_prefix), 0, 0, CHECK_NONE,
      "Prefix of every Redis key, so one Redis can serve other applications too.", RESTART},
     {"redis_timeout", CONFIG_MS, "250ms", OFF(redis_timeout_ms), 1, 60000, CHECK_NONE,
@@ -611,6 +629,17 @@ static int config_check_string(const struct config_param *p, const char *value, 
         return config_seterr(err, errlen, "bad %s (want HOST:PORT, [IPV6]:PORT or unix:PATH)",
                              p->name);
     }
+    case CHECK_SENTINELS: {
+        char why[160];
+        if (*value == '\0' || redis_sentinel_check(value, why, sizeof(why)) == 0)
+            return 0;
+        return config_seterr(err, errlen, "bad %s: %s", p->name, why);
+    }
+    case CHECK_MASTER_NAME:
+        if (*value == '\0' || redis_sentinel_check_name(value) == 0)
+            return 0;
+        return config_seterr(err, errlen, "bad %s (1..%d printable bytes, no blanks)", p->name,
+                             REDIS_SENTINEL_NAME_MAX);
     case CHECK_ENDPOINT:
         if (config_check_endpoint(value, strlen(value)) == 0)
             return 0;
@@ -915,6 +944,19 @@ int config_parse(const char *text, size_t len, const char *fname, struct config 
         if (config_logical(c, logical, llen, seen, why, sizeof(why)) < 0)
             return config_fail(c, fname, lline, why, err, errlen);
     }
+    /* parameters that only make sense together */
+    if (c->redis_sentinels[0] != '\0') {
+        const char *bad = NULL;
+        if (c->redis_master_name[0] == '\0')
+            bad = "redis_sentinels needs redis_master_name";
+        else if (c->redis_server[0] != '\0')
+            bad = "set either redis_server or redis_sentinels, not both";
+        if (bad != NULL) {
+            config_seterr(err, errlen, "%s: %s", fname ? fname : "(config)", bad);
+            config_free(c);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -970,7 +1012,11 @@ void config_verifier(const struct config *c, struct verifier_config *vc)
         vc->cache.refresh[k] = c->refresh[k];
     }
     vc->cache.use_redis = c->redis_server != NULL && c->redis_server[0] != '\0';
-    if (vc->cache.use_redis) {
+    if (c->redis_sentinels != NULL && c->redis_sentinels[0] != '\0') {
+        vc->cache.use_redis = 1;
+        vc->cache.redis.sentinels = c->redis_sentinels;
+        vc->cache.redis.master_name = c->redis_master_name;
+    } else if (vc->cache.use_redis) {
         if (strncmp(c->redis_server, "unix:", 5) == 0) {
             vc->cache.redis.unix_path = c->redis_server + 5;
         } else {
@@ -981,6 +1027,8 @@ void config_verifier(const struct config *c, struct verifier_config *vc)
     vc->cache.redis.timeout_ms = c->redis_timeout_ms;
     vc->cache.redis.reconnect_min_ms = 100;
     vc->cache.redis.reconnect_max_ms = c->redis_reconnect_max_ms;
+    vc->cache.redis.password = c->redis_password;
+    vc->cache.redis.db = c->redis_db;
 }
 
 /* config_format_time - seconds in the largest unit that keeps them exact */

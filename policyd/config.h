@@ -73,7 +73,11 @@ struct config {
     int flight_timeout_ms;           /* deadline of one backend request and its lock */
     char *dns_servers;               /* "" = /etc/resolv.conf */
     int dns_timeout_ms;
-    char *redis_server; /* "" = no Redis; "HOST:PORT" or "unix:PATH" */
+    char *redis_server;      /* "" = no Redis; "HOST:PORT" or "unix:PATH" */
+    char *redis_sentinels;   /* "" = none; else "HOST:PORT, ..." (then redis_server is "") */
+    char *redis_master_name; /* required with redis_sentinels */
+    char *redis_password;    /* "" = no AUTH */
+    int redis_db;            /* SELECT after connecting */
     char *redis_key_prefix;
     int redis_timeout_ms;
     int redis_reconnect_max_ms;

@@ -265,6 +265,7 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
         kv(out, "redis_errors", "%lu", st.redis.errors);
         kv(out, "redis_timeouts", "%lu", st.redis.timeouts);
         kv(out, "redis_reconnects", "%lu", st.redis.reconnects);
+        kv(out, "redis_master_switches", "%lu", st.redis.master_switches);
         kv(out, "redis_latency_ms_avg", "%.2f",
            st.redis.replies ? st.redis.reply_seconds * 1000.0 / (double)st.redis.replies : 0.0);
         kv(out, "redis_flush_channel", "%s", st.flush_subscribed ? "subscribed" : "down");

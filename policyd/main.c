@@ -557,8 +557,12 @@ int main(int argc, char **argv)
     evsignal_add(ev_hup, NULL);
     evsignal_add(ev_term, NULL);
     evsignal_add(ev_int, NULL);
-    log_info("callahead-policyd " PACKAGE_VERSION " started (route table %s, cache %s)",
-             d.cfg->route_table, d.cfg->redis_server[0] ? d.cfg->redis_server : "in-process only");
+    log_info("callahead-policyd " PACKAGE_VERSION " started (route table %s, cache %s%s)",
+             d.cfg->route_table,
+             d.cfg->redis_sentinels[0] ? "Redis master via sentinels "
+             : d.cfg->redis_server[0]  ? d.cfg->redis_server
+                                       : "in-process only",
+             d.cfg->redis_sentinels[0] ? d.cfg->redis_sentinels : "");
     startup_ready(d.ready_fd); /* the starting command exits 0 now */
     d.ready_fd = -1;
 

@@ -91,6 +91,9 @@ struct cache *cache_new(struct event_base *base, const struct cache_config *cfg,
     /* the redis config strings are only needed by cache_redis_new, which copies them */
     c->cfg.redis.host = NULL;
     c->cfg.redis.unix_path = NULL;
+    c->cfg.redis.sentinels = NULL;
+    c->cfg.redis.master_name = NULL;
+    c->cfg.redis.password = NULL;
     if ((c->l1 = cache_mem_new(cfg->l1_max_entries)) == NULL) {
         snprintf(err, errlen, "cache: out of memory");
         free(c);

@@ -19,6 +19,13 @@
  * for while depth > 0 is only recorded and done on the way out, and every
  * hiredis free goes through redisAsyncFree(), which itself defers while
  * hiredis is inside one of its callbacks (REDIS_IN_CALLBACK).
+ *
+ * Sentinel mode: every connect starts in CR_ASKING (the sentinels are asked
+ * where the master is, redis_sentinel.c), except right after a sentinel
+ * announced the new address (+switch-master), which is used directly. A
+ * READONLY error means we are talking to a demoted master: the connection
+ * is dropped and the sentinels asked again. While asking, commands fail at
+ * once as in CR_DOWN, so lookups go on from L1 and the backends.
  */
 #include "cache_redis.h"
 
@@ -35,6 +42,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "log.h"
+#include "redis_sentinel.h"
 
 struct cache_redis_req {
     struct cache_redis *r;    /* NULL once detached (connection freed) */
@@ -52,17 +60,16 @@ struct cache_redis_req {
  */
 enum redis_state {
     CR_DOWN,       /* no context; the reconnect timer is (or will be) pending */
-    CR_CONNECTING, /* connect in progress, connect_timer running */
+    CR_CONNECTING, /* connect (and AUTH/SELECT) in progress, connect_timer running */
     CR_UP,         /* connected: commands are sent */
     CR_CLOSING,    /* hiredis is freeing ac; no more commands */
+    CR_ASKING,     /* Sentinel mode: asking the sentinels where the master is */
 };
-#define CR_STATE_COUNT 4
+#define CR_STATE_COUNT 5
 
 static const char *const redis_state_names[CR_STATE_COUNT] = {
-    [CR_DOWN] = "down",
-    [CR_CONNECTING] = "connecting",
-    [CR_UP] = "up",
-    [CR_CLOSING] = "closing",
+    [CR_DOWN] = "down",       [CR_CONNECTING] = "connecting",   [CR_UP] = "up",
+    [CR_CLOSING] = "closing", [CR_ASKING] = "asking sentinels",
 };
 
 struct cache_redis {
@@ -73,6 +80,11 @@ struct cache_redis {
     int timeout_ms;
     int reconnect_min_ms;
     int reconnect_max_ms;
+    struct redis_sentinel *sentinel; /* NULL unless Sentinel mode */
+    char *password;                  /* NULL: no AUTH */
+    int db;                          /* SELECT db after connecting when != 0 */
+    int hello_pending;               /* AUTH/SELECT replies still awaited (CR_CONNECTING) */
+    int addr_fresh;                  /* a sentinel just announced host:port: skip the ask */
 
     enum redis_state state;
     redisAsyncContext *ac; /* NULL in CR_DOWN */
@@ -105,6 +117,8 @@ static void redis_where(const struct cache_redis *r, char *buf, size_t size)
 {
     if (r->unix_path)
         snprintf(buf, size, "unix:%s", r->unix_path);
+    else if (r->host == NULL)
+        snprintf(buf, size, "(master not yet known)");
     else
         snprintf(buf, size, "%s:%d", r->host, r->port);
 }
@@ -188,10 +202,12 @@ static void redis_really_free(struct cache_redis *r)
 {
     redis_detach_all(r);
     redis_drop(r);
+    redis_sentinel_free(r->sentinel);
     event_free(r->connect_timer);
     event_free(r->reconnect_timer);
     free(r->host);
     free(r->unix_path);
+    free(r->password);
     free(r);
 }
 
@@ -352,19 +368,28 @@ static void req_reply(redisAsyncContext *ac, void *reply_, void *privdata)
             break;
         }
     }
-    if (cb == NULL && acb == NULL)
-        return;
+    redis_hold(r);
     if (status == -1 && len == 0)
         len = strlen(val); /* one of our own messages */
-    redis_hold(r);
     if (cb != NULL) {
         cb(status, val, len, arg);
+    } else if (acb == NULL) {
+        /* fire and forget */
     } else if (status == -1) {
         acb(-1, 1, &val, &len, arg);
     } else {
         const char *what = "not an array reply";
         size_t wlen = strlen(what);
         acb(-1, 1, &what, &wlen, arg);
+    }
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+        strncmp(reply->str, "READONLY", 8) == 0 && r->sentinel != NULL && r->ac == ac &&
+        !r->free_requested) {
+        /* a demoted master: the sentinels know the new one */
+        redis_log_failure(r, "read-only replica at", "asking the sentinels for the master");
+        redis_drop(r);
+        r->backoff_ms = r->reconnect_min_ms;
+        redis_schedule_reconnect(r);
     }
     redis_release(r);
 }
@@ -421,6 +446,10 @@ static void redis_on_connect(const redisAsyncContext *ac, int status)
         r->ac = NULL;
         redis_enter_state(r, CR_DOWN);
         redis_schedule_reconnect(r);
+    } else if (r->hello_pending > 0) {
+        /* connected; up once AUTH/SELECT are answered (redis_hello_reply) within the deadline */
+        struct timeval tv = ms_to_tv(r->timeout_ms);
+        evtimer_add(r->connect_timer, &tv);
     } else {
         redis_enter_state(r, CR_UP);
         /*
@@ -486,8 +515,136 @@ static void redis_reconnect_cb(evutil_socket_t fd, short what, void *arg)
     redis_release(r);
 }
 
-/* redis_connect - start one non-blocking connect; on immediate failure schedule a retry */
+/* redis_hello_reply - AUTH's or SELECT's answer: the connection is up after the last one */
+static void redis_hello_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct cache_redis *r = ac->data;
+    redisReply *reply = reply_;
+
+    (void)privdata;
+    if (r == NULL || r->ac != ac || reply == NULL)
+        return; /* not ours any more, or the disconnect callback follows */
+    redis_hold(r);
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why[200];
+        snprintf(why, sizeof(why), "%s refused: %.150s", privdata ? "SELECT" : "AUTH",
+                 reply->str ? reply->str : "");
+        redis_log_failure(r, "cannot use", why);
+        redis_drop(r);
+        redis_schedule_reconnect(r);
+    } else if (--r->hello_pending == 0 && r->state == CR_CONNECTING) {
+        redis_on_connect(ac, REDIS_OK);
+    }
+    redis_release(r);
+}
+
+/* redis_send_hello - queue AUTH and SELECT on a new connection (written once it is up) */
+static int redis_send_hello(struct cache_redis *r, redisAsyncContext *ac)
+{
+    char db[16];
+
+    r->hello_pending = 0;
+    if (r->password != NULL) {
+        const char *argv[2] = {"AUTH", r->password};
+        size_t argvlen[2] = {4, strlen(r->password)};
+        if (redisAsyncCommandArgv(ac, redis_hello_reply, NULL, 2, argv, argvlen) != REDIS_OK)
+            return -1;
+        r->hello_pending++;
+    }
+    if (r->db != 0) {
+        const char *argv[2] = {"SELECT", db};
+        size_t argvlen[2] = {6, (size_t)snprintf(db, sizeof(db), "%d", r->db)};
+        /* privdata only tells the log line which command was refused */
+        if (redisAsyncCommandArgv(ac, redis_hello_reply, "", 2, argv, argvlen) != REDIS_OK)
+            return -1;
+        r->hello_pending++;
+    }
+    return 0;
+}
+
+static void redis_connect_addr(struct cache_redis *r);
+
+/* redis_found - the sentinels' answer to where the master is */
+static void redis_found(int status, const char *host, int port, void *arg)
+{
+    struct cache_redis *r = arg;
+
+    if (r->state != CR_ASKING)
+        return;
+    redis_hold(r);
+    redis_enter_state(r, CR_DOWN);
+    if (status < 0) {
+        redis_log_failure(r, "no master from the sentinels; last known", host);
+        redis_schedule_reconnect(r);
+    } else {
+        if (r->host == NULL || strcmp(r->host, host) != 0 || r->port != port) {
+            char *copy = strdup(host);
+            if (copy != NULL) {
+                if (r->host != NULL)
+                    r->stats.master_switches++;
+                free(r->host);
+                r->host = copy;
+                r->port = port;
+                log_info("redis: the sentinels name %s:%d as the master", host, port);
+            }
+        }
+        if (r->host != NULL)
+            redis_connect_addr(r);
+        else
+            redis_schedule_reconnect(r);
+    }
+    redis_release(r);
+}
+
+/*
+ * redis_switched - a sentinel announced +switch-master for our master:
+ * move there now (several sentinels announce each switch; the address we
+ * already use is ignored). Commands in flight on the old connection fail.
+ */
+static void redis_switched(const char *host, int port, void *arg)
+{
+    struct cache_redis *r = arg;
+    char *copy;
+
+    if (r->free_requested || (r->host != NULL && strcmp(r->host, host) == 0 && r->port == port))
+        return;
+    if ((copy = strdup(host)) == NULL)
+        return;
+    redis_hold(r);
+    log_info("redis: a sentinel reports the master moved to %s:%d", host, port);
+    redis_sentinel_cancel(r->sentinel);
+    redis_drop(r);
+    redis_enter_state(r, CR_DOWN);
+    free(r->host);
+    r->host = copy;
+    r->port = port;
+    r->stats.master_switches++;
+    r->addr_fresh = 1;
+    evtimer_del(r->reconnect_timer);
+    r->backoff_ms = r->reconnect_min_ms;
+    redis_connect(r);
+    redis_release(r);
+}
+
+/*
+ * redis_connect - start connecting: in Sentinel mode by asking where the
+ * master is (unless a sentinel just told us), else to the configured address
+ */
 static void redis_connect(struct cache_redis *r)
+{
+    if (r->ac || r->free_requested || r->state == CR_ASKING)
+        return;
+    if (r->sentinel != NULL && !r->addr_fresh) {
+        redis_enter_state(r, CR_ASKING);
+        redis_sentinel_ask(r->sentinel, redis_found, r);
+        return;
+    }
+    r->addr_fresh = 0;
+    redis_connect_addr(r);
+}
+
+/* redis_connect_addr - start one non-blocking connect; on immediate failure schedule a retry */
+static void redis_connect_addr(struct cache_redis *r)
 {
     redisAsyncContext *ac;
     struct timeval tv = ms_to_tv(r->timeout_ms);
@@ -518,6 +675,12 @@ static void redis_connect(struct cache_redis *r)
     }
     redisAsyncSetConnectCallback(ac, redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, redis_on_disconnect);
+    if (redis_send_hello(r, ac) < 0) {
+        redis_log_failure(r, "cannot connect to", "cannot queue AUTH/SELECT");
+        redisAsyncFree(ac);
+        redis_schedule_reconnect(r);
+        return;
+    }
     r->ac = ac;
     redis_enter_state(r, CR_CONNECTING);
     evtimer_add(r->connect_timer, &tv);
@@ -582,7 +745,8 @@ struct cache_redis *cache_redis_new(struct event_base *base, const struct cache_
         snprintf(err, errlen, "redis: no event base or config");
         return NULL;
     }
-    if (cfg->unix_path == NULL || cfg->unix_path[0] == 0) {
+    int sentinel_mode = cfg->sentinels != NULL && cfg->sentinels[0] != '\0';
+    if (!sentinel_mode && (cfg->unix_path == NULL || cfg->unix_path[0] == 0)) {
         if (cfg->host == NULL || cfg->host[0] == 0 || cfg->port < 1 || cfg->port > 65535) {
             snprintf(err, errlen, "redis: need a host and a port in 1..65535");
             return NULL;
@@ -603,7 +767,22 @@ struct cache_redis *cache_redis_new(struct event_base *base, const struct cache_
     r->reconnect_min_ms = cfg->reconnect_min_ms;
     r->reconnect_max_ms = cfg->reconnect_max_ms;
     r->backoff_ms = cfg->reconnect_min_ms;
-    if (cfg->unix_path && cfg->unix_path[0]) {
+    r->db = cfg->db;
+    if (cfg->password != NULL && cfg->password[0] != '\0' &&
+        (r->password = strdup(cfg->password)) == NULL)
+        goto nomem;
+    if (sentinel_mode) {
+        r->sentinel = redis_sentinel_new(base, cfg->sentinels, cfg->master_name, cfg->password,
+                                         cfg->timeout_ms, err, errlen);
+        if (r->sentinel == NULL ||
+            redis_sentinel_watch(r->sentinel, cfg->reconnect_min_ms, cfg->reconnect_max_ms,
+                                 redis_switched, r, err, errlen) < 0) {
+            redis_sentinel_free(r->sentinel);
+            free(r->password);
+            free(r);
+            return NULL;
+        }
+    } else if (cfg->unix_path && cfg->unix_path[0]) {
         if ((r->unix_path = strdup(cfg->unix_path)) == NULL)
             goto nomem;
     } else if ((r->host = cache_redis_resolve(cfg->host, err, errlen)) == NULL) {
@@ -624,8 +803,10 @@ nomem:
             event_free(r->connect_timer);
         if (r->reconnect_timer)
             event_free(r->reconnect_timer);
+        redis_sentinel_free(r->sentinel);
         free(r->host);
         free(r->unix_path);
+        free(r->password);
         free(r);
     }
     return NULL;
@@ -640,6 +821,7 @@ void cache_redis_free(struct cache_redis *r)
         r->free_requested = 1;
         redis_detach_all(r);
         evtimer_del(r->reconnect_timer);
+        redis_sentinel_cancel(r->sentinel);
         return;
     }
     redis_really_free(r);

@@ -10,6 +10,13 @@
  * failures are logged at most once per backoff interval.
  * All arguments are sent binary-safe (argv/argvlen): an address can never
  * inject a Redis command.
+ *
+ * With sentinels set (Redis Sentinel, redis_sentinel.h) host and port are
+ * not given but asked for before every connect, a +switch-master announced
+ * by a sentinel moves the connection to the new master at once, and a
+ * READONLY reply (we reached a demoted master) makes it ask again. With a
+ * password every connection starts with AUTH, with db != 0 with SELECT; the
+ * connection counts as up only once both are answered.
  */
 #ifndef CALLAHEAD_CACHE_REDIS_H
 #define CALLAHEAD_CACHE_REDIS_H
@@ -21,12 +28,16 @@ struct cache_redis;     /* opaque */
 struct cache_redis_req; /* opaque */
 
 struct cache_redis_config {
-    const char *host;      /* "127.0.0.1"; ignored when unix_path is set */
-    int port;              /* 6379 */
-    const char *unix_path; /* NULL or a UNIX socket path */
-    int timeout_ms;        /* connect and per-command deadline */
-    int reconnect_min_ms;  /* first backoff */
-    int reconnect_max_ms;  /* backoff cap */
+    const char *host;        /* "127.0.0.1"; ignored when unix_path is set */
+    int port;                /* 6379 */
+    const char *unix_path;   /* NULL or a UNIX socket path */
+    int timeout_ms;          /* connect and per-command deadline */
+    int reconnect_min_ms;    /* first backoff */
+    int reconnect_max_ms;    /* backoff cap */
+    const char *sentinels;   /* NULL/"": none; else "HOST:PORT, ..." and host/unix_path unused */
+    const char *master_name; /* the master's name at the sentinels */
+    const char *password;    /* NULL/"": no AUTH (also sent to the sentinels) */
+    int db;                  /* SELECT this database after connecting; 0 = the default */
 };
 
 /*
@@ -82,7 +93,8 @@ void cache_redis_cancel(struct cache_redis_req *req);
 /* statistics for stats output and tests */
 struct cache_redis_stats {
     unsigned long commands, replies, errors, timeouts, reconnects;
-    double reply_seconds; /* summed time from sending a command to its reply (replies) */
+    unsigned long master_switches; /* Sentinel mode: moves to another master address */
+    double reply_seconds;          /* summed time from sending a command to its reply (replies) */
 };
 void cache_redis_get_stats(const struct cache_redis *r, struct cache_redis_stats *out);
 

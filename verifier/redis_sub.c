@@ -2,6 +2,9 @@
  * redis_sub.c - a Redis subscription that survives disconnects (see
  * redis_sub.h). States:
  *   DOWN         no connection; the reconnect timer is pending
+ *   ASKING       Sentinel mode: asking the sentinels where the master is
+ *                (before every connect; pub/sub messages reach every node of
+ *                the replication set, but the master is the one that is up)
  *   CONNECTING   TCP/UNIX connect in progress (deadline timer)
  *   SUBSCRIBING  SUBSCRIBE sent, confirmation awaited (deadline timer)
  *   UP           subscribed; messages are delivered
@@ -20,9 +23,11 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "redis_sentinel.h"
 
-enum sub_state { SUB_DOWN, SUB_CONNECTING, SUB_SUBSCRIBING, SUB_UP };
-static const char *const sub_state_names[] = {"down", "connecting", "subscribing", "up"};
+enum sub_state { SUB_DOWN, SUB_CONNECTING, SUB_SUBSCRIBING, SUB_UP, SUB_ASKING };
+static const char *const sub_state_names[] = {"down", "connecting", "subscribing", "up",
+                                              "asking sentinels"};
 
 struct redis_sub {
     struct event_base *base;
@@ -30,6 +35,8 @@ struct redis_sub {
     int port;
     char *unix_path;
     char *channel;
+    char *password;                  /* NULL: no AUTH */
+    struct redis_sentinel *sentinel; /* NULL unless Sentinel mode */
     int timeout_ms, backoff_min_ms, backoff_max_ms, backoff_ms;
     enum sub_state state;
     redisAsyncContext *ac;
@@ -42,11 +49,12 @@ struct redis_sub {
 };
 
 static void sub_connect(struct redis_sub *s);
+static void sub_connect_addr(struct redis_sub *s);
 
 /* sub_enter_state - the one place the subscription's state changes */
 static void sub_enter_state(struct redis_sub *s, enum sub_state st)
 {
-    if ((int)st < 0 || st > SUB_UP)
+    if ((int)st < 0 || st > SUB_ASKING)
         return;
     log_debug("redis subscription %s: %s -> %s", s->channel, sub_state_names[s->state],
               sub_state_names[st]);
@@ -75,7 +83,7 @@ static void sub_down(struct redis_sub *s, const char *why, int free_ac)
         if (free_ac)
             redisAsyncFree(ac);
     }
-    if (s->state == SUB_UP || s->state == SUB_SUBSCRIBING || s->state == SUB_CONNECTING)
+    if (s->state != SUB_DOWN)
         log_limited(&s->log_limit, s->backoff_max_ms, LOG_WARNING,
                     "redis subscription %s: %s; retrying in %d ms (flushes from other hosts are "
                     "missed meanwhile; the in-process cache is dropped once it is back)",
@@ -163,7 +171,84 @@ static void sub_reconnect_cb(evutil_socket_t fd, short what, void *arg)
     sub_connect(arg);
 }
 
+/* sub_auth_reply - AUTH refused: no use subscribing on this connection */
+static void sub_auth_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct redis_sub *s = ac->data;
+    redisReply *reply = reply_;
+
+    (void)privdata;
+    if (s == NULL || s->ac != ac || reply == NULL || reply->type != REDIS_REPLY_ERROR)
+        return;
+    sub_down(s, "AUTH refused", 1);
+}
+
+/* sub_found - the sentinels' answer: connect to the master they name */
+static void sub_found(int status, const char *host, int port, void *arg)
+{
+    struct redis_sub *s = arg;
+    char *copy;
+
+    if (s->state != SUB_ASKING)
+        return;
+    if (status < 0) {
+        sub_down(s, host, 0);
+        return;
+    }
+    if ((copy = strdup(host)) == NULL) {
+        sub_down(s, "out of memory", 0);
+        return;
+    }
+    free(s->host);
+    s->host = copy;
+    s->port = port;
+    sub_connect_addr(s);
+}
+
+/*
+ * sub_switched - a sentinel announced a new master: move there now rather
+ * than after the backoff (messages published meanwhile would be missed)
+ */
+static void sub_switched(const char *host, int port, void *arg)
+{
+    struct redis_sub *s = arg;
+    char *copy;
+
+    if (s->state != SUB_DOWN && s->host != NULL && strcmp(s->host, host) == 0 && s->port == port)
+        return;
+    if ((copy = strdup(host)) == NULL)
+        return;
+    log_info("redis subscription %s: a sentinel reports the master moved to %s:%d", s->channel,
+             host, port);
+    redis_sentinel_cancel(s->sentinel);
+    if (s->ac != NULL) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    evtimer_del(s->deadline);
+    evtimer_del(s->reconnect);
+    free(s->host);
+    s->host = copy;
+    s->port = port;
+    s->backoff_ms = s->backoff_min_ms;
+    sub_enter_state(s, SUB_DOWN);
+    sub_connect_addr(s);
+}
+
+/* sub_connect - (re)connect; in Sentinel mode ask where the master is first */
 static void sub_connect(struct redis_sub *s)
+{
+    if (s->sentinel != NULL) {
+        sub_enter_state(s, SUB_ASKING);
+        redis_sentinel_ask(s->sentinel, sub_found, s);
+        return;
+    }
+    sub_connect_addr(s);
+}
+
+static void sub_connect_addr(struct redis_sub *s)
 {
     redisAsyncContext *ac =
         s->unix_path ? redisAsyncConnectUnix(s->unix_path) : redisAsyncConnect(s->host, s->port);
@@ -183,6 +268,12 @@ static void sub_connect(struct redis_sub *s)
     }
     redisAsyncSetConnectCallback(ac, sub_on_connect);
     redisAsyncSetDisconnectCallback(ac, sub_on_disconnect);
+    if (s->password != NULL) {
+        /* queued now, sent first once connected */
+        const char *argv[2] = {"AUTH", s->password};
+        size_t argvlen[2] = {4, strlen(s->password)};
+        (void)redisAsyncCommandArgv(ac, sub_auth_reply, NULL, 2, argv, argvlen);
+    }
     arm(s->deadline, s->timeout_ms);
 }
 
@@ -206,7 +297,19 @@ struct redis_sub *redis_sub_new(struct event_base *base, const struct cache_redi
     s->arg = arg;
     if ((s->channel = strdup(channel)) == NULL)
         goto nomem;
-    if (cfg->unix_path && cfg->unix_path[0]) {
+    if (cfg->password != NULL && cfg->password[0] != '\0' &&
+        (s->password = strdup(cfg->password)) == NULL)
+        goto nomem;
+    if (cfg->sentinels != NULL && cfg->sentinels[0] != '\0') {
+        s->sentinel = redis_sentinel_new(base, cfg->sentinels, cfg->master_name, cfg->password,
+                                         s->timeout_ms, err, errlen);
+        if (s->sentinel == NULL ||
+            redis_sentinel_watch(s->sentinel, s->backoff_min_ms, s->backoff_max_ms, sub_switched, s,
+                                 err, errlen) < 0) {
+            redis_sub_free(s);
+            return NULL;
+        }
+    } else if (cfg->unix_path && cfg->unix_path[0]) {
         if ((s->unix_path = strdup(cfg->unix_path)) == NULL)
             goto nomem;
     } else if (cfg->host == NULL ||
@@ -247,8 +350,10 @@ void redis_sub_free(struct redis_sub *s)
         event_free(s->deadline);
     if (s->reconnect)
         event_free(s->reconnect);
+    redis_sentinel_free(s->sentinel);
     free(s->host);
     free(s->unix_path);
     free(s->channel);
+    free(s->password);
     free(s);
 }

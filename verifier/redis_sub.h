@@ -10,6 +10,9 @@
  * the subscription is (re)established the owner is told (resync_cb) and
  * must assume it missed something: the cache flush listener drops its
  * whole in-process cache then.
+ * With cfg->sentinels set the master is asked for before every connect and
+ * a +switch-master from a sentinel moves the subscription at once
+ * (redis_sentinel.h); with cfg->password every connection starts with AUTH.
  */
 #ifndef CALLAHEAD_REDIS_SUB_H
 #define CALLAHEAD_REDIS_SUB_H
