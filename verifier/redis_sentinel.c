@@ -432,8 +432,8 @@ int redis_sentinel_parse_switch(const char *msg, size_t len, const char *name, c
             i++;
         tok[n] = msg + start;
         toklen[n++] = i - start;
-        if (i < len)
-            i++; /* the single blank */
+        if (i < len && ++i == len)
+            return 0; /* a blank at the end: an empty last field */
     }
     if (n != 5 || i != len || toklen[0] != strlen(name) || memcmp(tok[0], name, toklen[0]) != 0)
         return 0;

@@ -700,3 +700,32 @@ Test(config, operations_values)
     parse_err_prefix("harvest_ipv4_prefix = 4\n", "test.conf:1:");
     parse_err_prefix("harvest_action = hello\n", "test.conf:1:");
 }
+
+Test(config, redis_sentinel_parameters)
+{
+    struct config c;
+    struct verifier_config vc;
+
+    parse_ok("redis_sentinels = 127.0.0.1:26379, 127.0.0.2:26379 [::1]:26380\n"
+             "redis_master_name = mymaster\nredis_password = s3cret\nredis_db = 5\n",
+             &c);
+    config_verifier(&c, &vc);
+    cr_assert(vc.cache.use_redis, "Sentinel mode uses Redis");
+    cr_assert_str_eq(vc.cache.redis.sentinels, "127.0.0.1:26379, 127.0.0.2:26379 [::1]:26380");
+    cr_assert_str_eq(vc.cache.redis.master_name, "mymaster");
+    cr_assert_str_eq(vc.cache.redis.password, "s3cret");
+    cr_assert_eq(vc.cache.redis.db, 5);
+    cr_assert_null(vc.cache.redis.host);
+    config_free(&c);
+
+    parse_err("redis_sentinels = 127.0.0.1:26379\n", 34,
+              "test.conf: redis_sentinels needs redis_master_name");
+    parse_err_prefix("redis_sentinels = 127.0.0.1:26379\nredis_master_name = m\n"
+                     "redis_server = 127.0.0.1:6379\n",
+                     "test.conf: set either redis_server or redis_sentinels");
+    parse_err_prefix("redis_sentinels = 127.0.0.1\n", "test.conf:1: bad redis_sentinels");
+    parse_err_prefix("redis_sentinels = 127.0.0.1:26379;x\n", "test.conf:1: bad redis_sentinels");
+    parse_err_prefix("redis_master_name = two words\n", "test.conf:1: bad redis_master_name");
+    parse_err_prefix("redis_db = -1\n", "test.conf:1: bad number for redis_db");
+    parse_err_prefix("redis_db = 1000001\n", "test.conf:1: redis_db out of range");
+}
