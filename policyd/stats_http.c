@@ -119,6 +119,10 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
                             st->redis.replies);
         metric(out, "callahead_redis_reconnects_total", "counter", "Redis reconnect attempts.");
         evbuffer_add_printf(out, "callahead_redis_reconnects_total %lu\n", st->redis.reconnects);
+        metric(out, "callahead_redis_master_switches_total", "counter",
+               "Moves to another Redis master announced or named by the sentinels.");
+        evbuffer_add_printf(out, "callahead_redis_master_switches_total %lu\n",
+                            st->redis.master_switches);
     }
 
     metric(out, "callahead_harvest_penalties_total", "counter",

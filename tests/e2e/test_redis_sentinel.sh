@@ -195,6 +195,9 @@ slow=$(awk '$2 > 1000' "$E2E_TMP/load.out" | wc -l)
 e2e_assert_eq 0 "$slow" "answers slower than 1 s during the failover"
 e2e_log "ok: $total requests during the failover, all answered correctly (max $(awk '$2 > m { m = $2 } END { print m + 0 }' "$E2E_TMP/load.out") ms)"
 
+sw=$("$E2E_BUILD/callahead" -s "$E2E_TMP/ctl-a" stats | sed -n 's/^redis_master_switches=//p')
+e2e_assert_eq 1 "$sw" "redis_master_switches of the first daemon"
+
 # the second daemon follows the switch too and reads what the first one wrote there
 i=0
 until "$E2E_BUILD/callahead" -s "$E2E_TMP/ctl-b" stats 2>/dev/null | grep -q '^redis[ :=]*connected'; do
