@@ -38,6 +38,7 @@ struct fake {
     char log[4096];         /* "CMD ARG ARG|" per command */
     int conns, cmds;
     struct bufferevent *subscriber; /* the last connection that sent SUBSCRIBE */
+    struct bufferevent *bev[16];    /* open connections, freed by fake_stop */
 };
 
 /* fake_command - parse complete "*N\r\n$L\r\narg\r\n..." commands from in; answer each */
@@ -99,6 +100,9 @@ static void fake_event(struct bufferevent *bev, short what, void *arg)
     (void)what;
     if (f->subscriber == bev)
         f->subscriber = NULL;
+    for (int i = 0; i < 16; i++)
+        if (f->bev[i] == bev)
+            f->bev[i] = NULL;
     bufferevent_free(bev);
 }
 
@@ -112,6 +116,11 @@ static void fake_accept(struct evconnlistener *l, evutil_socket_t fd, struct soc
     (void)sa;
     (void)salen;
     f->conns++;
+    for (int i = 0; i < 16; i++)
+        if (f->bev[i] == NULL) {
+            f->bev[i] = bev;
+            break;
+        }
     bufferevent_setcb(bev, fake_read, NULL, fake_event, f);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -130,6 +139,15 @@ static void fake_start(struct fake *f)
     cr_assert_not_null(f->lis);
     getsockname(evconnlistener_get_fd(f->lis), (struct sockaddr *)&sin, &sl);
     f->port = ntohs(sin.sin_port);
+}
+
+/* fake_stop - close the listener and every connection still open */
+static void fake_stop(struct fake *f)
+{
+    for (int i = 0; i < 16; i++)
+        if (f->bev[i] != NULL)
+            bufferevent_free(f->bev[i]);
+    evconnlistener_free(f->lis);
 }
 
 static void setup(void)
@@ -273,11 +291,11 @@ Test(redis_sentinel, dead_stalled_and_lying_sentinels_are_skipped)
     cr_assert_eq(good.conns, 2);
     cr_assert_eq(stalled.conns, 1);
     redis_sentinel_free(s);
-    evconnlistener_free(stalled.lis);
-    evconnlistener_free(nil.lis);
-    evconnlistener_free(named.lis);
-    evconnlistener_free(badport.lis);
-    evconnlistener_free(good.lis);
+    fake_stop(&stalled);
+    fake_stop(&nil);
+    fake_stop(&named);
+    fake_stop(&badport);
+    fake_stop(&good);
 }
 
 Test(redis_sentinel, no_answer_from_any_is_an_error_and_cancel_is_silent)
@@ -300,7 +318,7 @@ Test(redis_sentinel, no_answer_from_any_is_an_error_and_cancel_is_silent)
     pump(300);
     cr_assert_eq(ans.calls, 1, "cancelled ask answered");
     redis_sentinel_free(s);
-    evconnlistener_free(nil.lis);
+    fake_stop(&nil);
 }
 
 static struct {
@@ -366,8 +384,8 @@ Test(redis_sentinel, cache_connects_with_auth_and_select_and_leaves_a_readonly_m
     cr_assert_eq(redis.conns, 2);
     cr_assert_eq(sentinel.conns, 3, "one +switch-master watch and two asks");
     cache_redis_free(r);
-    evconnlistener_free(redis.lis);
-    evconnlistener_free(sentinel.lis);
+    fake_stop(&redis);
+    fake_stop(&sentinel);
 }
 
 Test(redis_sentinel, cache_follows_switch_master_at_once)
@@ -419,7 +437,7 @@ Test(redis_sentinel, cache_follows_switch_master_at_once)
     pump(100);
     cr_assert_eq(new.conns, 1);
     cache_redis_free(r);
-    evconnlistener_free(old.lis);
-    evconnlistener_free(new.lis);
-    evconnlistener_free(sentinel.lis);
+    fake_stop(&old);
+    fake_stop(&new);
+    fake_stop(&sentinel);
 }
