@@ -24,12 +24,14 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 : "${VALGRIND_SCENARIOS:=default}"
 # The valgrind pass is the slowest (each scenario runs the daemon ten times
 # slower); these scenarios together reach the policy protocol, CDB, callouts
-# (Postfix and scripted next hops), Redis up and down, reload, the control
-# socket and cross-daemon flush, slow clients and the milter's policy path.
+# (Postfix and scripted next hops), Redis up and down, a Sentinel failover,
+# reload, the control socket and cross-daemon flush, slow clients and the
+# milter's policy path.
 if [ "$VALGRIND_SCENARIOS" = default ]; then
     VALGRIND_SCENARIOS="test_malformed test_pipelined test_cdb_rewrite test_callout_failures
       test_callout_postfix_backend test_redis_down test_redis_verdict test_sighup
-      test_reload_restart test_control test_flush test_slow_clients test_milter_miltertest"
+      test_reload_restart test_control test_flush test_slow_clients test_milter_miltertest
+      test_redis_sentinel"
 elif [ "$VALGRIND_SCENARIOS" = all ]; then
     VALGRIND_SCENARIOS=""
 fi
