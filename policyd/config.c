@@ -329,28 +329,28 @@ static const struct config_param config_params[] = {
     {"cache_l1_ttl", CONFIG_TIME, "60s", OFF(cache_l1_ttl), 1, 31 * DAY, CHECK_NONE,
      "How long the in-process cache keeps a verdict when Redis is used, so that a change in "
      "Redis (a flush) reaches every host within a minute.",
-     RESTART},
+     RELOAD},
     {"ttl_valid", CONFIG_TIME, "31d", OFF(ttl[VERDICT_VALID]), 0, 365 * DAY, CHECK_NONE,
      "How long an existing address stays cached; 31d as Postfix's "
      "address_verify_positive_expire_time (Exim uses 24h); 0 disables caching.",
-     RESTART},
+     RELOAD},
     {"ttl_invalid", CONFIG_TIME, "3d", OFF(ttl[VERDICT_INVALID]), 0, 365 * DAY, CHECK_NONE,
      "How long a non-existent address stays cached; 3d as Postfix's "
      "address_verify_negative_expire_time (Exim uses 2h); 0 disables caching.",
-     RESTART},
+     RELOAD},
     {"ttl_tempfail", CONFIG_TIME, "60s", OFF(ttl[VERDICT_TEMPFAIL]), 0, 365 * DAY, CHECK_NONE,
      "How long a failed verification is cached, briefly, so a dead next hop is not asked "
      "again for every recipient; 0 disables caching.",
-     RESTART},
+     RELOAD},
     {"refresh_valid", CONFIG_TIME, "7d", OFF(refresh[VERDICT_VALID]), 0, 365 * DAY, CHECK_NONE,
      "A cached valid verdict older than this is still used but verified again in the "
      "background; 7d as Postfix's address_verify_positive_refresh_time; 0 never.",
-     RESTART},
+     RELOAD},
     {"refresh_invalid", CONFIG_TIME, "3h", OFF(refresh[VERDICT_INVALID]), 0, 365 * DAY, CHECK_NONE,
      "A cached invalid verdict older than this is still used but verified again in the "
      "background, so a new mailbox works within hours; 3h as Postfix's "
      "address_verify_negative_refresh_time; 0 never.",
-     RESTART},
+     RELOAD},
 
     /* callahead-milter (see callahead-milter(8)); policyd reads and ignores these, so a
      * reload that changes one is not refused: RELOAD (the milter itself has no reload) */

@@ -134,6 +134,17 @@ static void cache_req_free(struct cache_req *req)
     free(req);
 }
 
+void cache_set_ttls(struct cache *c, const struct cache_config *cfg)
+{
+    if (c == NULL || cfg == NULL)
+        return;
+    for (int k = 0; k < VERDICT_KIND_COUNT; k++) {
+        c->cfg.ttl[k] = cfg->ttl[k];
+        c->cfg.refresh[k] = cfg->refresh[k];
+    }
+    c->cfg.l1_ttl = cfg->l1_ttl;
+}
+
 void cache_free(struct cache *c)
 {
     struct cache_req *req, *next;

@@ -49,6 +49,13 @@ struct cache *cache_new(struct event_base *base, const struct cache_config *cfg,
                         size_t errlen);
 void cache_free(struct cache *c);
 
+/*
+ * cache_set_ttls - a reload's ttl[], refresh[] and l1_ttl from cfg apply to
+ * verdicts stored and read from now on; entries already cached keep the
+ * expiry they were stored with (Redis and L1 alike)
+ */
+void cache_set_ttls(struct cache *c, const struct cache_config *cfg);
+
 /* cache_get - look addrkey (a normalised address) up; see enum cache_status */
 enum cache_status cache_get(struct cache *c, const char *addrkey, struct verdict *out, int *stale,
                             cache_get_cb cb, void *arg, struct cache_req **req);

@@ -351,8 +351,9 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err, size_t errlen)
 {
     /*
-     * XXX the cache, the resolver and the delimiter are kept (backends of
-     * tables still in use point at them): changing those needs a restart.
+     * XXX the cache connection, the resolver and the delimiter are kept
+     * (backends of tables still in use point at them): changing those needs
+     * a restart. The cache's TTLs are plain numbers and apply at once.
      */
     struct verifier_tables *t = tables_load(v, cfg, err, errlen);
 
@@ -364,6 +365,7 @@ int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char 
         v->budget_ms = cfg->answer_budget_ms;
     struct flight_config fc = flight_config_of(cfg);
     flight_pool_configure(v->flights, &fc);
+    cache_set_ttls(v->cache, &cfg->cache);
     return 0;
 }
 

@@ -525,7 +525,8 @@ Test(config, print_doc)
     config_print_doc(fp, 1);
     fclose(fp);
     cr_assert_not_null(
-        strstr(buf, ".TP\n.B ttl_valid\n(default: 31d; a change needs a restart)\n"));
+        strstr(buf, ".TP\n.B redis_timeout\n(default: 250ms; a change needs a restart)\n"));
+    cr_assert_not_null(strstr(buf, ".TP\n.B ttl_valid\n(default: 31d)\n"), "TTLs reload");
     cr_assert_not_null(strstr(buf, ".TP\n.B dry_run\n(default: no)\n"));
     cr_assert_not_null(strstr(buf, ".B listen\n"));
     cr_assert_not_null(strstr(buf, "(default: empty; a change needs a restart)"));
@@ -643,21 +644,23 @@ Test(config, restart_changes)
     char names[256];
 
     parse_ok("dry_run = yes\nroute_table = /a\n", &a);
-    parse_ok("action_invalid = 550 5.1.1 no\nroute_table = /b\nanswer_budget = 2s\n", &b);
+    parse_ok("action_invalid = 550 5.1.1 no\nroute_table = /b\nanswer_budget = 2s\n"
+             "ttl_valid = 2d\nrefresh_invalid = 1h\ncache_l1_ttl = 10s\n",
+             &b);
     cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0);
     cr_assert_str_eq(names, "");
     config_free(&b);
 
-    parse_ok("redis_server = 127.0.0.1:6390\nttl_valid = 2d\nredis_key_prefix = x:\n"
+    parse_ok("redis_server = 127.0.0.1:6390\nredis_timeout = 1s\nredis_key_prefix = x:\n"
              "recipient_delimiter = -\nlisten = inet:127.0.0.1:1\ndry_run = yes\n"
              "route_table = /a\n",
              &b);
     cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 5);
     cr_assert_str_eq(names,
-                     "listen, recipient_delimiter, redis_server, redis_key_prefix, ttl_valid");
+                     "listen, recipient_delimiter, redis_server, redis_key_prefix, redis_timeout");
     /* the same value written differently is no change */
     config_free(&a);
-    parse_ok("redis_server = 127.0.0.1:6390\nttl_valid = 48h\nredis_key_prefix = x:\n"
+    parse_ok("redis_server = 127.0.0.1:6390\nredis_timeout = 1000ms\nredis_key_prefix = x:\n"
              "recipient_delimiter = -\nlisten = inet:127.0.0.1:1\n",
              &a);
     cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0, "%s", names);
