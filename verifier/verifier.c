@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "backend_cdb.h"
+#include "backend_ldap.h"
 #include "backend_smtp.h"
 #include "dns.h"
 #include "log.h"
@@ -54,6 +55,8 @@ static const struct backend_ops *backend_for(enum route_method m)
         return &backend_cdb_ops;
     case ROUTE_SMTP:
         return &backend_smtp_ops;
+    case ROUTE_LDAP:
+        return &backend_ldap_ops; /* without libldap its open says so and fails */
     default:
         return NULL;
     }

@@ -2,7 +2,8 @@
  * test_verifier.c - the verifier's lookup pipeline: routing, static answers,
  * the CDB table with write-through to the cache, malformed addresses,
  * rewrites, reloads, and (with a fake asynchronous backend plugged in for
- * the ldap method, which has no backend in this build) flight sharing, the
+ * the ldap method, whose real backend needs a directory: test_backend_ldap.c)
+ * flight sharing, the
  * answer budget, background completion into the cache, and cancel.
  * The cache is the in-process one (no Redis): test_cache_redis covers Redis.
  */
@@ -229,7 +230,8 @@ static void setup(void)
     max_per_dest = 0;
     fake_inflight = fake_max_inflight = 0;
     fake_in_cb = fake_closes = fake_closed_in_cb = 0;
-    verifier_set_backend(ROUTE_LDAP, NULL);
+    /* the ldap: routes of the table use the fake unless a test says otherwise */
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
 }
 
 static void teardown(void)
@@ -331,15 +333,21 @@ Test(verifier, rewrite_then_route_again)
     verifier_free(v);
 }
 
-Test(verifier, method_without_backend_is_tempfail)
+/* with the real ldap backend, a route naming a source nobody defined does not load */
+Test(verifier, ldap_route_without_source_is_a_load_error)
 {
-    struct verifier *v = make_verifier(1000);
-    struct result r;
+    struct verifier_config vc;
+    char err[512] = "";
 
-    lookup_wait(v, "x@ldap.test", &r);
-    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL);
-    cr_assert(strstr(r.v.text, "not available") != NULL, "text: %s", r.v.text);
-    verifier_free(v);
+    verifier_set_backend(ROUTE_LDAP, NULL);
+    memset(&vc, 0, sizeof(vc));
+    vc.route_table = routes_path;
+    vc.recipient_delimiter = "+";
+    vc.cache.key_prefix = "callahead:";
+    vc.cache.l1_max_entries = 1000;
+    vc.cache.l1_ttl = 60;
+    cr_assert_null(verifier_new(base, &vc, err, sizeof(err)));
+    cr_assert(strstr(err, "routes:5: ldap:corp: no LDAP source \"corp\"") != NULL, "%s", err);
 }
 
 Test(verifier, concurrent_lookups_share_one_backend_request)
