@@ -21,7 +21,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "backend.h"
 #include "harvest.h"
+#include "ldap_conf.h"
 #include "redis_sentinel.h"
 #include "reply_action.h"
 #include "value_parse.h"
@@ -750,8 +752,82 @@ static int config_set(struct config *c, const struct config_param *p, const char
     return 0;
 }
 
+/* config_free_sources - the named sources and everything they point to */
+static void config_free_sources(struct config *c)
+{
+    for (size_t i = 0; i < c->nsources; i++) {
+        struct backend_source *src = &c->sources[i];
+        for (size_t j = 0; j < src->nparams; j++) {
+            /* allocated by config_source_param; const only for the backends */
+            free((char *)src->params[j].value);
+            free((char *)src->params[j].file);
+        }
+        free((struct backend_param *)src->params);
+        free((char *)src->name);
+    }
+    free(c->sources);
+    c->sources = NULL;
+    c->nsources = 0;
+}
+
+/*
+ * config_source_param - "ldap_NAME_PARAM = value" (p is PARAM's table
+ * entry, src/srclen the NAME) into c->sources, remembering fname and line
+ * for the backend's error messages. A parameter set twice is an error.
+ */
+static int config_source_param(struct config *c, const char *src, size_t srclen,
+                               const struct ldap_conf_param *p, const char *value,
+                               const char *fname, size_t line, char *err, size_t errlen)
+{
+    struct backend_source *s = NULL;
+
+    for (size_t i = 0; i < c->nsources; i++)
+        if (strlen(c->sources[i].name) == srclen && memcmp(c->sources[i].name, src, srclen) == 0)
+            s = &c->sources[i];
+    if (s == NULL) {
+        if (c->nsources == CONFIG_MAX_SOURCES)
+            return config_seterr(err, errlen, "too many LDAP sources (at most %d)",
+                                 CONFIG_MAX_SOURCES);
+        struct backend_source *grown = realloc(c->sources, (c->nsources + 1) * sizeof(*grown));
+        if (grown == NULL)
+            return config_seterr(err, errlen, "out of memory");
+        c->sources = grown;
+        s = &c->sources[c->nsources];
+        memset(s, 0, sizeof(*s));
+        s->type = "ldap";
+        if ((s->name = strndup(src, srclen)) == NULL)
+            return config_seterr(err, errlen, "out of memory");
+        /* one slot per parameter of the table: a second setting is refused below */
+        if ((s->params = calloc(ldap_conf_nparams, sizeof(struct backend_param))) == NULL) {
+            free((char *)s->name);
+            return config_seterr(err, errlen, "out of memory");
+        }
+        c->nsources++;
+    }
+    struct backend_param *params = (struct backend_param *)s->params;
+    for (size_t j = 0; j < s->nparams; j++)
+        if (strcmp(params[j].name, p->name) == 0)
+            return config_seterr(err, errlen, "duplicate parameter \"ldap_%s_%s\"", s->name,
+                                 p->name);
+    if (s->nparams == ldap_conf_nparams)
+        return config_seterr(err, errlen, "internal error: too many parameters");
+    struct backend_param *bp = &params[s->nparams];
+    bp->name = p->name; /* static, from the table */
+    bp->value = strdup(value);
+    bp->file = strdup(fname != NULL ? fname : "(config)");
+    bp->line = (int)line;
+    if (bp->value == NULL || bp->file == NULL) {
+        free((char *)bp->value);
+        free((char *)bp->file);
+        return config_seterr(err, errlen, "out of memory");
+    }
+    s->nparams++;
+    return 0;
+}
+
 void config_free(struct config *c)
 {
+    config_free_sources(c);
     config_free_listen(c);
     for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
         const struct config_param *p = &config_params[i];
@@ -817,7 +893,7 @@ static void config_safe_name(char *dst, size_t size, const char *s, size_t len)
  * continuation lines already joined). seen[] marks parameters already set.
  */
 static int config_logical(struct config *c, const char *text, size_t len, unsigned char *seen,
-                          char *err, size_t errlen)
+                          const char *fname, size_t line, char *err, size_t errlen)
 {
     const char *eq = memchr(text, '=', len);
     char safe[72];
@@ -835,9 +911,31 @@ static int config_logical(struct config *c, const char *text, size_t len, unsign
     if (nlen == 0)
         return config_seterr(err, errlen, "missing parameter name before '='");
     const struct config_param *p = config_find(name, nlen);
-    if (p == NULL) {
+    const struct ldap_conf_param *lp = NULL;
+    const char *src = NULL;
+    size_t srclen = 0;
+    if (p == NULL)
+        lp = ldap_conf_param_split(name, nlen, &src, &srclen);
+    if (p == NULL && lp == NULL) {
         config_safe_name(safe, sizeof(safe), name, nlen);
+        if (nlen > 5 && memcmp(name, "ldap_", 5) == 0)
+            return config_seterr(err, errlen,
+                                 "unknown parameter \"%s\" (an LDAP source parameter is "
+                                 "ldap_NAME_PARAM, PARAM one of callahead.conf(5)'s)",
+                                 safe);
         return config_seterr(err, errlen, "unknown parameter \"%s\"", safe);
+    }
+    if (lp != NULL) {
+        if (vlen > CONFIG_MAX_VALUE)
+            return config_seterr(err, errlen, "value too long (at most %d bytes)",
+                                 CONFIG_MAX_VALUE);
+        for (size_t i = 0; i < vlen; i++)
+            if (((unsigned char)val[i] < 0x20 && val[i] != '\t') || val[i] == 0x7f)
+                return config_seterr(err, errlen, "control character in the value");
+        char value[CONFIG_MAX_VALUE + 1];
+        memcpy(value, val, vlen);
+        value[vlen] = '\0';
+        return config_source_param(c, src, srclen, lp, value, fname, line, err, errlen);
     }
     size_t idx = (size_t)(p - config_params);
     if (seen[idx])
@@ -926,7 +1024,7 @@ int config_parse(const char *text, size_t len, const char *fname, struct config 
                 return config_fail(c, fname, lline, why, err, errlen);
             }
             logical[llen] = '\0';
-            if (config_logical(c, logical, llen, seen, why, sizeof(why)) < 0)
+            if (config_logical(c, logical, llen, seen, fname, lline, why, sizeof(why)) < 0)
                 return config_fail(c, fname, lline, why, err, errlen);
         }
         memcpy(logical, t, tlen);
@@ -941,7 +1039,7 @@ int config_parse(const char *text, size_t len, const char *fname, struct config 
             return config_fail(c, fname, lline, why, err, errlen);
         }
         logical[llen] = '\0';
-        if (config_logical(c, logical, llen, seen, why, sizeof(why)) < 0)
+        if (config_logical(c, logical, llen, seen, fname, lline, why, sizeof(why)) < 0)
             return config_fail(c, fname, lline, why, err, errlen);
     }
     /* parameters that only make sense together */
@@ -1003,6 +1101,8 @@ void config_verifier(const struct config *c, struct verifier_config *vc)
     vc->probe_queue_per_destination = c->probe_queue_per_destination;
     vc->flight_timeout_ms = c->flight_timeout_ms;
     vc->dns_servers = c->dns_servers;
+    vc->sources = c->sources;
+    vc->nsources = c->nsources;
     vc->dns_timeout_ms = c->dns_timeout_ms;
     vc->cache.key_prefix = c->redis_key_prefix;
     vc->cache.l1_max_entries = (size_t)c->cache_l1_size;
@@ -1119,6 +1219,14 @@ void config_print(FILE *fp, const struct config *c, int only_changed)
     }
     if (only_changed)
         config_free(&def);
+    /* named sources: only what was set (each has its own defaults); no password */
+    for (size_t i = 0; i < c->nsources; i++)
+        for (size_t j = 0; j < c->sources[i].nparams; j++) {
+            const struct backend_param *bp = &c->sources[i].params[j];
+            int secret = strcmp(bp->name, "bind_pw") == 0;
+            fprintf(fp, "%s_%s_%s =%s%s\n", c->sources[i].type, c->sources[i].name, bp->name,
+                    *bp->value ? " " : "", secret ? "(not shown)" : bp->value);
+        }
 }
 
 /*
@@ -1191,6 +1299,47 @@ static void config_wrap(FILE *fp, const char *s, int indent)
         fputc('\n', fp);
 }
 
+/*
+ * config_print_ldap_doc - the parameters of a named LDAP source, from
+ * ldap_conf.c's table, as ldap_NAME_PARAM
+ */
+static void config_print_ldap_doc(FILE *fp, int troff)
+{
+    static const char intro[] =
+        "A route ldap:NAME is verified against the LDAP source NAME, whose parameters are "
+        "written ldap_NAME_PARAM = value (NAME: lower case letters, digits and '_'); the "
+        "PARAMs below take the names of Postfix's ldap_table(5) where they mean the same, so "
+        "the lines of a Postfix LDAP map file can be copied with the prefix added. Each "
+        "source has its own defaults; an unknown PARAM is an error. Values are checked when "
+        "the route table is loaded (start-up, reload, -t).";
+
+    if (troff) {
+        fputs(".SH LDAP SOURCES\n", fp);
+        config_troff_text(fp, intro);
+        fputc('\n', fp);
+    } else {
+        fputs("LDAP SOURCES\n", fp);
+        config_wrap(fp, intro, 4);
+        fputc('\n', fp);
+    }
+    for (size_t i = 0; i < ldap_conf_nparams; i++) {
+        const struct ldap_conf_param *p = &ldap_conf_params[i];
+        if (troff) {
+            fputs(".TP\n.B ldap_\\fINAME\\fB_", fp);
+            config_troff_text(fp, p->name);
+            fputs("\n(default: ", fp);
+            config_troff_text(fp, *p->def ? p->def : "empty");
+            fputs(")\n", fp);
+            config_troff_text(fp, p->doc);
+            fputc('\n', fp);
+        } else {
+            fprintf(fp, "ldap_NAME_%s (default: %s)\n", p->name, *p->def ? p->def : "empty");
+            config_wrap(fp, p->doc, 4);
+            fputc('\n', fp);
+        }
+    }
+}
+
 void config_print_doc(FILE *fp, int troff)
 {
     for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
@@ -1210,4 +1359,5 @@ void config_print_doc(FILE *fp, int troff)
             fputc('\n', fp);
         }
     }
+    config_print_ldap_doc(fp, troff);
 }

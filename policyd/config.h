@@ -19,6 +19,9 @@
 #include "verifier.h"
 
 #define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_SOURCES 64 /* named LDAP sources */
+
+struct backend_source; /* backend.h */
 
 struct config {
     /* listeners: "inet:HOST:PORT" ("inet:[::1]:PORT" for IPv6) or "unix:PATH" */
@@ -100,6 +103,14 @@ struct config {
     int milter_skip_authenticated;
     char *milter_skip_networks; /* client networks never verified ("" = none) */
     int milter_error_log_interval;
+
+    /*
+     * named sources, "ldap_NAME_PARAM = value" (ldap_conf.h lists the
+     * PARAMs): one struct backend_source per NAME, for the backends
+     * (backend.h). Reloadable: a reload reopens the route table's backends.
+     */
+    struct backend_source *sources;
+    size_t nsources;
 
     /* derived from redis_server by the parser (for config_verifier); do not set */
     char *redis_host; /* NULL for "" and unix: */

@@ -11,6 +11,7 @@
 
 /* by path, so it can never be confused with an autoconf-generated config.h */
 #include "../../policyd/config.h"
+#include "backend.h"
 
 /* parse_ok - parse text, assert success */
 static void parse_ok(const char *text, struct config *c)
@@ -731,4 +732,76 @@ Test(config, redis_sentinel_parameters)
     parse_err_prefix("redis_master_name = two words\n", "test.conf:1: bad redis_master_name");
     parse_err_prefix("redis_db = -1\n", "test.conf:1: bad number for redis_db");
     parse_err_prefix("redis_db = 1000001\n", "test.conf:1: redis_db out of range");
+}
+
+/* named LDAP sources: ldap_NAME_PARAM lines become backend_source entries with file:line */
+Test(config, ldap_sources)
+{
+    struct config c;
+
+    parse_ok("debug = yes\n"
+             "ldap_corp_server_host = ldap://10.0.0.1 ldap://10.0.0.2:3389\n"
+             "ldap_corp_search_base = dc=example,dc=com\n"
+             "# the longest known parameter wins: bind_dn, not bind\n"
+             "ldap_corp_bind_dn = cn=reader,dc=example,dc=com\n"
+             "ldap_corp_bind = yes\n"
+             "ldap_ad_main_query_filter = (proxyAddresses=smtp:%s)\n"
+             "ldap_corp_bind_pw = s3cret\n"
+             "ldap_corp_domain = example.com,\n"
+             "   example.net\n",
+             &c);
+    cr_assert_eq(c.nsources, 2);
+    const struct backend_source *corp = &c.sources[0], *ad = &c.sources[1];
+    cr_assert_str_eq(corp->type, "ldap");
+    cr_assert_str_eq(corp->name, "corp");
+    cr_assert_str_eq(ad->name, "ad_main", "a source name may hold '_'");
+    cr_assert_eq(corp->nparams, 6);
+    cr_assert_eq(ad->nparams, 1);
+    cr_assert_str_eq(ad->params[0].name, "query_filter");
+    cr_assert_str_eq(ad->params[0].value, "(proxyAddresses=smtp:%s)");
+    cr_assert_str_eq(ad->params[0].file, "test.conf");
+    cr_assert_eq(ad->params[0].line, 7);
+    cr_assert_str_eq(corp->params[2].name, "bind_dn");
+    cr_assert_eq(corp->params[2].line, 5);
+    cr_assert_str_eq(corp->params[3].name, "bind");
+    cr_assert_str_eq(corp->params[5].name, "domain");
+    cr_assert_str_eq(corp->params[5].value, "example.com, example.net");
+    cr_assert_eq(corp->params[5].line, 9);
+
+    /* they reach the verifier, and -n prints them (without the password) */
+    struct verifier_config vc;
+    config_verifier(&c, &vc);
+    cr_assert_eq(vc.sources, c.sources);
+    cr_assert_eq(vc.nsources, 2);
+    char *changed = print(&c, 1);
+    cr_assert_not_null(strstr(changed, "ldap_corp_bind_dn = cn=reader,dc=example,dc=com\n"));
+    cr_assert_not_null(strstr(changed, "ldap_ad_main_query_filter = (proxyAddresses=smtp:%s)\n"));
+    cr_assert_null(strstr(changed, "s3cret"));
+    free(changed);
+    config_free(&c);
+    cr_assert_eq(c.nsources, 0);
+
+    parse_err("ldap_corp_bogus = 1\n", 20,
+              "test.conf:1: unknown parameter \"ldap_corp_bogus\" (an LDAP source parameter is "
+              "ldap_NAME_PARAM, PARAM one of callahead.conf(5)'s)");
+    parse_err("ldap_server_host = ldap://10.0.0.1\n", 34,
+              "test.conf:1: unknown parameter \"ldap_server_host\" (an LDAP source parameter is "
+              "ldap_NAME_PARAM, PARAM one of callahead.conf(5)'s)");
+    parse_err("ldap_a_timeout = 1s\n\nldap_a_timeout = 2s\n", 40,
+              "test.conf:3: duplicate parameter \"ldap_a_timeout\"");
+    parse_err_prefix("ldap_a_search_base = dc=x\x01\n", "test.conf:1: control character");
+}
+
+Test(config, ldap_doc)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *fp = open_memstream(&buf, &size);
+    cr_assert_not_null(fp);
+    config_print_doc(fp, 0);
+    fclose(fp);
+    cr_assert_not_null(strstr(buf, "LDAP SOURCES\n"));
+    cr_assert_not_null(strstr(buf, "ldap_NAME_server_host (default: ldap://127.0.0.1:389)"));
+    cr_assert_not_null(strstr(buf, "ldap_NAME_disabled_attribute (default: empty)"));
+    free(buf);
 }
