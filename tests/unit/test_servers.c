@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -299,4 +300,65 @@ int ts_dnsmasq_start(const char *dir, const char *const extra[], pid_t *pid, int
             return 0;
     }
     return -1;
+}
+
+int ts_slapd_prepare(const char *dir, const char *ldif, const char *extra)
+{
+    char path[512], db[512], log[512];
+
+    snprintf(db, sizeof(db), "%s/db", dir);
+    if (mkdir(db, 0700) < 0 && errno != EEXIST)
+        return -1;
+    snprintf(path, sizeof(path), "%s/slapd.conf", dir);
+    FILE *fp = fopen(path, "w");
+    if (fp == NULL)
+        return -1;
+    fprintf(fp,
+            "include /etc/ldap/schema/core.schema\n"
+            "include /etc/ldap/schema/cosine.schema\n"
+            "include /etc/ldap/schema/nis.schema\n"
+            "include /etc/ldap/schema/inetorgperson.schema\n"
+            "include /etc/ldap/schema/misc.schema\n"
+            "modulepath /usr/lib/ldap\n"
+            "moduleload back_mdb\n"
+            "pidfile %s/slapd.pid\n"
+            "%s\n"
+            "database mdb\n"
+            "maxsize 10485760\n"
+            "suffix \"" TS_SLAPD_SUFFIX "\"\n"
+            "rootdn \"" TS_SLAPD_ROOTDN "\"\n"
+            "rootpw " TS_SLAPD_ROOTPW "\n"
+            "directory %s\n"
+            "index objectClass,mail eq\n"
+            "access to * by * read\n",
+            dir, extra != NULL ? extra : "", db);
+    if (fclose(fp) != 0)
+        return -1;
+    snprintf(log, sizeof(log), "%s/slapadd.log", dir);
+    char *const argv[] = {TS_SLAPADD, "-q", "-f", path, "-l", (char *)ldif, NULL};
+    pid_t pid = ts_spawn(argv, log, log);
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+        return -1;
+    return 0;
+}
+
+int ts_slapd_start(const char *dir, int port, pid_t *pid)
+{
+    char conf[512], url[64], log[512];
+
+    snprintf(conf, sizeof(conf), "%s/slapd.conf", dir);
+    snprintf(url, sizeof(url), "ldap://127.0.0.1:%d/", port);
+    snprintf(log, sizeof(log), "%s/slapd.log", dir);
+    /* -d 0: stay in the foreground, so that the pid is slapd's own */
+    char *const argv[] = {TS_SLAPD, "-d", "0", "-f", conf, "-h", url, NULL};
+    *pid = ts_spawn(argv, log, log);
+    if (*pid < 0)
+        return -1;
+    if (ts_wait_tcp(pid, port, 10000) < 0) {
+        ts_stop(pid);
+        return -1;
+    }
+    return 0;
 }

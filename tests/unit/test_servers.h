@@ -73,4 +73,27 @@ int ts_dns_probe(int port);
  */
 int ts_dnsmasq_start(const char *dir, const char *const extra[], pid_t *pid, int *port);
 
+#define TS_SLAPD "/usr/sbin/slapd"
+#define TS_SLAPADD "/usr/sbin/slapadd"
+#define TS_SLAPD_SUFFIX "dc=example,dc=test"
+#define TS_SLAPD_ROOTDN "cn=admin,dc=example,dc=test"
+#define TS_SLAPD_ROOTPW "secret"
+
+/*
+ * ts_slapd_prepare - a private OpenLDAP directory in dir: slapd.conf (mdb
+ * database in dir/db, suffix TS_SLAPD_SUFFIX, root TS_SLAPD_ROOTDN with
+ * TS_SLAPD_ROOTPW, anonymous read, the schemas users.ldif needs, plus the
+ * global lines in extra, e.g. "idletimeout 1", may be NULL), loaded offline
+ * from ldif with slapadd. 0, or -1 (see dir/slapadd.log).
+ */
+int ts_slapd_prepare(const char *dir, const char *ldif, const char *extra);
+
+/*
+ * ts_slapd_start - slapd in the foreground (so *pid is slapd itself, for
+ * SIGSTOP and SIGKILL) on ldap://127.0.0.1:port/ for the directory
+ * ts_slapd_prepare made in dir; 0 once it accepts connections, -1 when it
+ * did not start (see dir/slapd.log). Stop it with ts_stop().
+ */
+int ts_slapd_start(const char *dir, int port, pid_t *pid);
+
 #endif

@@ -1,0 +1,626 @@
+/*
+ * test_backend_ldap.c - the ldap: backend against a real slapd on loopback,
+ * loaded from tests/ldap/users.ldif: the verdict for each kind of entry,
+ * filter injection, slapd killed, stopped (SIGSTOP) and closing idle
+ * connections, a wrong bind password, failover, and 500 concurrent lookups
+ * through a pool of two connections. Each test starts its own slapd on a
+ * free port (test_servers.c) and stops it by pid at teardown.
+ */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+
+#include "address.h"
+#include "backend_ldap.h"
+#include "ldap_pool.h"
+#include "log.h"
+#include "route.h"
+#include "test_servers.h"
+
+#define MAX_PARAMS 32
+
+struct result {
+    int calls;
+    struct verdict v;
+};
+
+static struct event_base *base;
+static char tmpdir[64];
+static pid_t slapd_pid = -1;
+static int slapd_port;
+static struct backend_param params[MAX_PARAMS];
+static char param_values[MAX_PARAMS][256];
+static size_t nparams;
+static void *state;
+
+static void setup(void)
+{
+    char tmpl[] = "/tmp/test_backend_ldap.XXXXXX";
+
+    base = event_base_new();
+    cr_assert_not_null(base);
+    cr_assert_not_null(mkdtemp(tmpl));
+    snprintf(tmpdir, sizeof(tmpdir), "%s", tmpl);
+    signal(SIGPIPE, SIG_IGN); /* as the daemons do: a search may go to a server that left */
+    log_open("test_backend_ldap", 1, LOG_MAIL);
+    log_set_debug(getenv("LDAP_DEBUG") != NULL);
+    nparams = 0;
+    state = NULL;
+}
+
+static void teardown(void)
+{
+    char cmd[PATH_MAX + 16];
+
+    if (state != NULL)
+        backend_ldap_ops.close(state);
+    state = NULL;
+    ts_stop(&slapd_pid);
+    event_base_free(base);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+TestSuite(ldap, .init = setup, .fini = teardown, .timeout = 60);
+
+/* start_slapd - the test directory, with extra global slapd.conf lines */
+static void start_slapd(const char *extra)
+{
+    cr_assert_eq(ts_slapd_prepare(tmpdir, TEST_SRCDIR "/tests/ldap/users.ldif", extra), 0,
+                 "slapadd failed: see %s/slapadd.log", tmpdir);
+    slapd_port = ts_free_port();
+    cr_assert_gt(slapd_port, 0);
+    cr_assert_eq(ts_slapd_start(tmpdir, slapd_port, &slapd_pid), 0, "slapd: see %s/slapd.log",
+                 tmpdir);
+}
+
+/* param - one "name = value" of the source "corp" (line = its index + 1) */
+static void param(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void param(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+
+    cr_assert_lt(nparams, MAX_PARAMS);
+    va_start(ap, fmt);
+    vsnprintf(param_values[nparams], sizeof(param_values[nparams]), fmt, ap);
+    va_end(ap);
+    params[nparams].name = name;
+    params[nparams].value = param_values[nparams];
+    params[nparams].file = "callahead.conf";
+    params[nparams].line = (int)nparams + 1;
+    nparams++;
+}
+
+/* base_params - the directory of start_slapd, searched by mail or alternate address */
+static void base_params(void)
+{
+    param("server_host", "ldap://127.0.0.1:%d", slapd_port);
+    param("search_base", "%s", TS_SLAPD_SUFFIX);
+    param("query_filter", "%s", "(|(mail=%s)(mailLocalAddress=%s))");
+    param("domain", "%s", "example.test, other.test");
+    param("disabled_attribute", "%s", "employeeType");
+    param("disabled_value", "%s", "disabled");
+    param("timeout", "%s", "2s");
+}
+
+/* try_open - open the route ldap:corp with the parameters so far; NULL + err on failure */
+static void *try_open(char *err, size_t errlen)
+{
+    struct backend_source src = {"ldap", "corp", params, nparams};
+    struct backend_env env = {
+        .base = base, .recipient_delimiter = "+", .sources = &src, .nsources = 1};
+    struct route r;
+    memset(&r, 0, sizeof(r));
+    r.lineno = 1;
+    r.method = ROUTE_LDAP;
+    r.arg = (char *)"corp";
+    err[0] = '\0';
+    return backend_ldap_ops.open(&env, &r, err, errlen);
+}
+
+static void open_source(void)
+{
+    char err[512];
+    state = try_open(err, sizeof(err));
+    cr_assert_not_null(state, "open: %s", err);
+}
+
+static void on_verdict(const struct verdict *v, void *arg)
+{
+    struct result *r = arg;
+    r->calls++;
+    r->v = *v;
+}
+
+/* make_addr - an address with exactly these parts (no parsing: hostile bytes stay) */
+static struct address make_addr(const char *local, const char *domain)
+{
+    struct address a;
+    memset(&a, 0, sizeof(a));
+    snprintf(a.local, sizeof(a.local), "%s", local);
+    snprintf(a.domain, sizeof(a.domain), "%s", domain);
+    return a;
+}
+
+/* start - start a lookup; done at once (r->calls 1) or pending (*req set) */
+static void start(const char *local, const char *domain, struct result *r, struct backend_req **req)
+{
+    struct address a = make_addr(local, domain);
+    struct verdict v;
+    *req = NULL;
+    memset(r, 0, sizeof(*r));
+    enum backend_status st = backend_ldap_ops.lookup(state, &a, &v, on_verdict, r, req);
+    if (st != BACKEND_PENDING) {
+        cr_assert_eq(r->calls, 0, "callback ran inside lookup");
+        r->v = v;
+        r->calls = 1;
+        *req = NULL;
+    } else {
+        cr_assert_eq(r->calls, 0, "callback ran inside lookup");
+        cr_assert_not_null(*req);
+    }
+}
+
+/* run_until - run the loop until *calls >= n or ms pass */
+static void run_until(int *calls, int n, int ms)
+{
+    struct timeval t0, now;
+    gettimeofday(&t0, NULL);
+    while (*calls < n) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        gettimeofday(&now, NULL);
+        if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_usec - t0.tv_usec) / 1000 > ms)
+            break;
+        usleep(200);
+    }
+}
+
+/* lookup - one lookup to its end */
+static struct verdict lookup(const char *local, const char *domain)
+{
+    struct result r;
+    struct backend_req *req;
+    start(local, domain, &r, &req);
+    run_until(&r.calls, 1, 10000);
+    cr_assert_eq(r.calls, 1, "no verdict for %s@%s", local, domain);
+    return r.v;
+}
+
+/* run_for - run the loop for ms */
+static void run_for(int ms)
+{
+    int never = 0;
+    run_until(&never, 1, ms);
+}
+
+#define expect(local, domain, kind_, text_)                                                        \
+    do {                                                                                           \
+        struct verdict v_ = lookup(local, domain);                                                 \
+        cr_expect_eq(v_.kind, kind_, "%s@%s: %s %s", local, domain, verdict_kind_name(v_.kind),    \
+                     v_.text);                                                                     \
+        if (text_ != NULL)                                                                         \
+            cr_expect_str_eq(v_.text, (const char *)text_, "%s@%s", local, domain);                \
+        cr_expect_str_eq(v_.source, "ldap:corp");                                                  \
+    } while (0)
+
+Test(ldap, verdicts)
+{
+    start_slapd(NULL);
+    base_params();
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    expect("ALICE", "example.test", VERDICT_VALID, NULL);  /* mail matches case-insensitively */
+    expect("robert", "example.test", VERDICT_VALID, NULL); /* alternate address */
+    expect("carol", "example.test", VERDICT_INVALID, "5.2.1 Mailbox disabled");
+    expect("nobody", "example.test", VERDICT_INVALID, "5.1.1 User unknown");
+    expect("nomail", "example.test", VERDICT_INVALID, "5.1.1 User unknown");
+    expect("a*(b)\\c", "example.test", VERDICT_VALID, NULL); /* metacharacters match themselves */
+    expect("user007", "example.test", VERDICT_VALID, NULL);
+    /* a quoted local part is looked up without its quotes and escapes */
+    expect("\"a*(b)\\\\c\"", "example.test", VERDICT_VALID, NULL);
+    expect("\"alice\"", "example.test", VERDICT_VALID, NULL);
+    expect("\"a*(b)*\"", "example.test", VERDICT_INVALID, NULL);
+    /* not searched: an empty local part, a domain the source does not serve */
+    struct ldap_pool_stats before, after;
+    backend_ldap_pool_stats(state, &before);
+    expect("", "example.test", VERDICT_INVALID, "5.1.1 User unknown");
+    expect("alice", "elsewhere.test", VERDICT_UNKNOWN, NULL);
+    backend_ldap_pool_stats(state, &after);
+    cr_expect_eq(after.searches, before.searches, "searched anyway");
+}
+
+Test(ldap, injection_never_valid)
+{
+    start_slapd(NULL);
+    base_params();
+    open_source();
+    const char *hostile[] = {
+        "*",    "a*",     "user*",   "user0*",        "*)(uid=*",    "*)(|(mail=*",  ")(",  "\\00",
+        "\\2a", "a*(b)*", "*(b)\\c", "alice)(mail=*", "*))(|(uid=*", "\x01\x7f\xff", "a\\", "\\",
+    };
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++)
+        expect(hostile[i], "example.test", VERDICT_INVALID, "5.1.1 User unknown");
+    /* a wildcard in the domain cannot widen the search either */
+    expect("alice", "*", VERDICT_UNKNOWN, NULL); /* not a served domain: not searched */
+}
+
+Test(ldap, result_attribute)
+{
+    start_slapd(NULL);
+    base_params();
+    param("result_attribute", "%s", "mailLocalAddress");
+    open_source();
+    expect("robert", "example.test", VERDICT_VALID, NULL);
+    expect("bob", "example.test", VERDICT_VALID, NULL);     /* the entry has the attribute */
+    expect("alice", "example.test", VERDICT_INVALID, NULL); /* found, but without it */
+}
+
+Test(ldap, size_limit_tempfails)
+{
+    start_slapd(NULL);
+    base_params();
+    param("query_filter", "%s", "(|(mail=%s)(uid=user0*))"); /* matches 50 entries and more */
+    param("size_limit", "%s", "5");
+    open_source();
+    struct verdict v = lookup("alice", "example.test");
+    cr_assert_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
+    cr_assert_eq(v.flags & VERDICT_DEST_FAILURE, 0, "a size limit is not the server failing");
+}
+
+/* capture_stderr - log lines go to a file while fn runs; returns its contents */
+static char *with_stderr_captured(void (*fn)(void))
+{
+    static char buf[8192];
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/stderr.log", tmpdir);
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    dup2(fd, 2);
+    close(fd);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static void wrong_password_lookup(void)
+{
+    struct verdict v = lookup("alice", "example.test");
+    cr_expect_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
+    cr_expect(v.flags & VERDICT_DEST_FAILURE);
+    /* refused at once during the backoff, still tempfail */
+    v = lookup("bob", "example.test");
+    cr_expect_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
+}
+
+Test(ldap, bind)
+{
+    start_slapd(NULL);
+    base_params();
+    param("bind", "%s", "yes");
+    param("bind_dn", "%s", TS_SLAPD_ROOTDN);
+    param("bind_pw", "%s", TS_SLAPD_ROOTPW);
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+}
+
+Test(ldap, bind_wrong_password)
+{
+    start_slapd(NULL);
+    base_params();
+    param("bind", "%s", "yes");
+    param("bind_dn", "%s", TS_SLAPD_ROOTDN);
+    param("bind_pw", "%s", "wrong");
+    open_source();
+    const char *log = with_stderr_captured(wrong_password_lookup);
+    cr_assert(strstr(log, "bind as \"" TS_SLAPD_ROOTDN "\" failed: Invalid credentials") != NULL,
+              "log: %s", log);
+}
+
+Test(ldap, bind_pw_file)
+{
+    char path[PATH_MAX], err[512];
+    start_slapd(NULL);
+    base_params();
+    param("bind", "%s", "yes");
+    param("bind_dn", "%s", TS_SLAPD_ROOTDN);
+    snprintf(path, sizeof(path), "%s/pw", tmpdir);
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    fprintf(fp, "%s\n", TS_SLAPD_ROOTPW);
+    fclose(fp);
+    chmod(path, 0644);
+    param("bind_pw_file", "%s", path);
+    cr_assert_null(try_open(err, sizeof(err)));
+    cr_assert(strstr(err, "readable by others") != NULL, "%s", err);
+    chmod(path, 0600);
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+}
+
+/* stop_server - SIGSTOP slapd and wait until every one of its threads has stopped */
+static void stop_server(void)
+{
+    char path[64], buf[512];
+    kill(slapd_pid, SIGSTOP);
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)slapd_pid);
+    for (int i = 0; i < 200; i++) {
+        FILE *fp = fopen(path, "r");
+        cr_assert_not_null(fp);
+        size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        const char *st = strrchr(buf, ')');
+        if (st != NULL && st[1] == ' ' && st[2] == 'T')
+            return;
+        usleep(5000);
+    }
+    cr_assert_fail("slapd did not stop");
+}
+
+Test(ldap, killed_then_back)
+{
+    start_slapd(NULL);
+    base_params();
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    /* killed with searches in flight: they fail at once (reset, then refused), not at timeout */
+    stop_server();
+    struct result r[2];
+    struct backend_req *req[2];
+    start("bob", "example.test", &r[0], &req[0]);
+    start("robert", "example.test", &r[1], &req[1]);
+    run_for(100);
+    cr_assert_eq(r[0].calls + r[1].calls, 0, "answered by a stopped server");
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    ts_stop_sig(&slapd_pid, SIGKILL, 1000);
+    run_until(&r[0].calls, 1, 5000);
+    run_until(&r[1].calls, 1, 5000);
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].v.kind, VERDICT_TEMPFAIL, "%s", r[i].v.text);
+        cr_assert(r[i].v.flags & VERDICT_DEST_FAILURE);
+    }
+    cr_assert_lt(ms, 1500, "waited for the deadline (%ldms) instead of noticing the reset", ms);
+    /* while it is down (and the pool backs off): tempfail at once */
+    struct verdict v = lookup("robert", "example.test");
+    cr_assert_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
+    /* back on the same port: answers again once the backoff (at most 10s) has passed */
+    cr_assert_eq(ts_slapd_start(tmpdir, slapd_port, &slapd_pid), 0);
+    int ok = 0;
+    for (int i = 0; i < 60 && !ok; i++) {
+        v = lookup("bob", "example.test");
+        ok = v.kind == VERDICT_VALID;
+        if (!ok)
+            run_for(250);
+    }
+    cr_assert(ok, "no recovery: %s", v.text);
+}
+
+static int ticks;
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    ticks++;
+}
+
+Test(ldap, stopped_server_deadline)
+{
+    start_slapd(NULL);
+    base_params();
+    for (size_t i = 0; i < nparams; i++)
+        if (strcmp(params[i].name, "timeout") == 0)
+            snprintf(param_values[i], sizeof(param_values[i]), "%s", "700ms");
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    stop_server();
+    usleep(100000); /* the threads of a stopping process may finish a request first */
+    struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 50000};
+    event_add(tick, &tv);
+    ticks = 0;
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    struct result r[3];
+    struct backend_req *req[3];
+    start("alice", "example.test", &r[0], &req[0]);
+    start("bob", "example.test", &r[1], &req[1]);
+    start("user001", "example.test", &r[2], &req[2]);
+    int calls = 0;
+    for (int n = 0; n < 200 && calls < 3; n++) {
+        run_for(50);
+        calls = r[0].calls + r[1].calls + r[2].calls;
+    }
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    event_free(tick);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(r[i].calls, 1);
+        cr_expect_eq(r[i].v.kind, VERDICT_TEMPFAIL, "%d: %s", i, r[i].v.text);
+    }
+    cr_expect_geq(ms, 600, "answered before the deadline: %ldms", ms);
+    cr_expect_lt(ms, 2500, "deadline not kept: %ldms", ms);
+    cr_expect_geq(ticks, 8, "the loop was blocked: %d ticks in %ldms", ticks, ms);
+    kill(slapd_pid, SIGCONT);
+    /* the stuck connection was dropped; a fresh one answers */
+    int ok = 0;
+    struct verdict v;
+    for (int i = 0; i < 40 && !ok; i++) {
+        v = lookup("alice", "example.test");
+        ok = v.kind == VERDICT_VALID;
+        if (!ok)
+            run_for(250);
+    }
+    cr_assert(ok, "no recovery: %s", v.text);
+}
+
+Test(ldap, idletimeout_reconnects_without_failure)
+{
+    start_slapd("idletimeout 1");
+    base_params();
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    /* the server drops the idle connection while the loop does not run: the
+       next search goes out on a dead socket and must be sent again */
+    sleep(2);
+    expect("bob", "example.test", VERDICT_VALID, NULL);
+    /* the same with the loop running: the close is seen before the next search */
+    run_for(2200);
+    expect("robert", "example.test", VERDICT_VALID, NULL);
+    sleep(2);
+    expect("user002", "example.test", VERDICT_VALID, NULL);
+}
+
+Test(ldap, failover)
+{
+    start_slapd(NULL);
+    int dead = ts_free_port();
+    param("server_host", "ldap://127.0.0.1:%d, 127.0.0.1:%d", dead, slapd_port);
+    param("search_base", "%s", TS_SLAPD_SUFFIX);
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    expect("nobody", "example.test", VERDICT_INVALID, NULL);
+}
+
+Test(ldap, cancel)
+{
+    start_slapd(NULL);
+    base_params();
+    open_source();
+    struct result r;
+    struct backend_req *req;
+    start("alice", "example.test", &r, &req);
+    cr_assert_not_null(req);
+    backend_ldap_ops.cancel(req);
+    run_for(300);
+    cr_assert_eq(r.calls, 0, "callback after cancel");
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+}
+
+Test(ldap, pool_500_concurrent, .timeout = 120)
+{
+    enum { N = 500 };
+    static struct result r[N];
+    static struct backend_req *req[N];
+    static char local[N][32];
+
+    start_slapd(NULL);
+    base_params();
+    param("pool_size", "%s", "2");
+    open_source();
+    for (int i = 0; i < N; i++) {
+        if (i % 10 == 0)
+            snprintf(local[i], sizeof(local[i]), "user%03d", i / 10 + 1); /* 50 valid */
+        else
+            snprintf(local[i], sizeof(local[i]), "nobody%d", i);
+        start(local[i], "example.test", &r[i], &req[i]);
+    }
+    int done = 0;
+    for (int n = 0; n < 3000 && done < N; n++) {
+        run_for(10);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].calls;
+    }
+    cr_assert_eq(done, N);
+    for (int i = 0; i < N; i++) {
+        cr_expect_eq(r[i].calls, 1);
+        cr_expect_eq(r[i].v.kind, i % 10 == 0 ? VERDICT_VALID : VERDICT_INVALID, "%s: %s %s",
+                     local[i], verdict_kind_name(r[i].v.kind), r[i].v.text);
+    }
+    struct ldap_pool_stats st;
+    backend_ldap_pool_stats(state, &st);
+    cr_expect_leq(st.conns_max, 2, "%d connections", st.conns_max);
+    cr_expect_geq(st.conns_max, 1);
+    cr_expect_leq(st.inflight_max, 32);
+    cr_expect_eq(st.timeouts, 0);
+}
+
+Test(ldap, bad_parameters)
+{
+    char err[512];
+    struct {
+        const char *name, *value, *want;
+    } bad[] = {
+        {"start_tls", "yes", "TLS is not supported"},
+        {"server_host", "ldaps://127.0.0.1", "ldaps:// is not supported"},
+        {"server_host", "ldap://ldap.example.test", "numeric address"},
+        {"tls_ca_cert_file", "/etc/ssl/ca.pem", "TLS is not supported"},
+        {"chase_referrals", "yes", "referrals"},
+        {"version", "2", "only 3"},
+        {"query_filter", "(mail=%S)", "unsupported expansion"},
+        {"query_filter", "mail=%s", "parentheses"},
+        {"scope", "subtree", "base, one or sub"},
+        {"timeout", "forever", "duration"},
+        {"pool_size", "0", "number from 1"},
+        {"domain", "hash:/etc/postfix/domains", "no map references"},
+        {"bind", "sasl", "yes or no"},
+        {"no_such_parameter", "1", "unknown parameter"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        nparams = 0;
+        param("search_base", "%s", TS_SLAPD_SUFFIX);
+        param(bad[i].name, "%s", bad[i].value);
+        cr_expect_null(try_open(err, sizeof(err)), "%s = %s accepted", bad[i].name, bad[i].value);
+        cr_expect(strstr(err, bad[i].want) != NULL, "%s: %s", bad[i].name, err);
+        cr_expect(strncmp(err, "callahead.conf:2: ldap_corp_", 28) == 0, "%s", err);
+    }
+    nparams = 0;
+    param("bind", "%s", "yes");
+    cr_assert_null(try_open(err, sizeof(err)));
+    cr_expect(strstr(err, "bind = yes needs bind_dn") != NULL, "%s", err);
+    nparams = 0;
+    param("disabled_attribute", "%s", "employeeType");
+    cr_assert_null(try_open(err, sizeof(err)));
+    cr_expect(strstr(err, "go together") != NULL, "%s", err);
+    /* a route naming a source nobody defined */
+    struct backend_env env = {.base = base, .recipient_delimiter = "+"};
+    struct route rt;
+    memset(&rt, 0, sizeof(rt));
+    rt.method = ROUTE_LDAP;
+    rt.arg = (char *)"corp";
+    cr_assert_null(backend_ldap_ops.open(&env, &rt, err, sizeof(err)));
+    cr_expect(strstr(err, "no LDAP source \"corp\"") != NULL, "%s", err);
+}
+
+Test(ldap, filter_libldap_refuses)
+{
+    start_slapd(NULL);
+    base_params();
+    for (size_t i = 0; i < nparams; i++)
+        if (strcmp(params[i].name, "query_filter") == 0)
+            snprintf(param_values[i], sizeof(param_values[i]), "%s", "(&(mail=%s)(nonsense))");
+    open_source();
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    struct verdict v = lookup("alice", "example.test");
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    cr_assert_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
+    cr_assert_str_eq(v.text, "4.3.0 Directory lookup failed");
+    cr_assert_lt(ms, 1000, "answered only at the deadline (%ldms)", ms);
+    cr_assert_eq(v.flags & VERDICT_DEST_FAILURE, 0);
+}
