@@ -255,6 +255,65 @@ e2e_redis() {
     redis-cli -p "$REDIS_PORT" "$@"
 }
 
+# ---------------------------------------------------------------- slapd
+
+# e2e_prepare_slapd [GLOBAL-LINE...] - a private OpenLDAP directory in $E2E_TMP/slapd
+# (suffix dc=example,dc=test, rootdn cn=admin,dc=example,dc=test with password
+# "secret", anonymous read) loaded offline from tests/ldap/users.ldif; extra
+# global slapd.conf lines (e.g. "idletimeout 2") are added. Sets SLAPD_DIR.
+e2e_prepare_slapd() {
+    e2e_need /usr/sbin/slapd /usr/sbin/slapadd
+    SLAPD_DIR=$E2E_TMP/slapd
+    mkdir -p "$SLAPD_DIR/db"
+    {
+        local s l
+        for s in core cosine nis inetorgperson misc; do
+            echo "include /etc/ldap/schema/$s.schema"
+        done
+        echo "modulepath /usr/lib/ldap"
+        echo "moduleload back_mdb"
+        echo "pidfile $SLAPD_DIR/slapd.pid"
+        for l in "$@"; do
+            echo "$l"
+        done
+        echo "database mdb"
+        echo "maxsize 10485760"
+        echo 'suffix "dc=example,dc=test"'
+        echo 'rootdn "cn=admin,dc=example,dc=test"'
+        echo "rootpw secret"
+        echo "directory $SLAPD_DIR/db"
+        echo "index objectClass,mail eq"
+        echo "access to * by * read"
+    } >"$SLAPD_DIR/slapd.conf"
+    /usr/sbin/slapadd -q -f "$SLAPD_DIR/slapd.conf" -l "$E2E_TOP/tests/ldap/users.ldif" \
+        >"$SLAPD_DIR/slapadd.log" 2>&1 || e2e_fail "slapadd failed: $(cat "$SLAPD_DIR/slapadd.log")"
+}
+
+# e2e_start_slapd - slapd in the foreground (so SLAPD_PID is slapd itself, for
+# SIGSTOP/SIGKILL) on ldap://127.0.0.1:SLAPD_PORT/ (chosen when unset) for the
+# directory of e2e_prepare_slapd; waits until it answers
+e2e_start_slapd() {
+    [ -n "${SLAPD_PORT:-}" ] || e2e_free_port SLAPD_PORT
+    /usr/sbin/slapd -d 0 -f "$SLAPD_DIR/slapd.conf" -h "ldap://127.0.0.1:$SLAPD_PORT/" \
+        >>"$SLAPD_DIR/slapd.log" 2>&1 &
+    SLAPD_PID=$!
+    e2e_track "$SLAPD_PID" slapd
+    e2e_wait_port "$SLAPD_PORT" "$SLAPD_PID" slapd
+    e2e_log "slapd pid $SLAPD_PID on 127.0.0.1:$SLAPD_PORT"
+}
+
+# e2e_stop_slapd [SIGNAL] - stop our slapd (default SIGTERM; KILL for a crash), by pid
+e2e_stop_slapd() {
+    if [ "${1:-TERM}" = TERM ]; then
+        e2e_kill_wait "$SLAPD_PID" 10 || true
+    else
+        kill -"$1" "$SLAPD_PID" 2>/dev/null || true
+        wait "$SLAPD_PID" 2>/dev/null || true
+    fi
+    e2e_untrack "$SLAPD_PID"
+    e2e_log "slapd pid $SLAPD_PID stopped (SIG${1:-TERM})"
+}
+
 # ---------------------------------------------------------------- CDB tables
 
 # e2e_make_cdb FILE LINE... - build a tinycdb table from "key value" lines
