@@ -63,6 +63,8 @@ static void dest_metrics(const struct stats_snapshot *st, struct evbuffer *out)
     metric(out, "callahead_destinations", "gauge",
            "Destinations with backend requests now or a breaker that counts failures.");
     evbuffer_add_printf(out, "callahead_destinations %zu\n", st->dests_total);
+    if (st->ndests == 0)
+        return; /* a family is announced only with samples (the strict parsers insist) */
     metric(out, "callahead_destination_probes_running", "gauge",
            "Backend probes running now, for the busiest destinations.");
     for (size_t i = 0; i < st->ndests; i++) {
