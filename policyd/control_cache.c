@@ -75,6 +75,38 @@ static void show_verdict(struct evbuffer *out, const char *label, const char *wh
     control_kv(out, name, "%ld", ttl);
 }
 
+/*
+ * show_destination - where lookups in the domain go now (the route table's
+ * answer) and that destination's probes and circuit breaker, read when the
+ * reply is written so that it is current
+ */
+static void show_destination(struct show_cmd *cmd)
+{
+    struct evbuffer *out = cmd->out;
+    const char *at = strrchr(cmd->sel.name, '@');
+    const char *domain = at != NULL ? at + 1 : cmd->sel.name;
+    struct verifier_dest d;
+    char err[160];
+
+    switch (verifier_domain_destination(cmd->env->server->verifier, domain, &d, err, sizeof(err))) {
+    case 1:
+        control_kv(out, "destination", "%s", d.name);
+        control_kv(out, "destination_flights", "%u", d.flights);
+        control_kv(out, "destination_running", "%u", d.running);
+        control_kv(out, "destination_queued", "%u", d.queued);
+        control_kv(out, "breaker", "%s", d.breaker);
+        control_kv(out, "breaker_failures", "%d", d.breaker_failures);
+        control_kv(out, "breaker_retry_in", "%d", d.breaker_retry_in);
+        break;
+    case 0:
+        control_kv(out, "destination", "none");
+        break;
+    default:
+        control_kv(out, "destination", "error: %s", err);
+        break;
+    }
+}
+
 /* show_write - every answer is in: write the reply and free cmd */
 static void show_write(struct show_cmd *cmd)
 {
@@ -107,6 +139,7 @@ static void show_write(struct show_cmd *cmd)
         else
             control_kv(out, name, "unreadable: %.*s", (int)k->get_len, k->get_val);
     }
+    show_destination(cmd);
     evbuffer_add(out, "\n", 1);
     free(cmd);
 }

@@ -256,6 +256,26 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
     kv(out, "breakers_open", "%lu", st.v.breakers_open);
     kv(out, "breaker_rejects", "%lu", st.v.breaker_rejects);
     kv(out, "accept_all_domains", "%lu", st.v.accept_all_domains);
+    /* per destination: only the busiest VERIFIER_DEST_TOP, numbered from 1 */
+    kv(out, "destinations", "%zu", st.dests_total);
+    kv(out, "destinations_shown", "%zu", st.ndests);
+    for (size_t i = 0; i < st.ndests; i++) {
+        const struct verifier_dest *d = &st.dests[i];
+        char name[64];
+#define DEST_KV(what, fmt, val)                                                                    \
+    do {                                                                                           \
+        snprintf(name, sizeof(name), "dest%zu_%s", i + 1, what);                                   \
+        kv(out, name, fmt, val);                                                                   \
+    } while (0)
+        DEST_KV("name", "%s", d->name);
+        DEST_KV("flights", "%u", d->flights);
+        DEST_KV("running", "%u", d->running);
+        DEST_KV("queued", "%u", d->queued);
+        DEST_KV("breaker", "%s", d->breaker);
+        DEST_KV("breaker_failures", "%d", d->breaker_failures);
+        DEST_KV("breaker_retry_in", "%d", d->breaker_retry_in);
+#undef DEST_KV
+    }
     kv(out, "redis", "%s",
        !st.redis_configured ? "none"
        : st.redis_connected ? "connected"

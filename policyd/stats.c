@@ -24,6 +24,8 @@ void stats_collect(const struct stats_env *env, struct stats_snapshot *out)
     out->refused = s->refused;
     out->evicted = s->evicted;
     verifier_get_stats(s->verifier, &out->v);
+    out->ndests =
+        verifier_top_destinations(s->verifier, out->dests, VERIFIER_DEST_TOP, &out->dests_total);
     struct cache_redis *r = cache_redis_handle(verifier_cache(s->verifier));
     if (r != NULL) {
         out->redis_configured = 1;

@@ -39,6 +39,11 @@ struct stats_snapshot {
     unsigned long control_requests, control_errors, control_refused;
     unsigned long harvest_penalties, harvest_refused, harvest_blocked;
     const struct metrics *metrics; /* NULL when not measured */
+    /* the busiest destinations (verifier_top_destinations), at most VERIFIER_DEST_TOP */
+    struct verifier_dest dests[VERIFIER_DEST_TOP];
+    size_t ndests;      /* in dests */
+    size_t dests_total; /* destinations with flights or a tracked breaker, shown or not */
+    /* backend pools (LDAP connections, ...) go here, one block per kind, once they exist */
 };
 
 /* stats_collect - fill out from env at this moment */

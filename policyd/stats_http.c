@@ -4,7 +4,9 @@
  * Names follow the Prometheus conventions: a callahead_ prefix, base units
  * (seconds), _total for counters, labels with a small fixed set of values
  * (verdict kind, cache layer, source class), so the number of series never
- * depends on traffic.
+ * depends on traffic. The one label that comes from traffic, destination,
+ * is bounded the same way: only the VERIFIER_DEST_TOP busiest destinations
+ * of the moment are exposed, so at most that many series per metric.
  */
 #include "stats_http.h"
 
@@ -31,6 +33,76 @@ struct stats_http {
 static void metric(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* label_value - s escaped for a Prometheus label value (backslash, quote, newline) */
+static void label_value(char *buf, size_t size, const char *s)
+{
+    size_t n = 0;
+
+    for (; *s != '\0' && n + 3 < size; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[n++] = '\\';
+            buf[n++] = *s;
+        } else if (*s == '\n') {
+            buf[n++] = '\\';
+            buf[n++] = 'n';
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n] = '\0';
+}
+
+/* dest_metrics - probes and breaker of the busiest destinations (bounded label set) */
+static void dest_metrics(const struct stats_snapshot *st, struct evbuffer *out)
+{
+    static const char *const states[] = {"closed", "open", "half-open"};
+    char lv[2 * VERIFIER_DEST_NAME_MAX + 1];
+
+    metric(out, "callahead_destinations", "gauge",
+           "Destinations with backend requests now or a breaker that counts failures.");
+    evbuffer_add_printf(out, "callahead_destinations %zu\n", st->dests_total);
+    if (st->ndests == 0)
+        return; /* a family is announced only with samples (the strict parsers insist) */
+    metric(out, "callahead_destination_probes_running", "gauge",
+           "Backend probes running now, for the busiest destinations.");
+    for (size_t i = 0; i < st->ndests; i++) {
+        label_value(lv, sizeof(lv), st->dests[i].name);
+        evbuffer_add_printf(out, "callahead_destination_probes_running{destination=\"%s\"} %u\n",
+                            lv, st->dests[i].running);
+    }
+    metric(out, "callahead_destination_probes_queued", "gauge",
+           "Lookups waiting for a probe slot now, for the busiest destinations.");
+    for (size_t i = 0; i < st->ndests; i++) {
+        label_value(lv, sizeof(lv), st->dests[i].name);
+        evbuffer_add_printf(out, "callahead_destination_probes_queued{destination=\"%s\"} %u\n", lv,
+                            st->dests[i].queued);
+    }
+    metric(out, "callahead_destination_breaker_state", "gauge",
+           "1 for the circuit breaker state the destination is in, 0 for the others.");
+    for (size_t i = 0; i < st->ndests; i++) {
+        label_value(lv, sizeof(lv), st->dests[i].name);
+        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
+            evbuffer_add_printf(
+                out, "callahead_destination_breaker_state{destination=\"%s\",state=\"%s\"} %d\n",
+                lv, states[k], strcmp(st->dests[i].breaker, states[k]) == 0);
+    }
+    metric(out, "callahead_destination_breaker_failures", "gauge",
+           "Consecutive failures the destination's circuit breaker counts.");
+    for (size_t i = 0; i < st->ndests; i++) {
+        label_value(lv, sizeof(lv), st->dests[i].name);
+        evbuffer_add_printf(out, "callahead_destination_breaker_failures{destination=\"%s\"} %d\n",
+                            lv, st->dests[i].breaker_failures);
+    }
+    metric(out, "callahead_destination_breaker_retry_seconds", "gauge",
+           "Seconds until an open circuit breaker lets one probe through (0 unless open).");
+    for (size_t i = 0; i < st->ndests; i++) {
+        label_value(lv, sizeof(lv), st->dests[i].name);
+        evbuffer_add_printf(out,
+                            "callahead_destination_breaker_retry_seconds{destination=\"%s\"} %d\n",
+                            lv, st->dests[i].breaker_retry_in);
+    }
 }
 
 void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
@@ -97,6 +169,8 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
     metric(out, "callahead_accept_all_domains_total", "counter",
            "Domains found to accept every address.");
     evbuffer_add_printf(out, "callahead_accept_all_domains_total %lu\n", st->v.accept_all_domains);
+
+    dest_metrics(st, out);
 
     if (st->redis_configured) {
         metric(out, "callahead_redis_up", "gauge", "1 when the Redis connection is up.");

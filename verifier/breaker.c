@@ -157,3 +157,58 @@ size_t breaker_open_count(const struct breaker_table *t, time_t now)
             n++;
     return n;
 }
+
+/* breaker_describe - b as an operator sees it at now */
+static void breaker_describe(const struct breaker *b, time_t now, struct breaker_info *out)
+{
+    out->dest = b->dest;
+    out->failures = b->failures;
+    out->retry_in = 0;
+    if (b->open_until == 0) {
+        out->state = BREAKER_CLOSED;
+    } else if (now < b->open_until) {
+        out->state = BREAKER_OPEN;
+        out->retry_in = (int)(b->open_until - now);
+    } else {
+        out->state = BREAKER_HALF_OPEN;
+    }
+}
+
+int breaker_peek(const struct breaker_table *t, const char *dest, time_t now,
+                 struct breaker_info *out)
+{
+    for (const struct breaker *b = t->head; b != NULL; b = b->next) {
+        if (strcmp(b->dest, dest) == 0) {
+            breaker_describe(b, now, out);
+            return 1;
+        }
+    }
+    memset(out, 0, sizeof(*out));
+    out->dest = dest;
+    out->state = BREAKER_CLOSED;
+    return 0;
+}
+
+void breaker_foreach(const struct breaker_table *t, time_t now, breaker_foreach_fn fn, void *arg)
+{
+    struct breaker_info info;
+
+    for (const struct breaker *b = t->head; b != NULL; b = b->next) {
+        breaker_describe(b, now, &info);
+        if (fn(&info, arg) != 0)
+            return;
+    }
+}
+
+const char *breaker_state_name(enum breaker_state st)
+{
+    switch (st) {
+    case BREAKER_OPEN:
+        return "open";
+    case BREAKER_HALF_OPEN:
+        return "half-open";
+    case BREAKER_CLOSED:
+        break;
+    }
+    return "closed";
+}

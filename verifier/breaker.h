@@ -42,4 +42,35 @@ int breaker_report(struct breaker_table *t, const char *dest, int ok, int failur
 /* breaker_open_count - destinations whose breaker is open now */
 size_t breaker_open_count(const struct breaker_table *t, time_t now);
 
+/* what an operator sees of one breaker ("callahead show", "callahead stats") */
+enum breaker_state {
+    BREAKER_CLOSED,    /* probes run (failures may be counting up) */
+    BREAKER_OPEN,      /* no probes until retry_in seconds have passed */
+    BREAKER_HALF_OPEN, /* open time over: the next probe (or the one out) decides */
+};
+
+struct breaker_info {
+    const char *dest; /* valid until the table next changes */
+    enum breaker_state state;
+    int failures; /* consecutive failures counted */
+    int retry_in; /* seconds until it half-opens; 0 unless open */
+};
+
+/*
+ * breaker_peek - the state of dest's breaker at now, without touching the
+ * table's order. An untracked destination is closed with no failures (a
+ * healthy one is forgotten): returns 1 when tracked, 0 when not.
+ */
+int breaker_peek(const struct breaker_table *t, const char *dest, time_t now,
+                 struct breaker_info *out);
+
+/* breaker_foreach_fn - one tracked breaker; return nonzero to stop */
+typedef int (*breaker_foreach_fn)(const struct breaker_info *b, void *arg);
+
+/* breaker_foreach - every tracked breaker (most recently touched first); no changes meanwhile */
+void breaker_foreach(const struct breaker_table *t, time_t now, breaker_foreach_fn fn, void *arg);
+
+/* breaker_state_name - "closed", "open", "half-open" */
+const char *breaker_state_name(enum breaker_state st);
+
 #endif

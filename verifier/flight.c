@@ -64,6 +64,7 @@ struct dest {
     char name[FLIGHT_DEST_MAX];
     int flights; /* flights of this destination, in any state */
     int running; /* of which hold a probe slot */
+    int queued;  /* of which wait in queue */
     TAILQ_HEAD(, flight) queue;
     TAILQ_ENTRY(dest) ring_link; /* p->ring while the queue is not empty */
 };
@@ -186,6 +187,7 @@ static void dest_unqueue(struct flight_pool *p, struct flight *f)
 
     TAILQ_REMOVE(&d->queue, f, queue_link);
     p->stats.queued--;
+    d->queued--;
     if (TAILQ_EMPTY(&d->queue)) {
         TAILQ_REMOVE(&p->ring, d, ring_link);
         p->nring--;
@@ -334,6 +336,7 @@ static void flight_probe(struct flight *f)
             }
             TAILQ_INSERT_TAIL(&d->queue, f, queue_link);
             p->stats.queued++;
+            d->queued++;
             return;
         }
         f->has_slot = 1;
@@ -383,6 +386,7 @@ static void pool_queue_cb(evutil_socket_t fd, short what, void *arg)
         struct flight *f = TAILQ_FIRST(&d->queue);
         TAILQ_REMOVE(&d->queue, f, queue_link);
         p->stats.queued--;
+        d->queued--;
         if (!TAILQ_EMPTY(&d->queue))
             TAILQ_INSERT_TAIL(&p->ring, d, ring_link);
         else
@@ -531,9 +535,8 @@ static void flight_expired(evutil_socket_t fd, short what, void *arg)
     flight_finish(f, &vd, 0);
 }
 
-/* flight_dest_name - the destination (breaker and queue key) of a lookup on rb */
-static void flight_dest_name(const struct route_backend *rb, const struct address *addr, char *buf,
-                             size_t size)
+void flight_dest_name(const struct route_backend *rb, const struct address *addr, char *buf,
+                      size_t size)
 {
     if (rb->ops->destination != NULL)
         rb->ops->destination(rb->state, addr, buf, size);
@@ -697,4 +700,41 @@ void flight_pool_free(struct flight_pool *p)
 void flight_pool_stats(const struct flight_pool *p, struct flight_stats *out)
 {
     *out = p->stats;
+}
+
+static void dest_describe(const struct dest *d, struct flight_dest_info *out)
+{
+    out->name = d->name;
+    out->flights = (unsigned)d->flights;
+    out->running = (unsigned)d->running;
+    out->queued = (unsigned)d->queued;
+}
+
+void flight_pool_foreach_dest(const struct flight_pool *p, flight_dest_fn fn, void *arg)
+{
+    struct flight_dest_info info;
+
+    for (size_t i = 0; i < p->dests.nbuckets; i++) {
+        for (const struct strhash_node *n = p->dests.buckets[i]; n != NULL; n = n->next) {
+            dest_describe((const struct dest *)n, &info);
+            if (fn(&info, arg) != 0)
+                return;
+        }
+    }
+}
+
+int flight_pool_dest(const struct flight_pool *p, const char *name, struct flight_dest_info *out)
+{
+    uint64_t h = strhash_of(&p->dests, name, strlen(name), 0);
+
+    for (struct strhash_node *n = strhash_first(&p->dests, h); n != NULL; n = strhash_next(n, h)) {
+        const struct dest *d = (const struct dest *)n;
+        if (strcmp(d->name, name) == 0) {
+            dest_describe(d, out);
+            return 1;
+        }
+    }
+    memset(out, 0, sizeof(*out));
+    out->name = name;
+    return 0;
 }

@@ -87,6 +87,27 @@ void flight_pool_free(struct flight_pool *p);
 
 void flight_pool_stats(const struct flight_pool *p, struct flight_stats *out);
 
+/* one destination with flights now, as the operator sees it */
+struct flight_dest_info {
+    const char *name; /* valid until the pool next changes */
+    unsigned flights; /* flights of this destination, in any state */
+    unsigned running; /* of which probing */
+    unsigned queued;  /* of which waiting for a probe slot */
+};
+
+/* flight_dest_fn - one destination; return nonzero to stop */
+typedef int (*flight_dest_fn)(const struct flight_dest_info *d, void *arg);
+
+/* flight_pool_foreach_dest - every destination that has flights now; no changes meanwhile */
+void flight_pool_foreach_dest(const struct flight_pool *p, flight_dest_fn fn, void *arg);
+
+/* flight_pool_dest - the destination called name: 1, or 0 (all counts 0) when it has no flights */
+int flight_pool_dest(const struct flight_pool *p, const char *name, struct flight_dest_info *out);
+
+/* flight_dest_name - the destination (breaker and queue key) a lookup of addr on rb goes to */
+void flight_dest_name(const struct route_backend *rb, const struct address *addr, char *buf,
+                      size_t size);
+
 /* flight_done_fn - the flight's verdict; v is valid only during the call */
 typedef void (*flight_done_fn)(const struct verdict *v, void *arg);
 

@@ -120,6 +120,45 @@ struct verifier_stats {
 };
 void verifier_get_stats(const struct verifier *v, struct verifier_stats *out);
 
+/*
+ * Destinations (the breaker and probe-queue key: a static next hop, or an
+ * MX domain for smtp:mx), read-only, for "callahead show" and "stats".
+ * A daemon in front of 100,000 MX domains may know as many destinations,
+ * so a report is bounded: the top `max` by activity.
+ */
+#define VERIFIER_DEST_NAME_MAX 300
+#define VERIFIER_DEST_TOP 20 /* what policyd reports: callahead(1), OPERATIONS.md */
+
+struct verifier_dest {
+    char name[VERIFIER_DEST_NAME_MAX];
+    unsigned flights;     /* backend requests for it now, in any state */
+    unsigned running;     /* of which probing */
+    unsigned queued;      /* of which waiting for a probe slot */
+    const char *breaker;  /* "closed", "open" or "half-open" (static string) */
+    int breaker_failures; /* consecutive failures counted */
+    int breaker_retry_in; /* seconds until the open breaker lets one probe through; 0 */
+};
+
+/*
+ * verifier_top_destinations - the destinations with flights now or a
+ * breaker that is not forgotten (it failed lately), busiest first: by
+ * flights, then open before half-open before closed, then failures, then
+ * name. At most max go into out; returns how many did, and *total (may be
+ * NULL) gets how many there are in all.
+ */
+size_t verifier_top_destinations(const struct verifier *v, struct verifier_dest *out, size_t max,
+                                 size_t *total);
+
+/*
+ * verifier_domain_destination - the destination that a lookup of an
+ * address in domain goes to now (the route table's answer for
+ * postmaster@domain), with its flights and breaker. 1 when the route has
+ * a backend with a destination, 0 when it has none (dunno, accept,
+ * reject, no route), -1 + err when domain cannot be routed.
+ */
+int verifier_domain_destination(const struct verifier *v, const char *domain,
+                                struct verifier_dest *out, char *err, size_t errlen);
+
 /* verifier_cache - the verdict cache, for inspection and flushing by operators */
 struct cache *verifier_cache(struct verifier *v);
 

@@ -61,3 +61,73 @@ Test(breaker, bounded)
     cr_assert_eq(breaker_allow(t, "d0", 1, NULL), 1, "the oldest was dropped");
     breaker_table_free(t);
 }
+
+/* breaker_state_of - dest's state name at now, through the read-only view */
+static const char *breaker_state_of(struct breaker_table *t, const char *dest, time_t now,
+                                    struct breaker_info *bi)
+{
+    breaker_peek(t, dest, now, bi);
+    return breaker_state_name(bi->state);
+}
+
+/* the read-only view: closed while counting, open with the time left, half-open, forgotten */
+Test(breaker, peek_reports_state_failures_and_retry)
+{
+    struct breaker_table *t = breaker_table_new(100);
+    struct breaker_info bi;
+
+    cr_assert_eq(breaker_peek(t, "a", 1000, &bi), 0, "untracked");
+    cr_assert_str_eq(breaker_state_name(bi.state), "closed");
+    cr_assert_eq(bi.failures, 0);
+    breaker_report(t, "a", 0, 3, 60, 1000);
+    breaker_report(t, "a", 0, 3, 60, 1000);
+    cr_assert_str_eq(breaker_state_of(t, "a", 1000, &bi), "closed");
+    cr_assert_eq(bi.failures, 2);
+    cr_assert_eq(bi.retry_in, 0);
+    breaker_report(t, "a", 0, 3, 60, 1000);
+    cr_assert_str_eq(breaker_state_of(t, "a", 1010, &bi), "open");
+    cr_assert_eq(bi.failures, 3);
+    cr_assert_eq(bi.retry_in, 50);
+    cr_assert_str_eq(bi.dest, "a");
+    cr_assert_str_eq(breaker_state_of(t, "a", 1060, &bi), "half-open", "open time over");
+    cr_assert_eq(bi.retry_in, 0);
+    cr_assert_eq(breaker_allow(t, "a", 1060, NULL), 1, "peeking did not take the trial probe");
+    cr_assert_str_eq(breaker_state_of(t, "a", 1061, &bi), "half-open", "trial probe out");
+    breaker_report(t, "a", 1, 3, 60, 1061);
+    cr_assert_eq(breaker_peek(t, "a", 1061, &bi), 0, "a success forgets it");
+    cr_assert_str_eq(breaker_state_name(bi.state), "closed");
+    breaker_table_free(t);
+}
+
+struct seen {
+    int n, open, stop_after;
+};
+
+static int count_cb(const struct breaker_info *b, void *arg)
+{
+    struct seen *s = arg;
+
+    s->n++;
+    s->open += b->state == BREAKER_OPEN;
+    return s->stop_after > 0 && s->n >= s->stop_after;
+}
+
+/* breaker_foreach visits every tracked breaker once, and stops when asked */
+Test(breaker, foreach_visits_all_and_stops)
+{
+    struct breaker_table *t = breaker_table_new(100);
+    char name[32];
+    struct seen s = {0, 0, 0};
+
+    for (int i = 0; i < 7; i++) {
+        snprintf(name, sizeof(name), "d%d", i);
+        breaker_report(t, name, 0, i < 3 ? 1 : 5, 60, 0); /* d0..d2 open, d3..d6 counting */
+    }
+    breaker_foreach(t, 1, count_cb, &s);
+    cr_assert_eq(s.n, 7);
+    cr_assert_eq(s.open, 3);
+    struct seen s2 = {0, 0, 2};
+    breaker_foreach(t, 1, count_cb, &s2);
+    cr_assert_eq(s2.n, 2, "stopped after the callback said so");
+    breaker_table_free(t);
+}

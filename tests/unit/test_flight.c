@@ -393,3 +393,68 @@ Test(flight, backend_destinations_and_remote_text)
     cr_assert(fast.v.flags & VERDICT_REMOTE_TEXT, "the backend speaks for a remote party");
     verifier_free(v);
 }
+
+/* find_dest - the entry called name in out[0..n), or NULL */
+static const struct verifier_dest *find_dest(const struct verifier_dest *out, size_t n,
+                                             const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(out[i].name, name) == 0)
+            return &out[i];
+    return NULL;
+}
+
+/*
+ * the destinations report: 25 tarpitted destinations, the k-th with k
+ * waiting lookups and at most 3 probes each. The top 20 come busiest
+ * first, with their running and queued counts; the total counts all 25;
+ * a domain's own destination is found through the route table.
+ */
+Test(flight, top_destinations_bounded_and_counted)
+{
+    static struct result rs[400];
+    struct verifier_dest out[VERIFIER_DEST_TOP + 1], d;
+    char addr[96], name[64], err[160];
+    int r = 0;
+    size_t total = 0;
+
+    verifier_set_backend(ROUTE_LDAP, &fake_dest_ops);
+    vc.max_probes = 200;
+    vc.max_probes_per_destination = 3;
+    struct verifier *v = make_verifier();
+    for (int k = 1; k <= 25; k++)
+        for (int i = 0; i < k; i++) {
+            snprintf(addr, sizeof(addr), "user%d@tarpit%d.multi.test", i, k);
+            lookup(v, addr, &rs[r++]);
+        }
+    run_for_ms(50);
+    size_t n = verifier_top_destinations(v, out, VERIFIER_DEST_TOP, &total);
+    cr_assert_eq(n, VERIFIER_DEST_TOP, "bounded to the top %d (got %zu)", VERIFIER_DEST_TOP, n);
+    cr_assert_eq(total, 25, "every destination counted (got %zu)", total);
+    for (size_t i = 0; i < n; i++) {
+        unsigned k = 25 - (unsigned)i;
+        snprintf(name, sizeof(name), "fake:tarpit%u.multi.test", k);
+        cr_assert_str_eq(out[i].name, name, "rank %zu", i);
+        cr_assert_eq(out[i].flights, k, "%s flights", name);
+        cr_assert_eq(out[i].running, 3, "%s running", name);
+        cr_assert_eq(out[i].queued, k - 3, "%s queued", name);
+        cr_assert_str_eq(out[i].breaker, "closed");
+    }
+    cr_assert_null(find_dest(out, n, "fake:tarpit5.multi.test"), "the quietest are left out");
+    cr_assert_eq(verifier_top_destinations(v, out, 3, NULL), 3, "a smaller bound is kept too");
+    cr_assert_str_eq(out[2].name, "fake:tarpit23.multi.test");
+
+    cr_assert_eq(verifier_domain_destination(v, "tarpit5.multi.test", &d, err, sizeof(err)), 1,
+                 "%s", err);
+    cr_assert_str_eq(d.name, "fake:tarpit5.multi.test");
+    cr_assert_eq(d.flights, 5);
+    cr_assert_eq(d.running, 3);
+    cr_assert_eq(d.queued, 2);
+    cr_assert_str_eq(d.breaker, "closed");
+    cr_assert_eq(verifier_domain_destination(v, "idle.multi.test", &d, err, sizeof(err)), 1);
+    cr_assert_str_eq(d.name, "fake:idle.multi.test");
+    cr_assert_eq(d.flights + d.running + d.queued, 0, "no flights: all zero");
+    cr_assert_eq(verifier_domain_destination(v, "unrouted.example", &d, err, sizeof(err)), 0,
+                 "no route: no destination");
+    verifier_free(v);
+}
