@@ -10,7 +10,7 @@
 # (unless it needs that step's output); a summary comes last and the exit
 # status is 1 when anything failed.
 #
-# Environment: SKIP_INSTALL=1 (do not touch packages), FUZZ_SECONDS (default 10),
+# Environment: SKIP_INSTALL=1 (do not touch packages), FUZZ_SECONDS (default 5),
 # JOBS (make -j, default: number of CPUs), VALGRIND_SCENARIOS (the e2e scenarios
 # run with the daemon under valgrind; default: a set that passes through every
 # part of the daemon once; "all" for every scenario).
@@ -20,7 +20,7 @@ set -u -o pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-: "${FUZZ_SECONDS:=10}"
+: "${FUZZ_SECONDS:=5}"
 : "${VALGRIND_SCENARIOS:=default}"
 # The valgrind pass is the slowest (each scenario runs the daemon ten times
 # slower); these scenarios together reach the policy protocol, CDB, callouts
