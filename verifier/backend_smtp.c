@@ -27,6 +27,7 @@
 #include "dns.h"
 #include "log.h"
 #include "smtp_int.h"
+#include "smtp_tls.h"
 
 static void route_free(struct smtp_route *rt);
 
@@ -275,6 +276,9 @@ static void *smtp_open(const struct backend_env *env, const struct route *r, cha
     if (smtp_nexthop_parse(r->arg, &rt->nh, err, errlen) < 0 ||
         smtp_options_parse(r, rt->nh.kind == SMTP_NEXTHOP_MX, &rt->opts, err, errlen) < 0)
         goto fail;
+    if (rt->opts.tls != SMTP_TLS_NONE &&
+        (rt->tls_ctx = smtp_tls_ctx_new(&rt->opts, err, errlen)) == NULL)
+        goto fail;
     rt->port = rt->opts.port != 0 ? rt->opts.port : rt->nh.port;
     if (rt->nh.kind == SMTP_NEXTHOP_MX) {
         snprintf(rt->source, sizeof(rt->source), "smtp:mx");
@@ -409,6 +413,7 @@ static void route_free(struct smtp_route *rt)
         smtp_host_free(h);
     if (rt->own_dns != NULL)
         dns_free(rt->own_dns);
+    smtp_tls_ctx_free(rt->tls_ctx);
     free(rt);
 }
 

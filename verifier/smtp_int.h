@@ -44,6 +44,7 @@
 struct event;
 struct event_base;
 struct bufferevent;
+struct ssl_ctx_st;
 
 #define SMTP_READ_HIGHWATER 8192 /* read at most this much before the parser consumes it */
 #define SMTP_DNS_TIMEOUT_MS 5000 /* a route's own resolver, when the verifier gives none */
@@ -53,6 +54,8 @@ enum session_state {
     SESSION_GREETING,    /* waiting for 220 */
     SESSION_EHLO,        /* EHLO sent */
     SESSION_HELO,        /* HELO sent after EHLO was refused */
+    SESSION_STARTTLS,    /* STARTTLS sent, waiting for 220 */
+    SESSION_TLS,         /* TLS handshake in progress (then EHLO again) */
     SESSION_MAIL,        /* MAIL FROM sent */
     SESSION_RCPT,        /* RCPT TO sent */
     SESSION_RSET,        /* RSET sent on a pooled session, before the next MAIL FROM */
@@ -60,7 +63,7 @@ enum session_state {
     SESSION_QUIT,        /* QUIT sent, waiting for 221 or close */
     SESSION_CLOSED,      /* connection gone; the struct is reaped from the timer */
 };
-#define SESSION_STATE_COUNT 10
+#define SESSION_STATE_COUNT 12
 
 enum req_state {
     REQ_RESOLVE = 0, /* DNS lookup in progress */
@@ -81,6 +84,7 @@ enum session_retry {
     RETRY_NONE,  /* answer tempfail */
     RETRY_NEXT,  /* the next address / MX host (connect failure, refused greeting) */
     RETRY_FRESH, /* RSET failed on a pooled session: once more on a new connection */
+    RETRY_PLAIN, /* tls=may and the handshake failed: same address, new plaintext connection */
 };
 
 struct smtp_route;
@@ -99,6 +103,8 @@ struct smtp_session {
     int nrcpt;               /* RCPTs sent on this connection */
     int reused;              /* req got this session from the pool */
     int connect_errno;       /* connect failed before it started: reported from the timer */
+    int tls;                 /* the connection is TLS (handshake done) */
+    int plain;               /* tls=may fallback: this connection does not try STARTTLS */
 };
 
 TAILQ_HEAD(session_list, smtp_session);
@@ -136,6 +142,7 @@ struct backend_req {
     int attempts;      /* new connections opened */
     int fresh_retried; /* an RSET failure already got its fresh connection */
     int want_fresh;    /* the next acquire must not take a pooled session */
+    int tls_plain;     /* tls=may and a handshake failed: new connections stay plaintext */
     char last_error[VERDICT_TEXT_MAX];
     char rcpt[ADDRESS_MAX + 1];
     char domain[ADDRESS_DOMAIN_MAX + 1];
@@ -164,6 +171,7 @@ struct smtp_route {
     struct dns *own_dns;             /* opened by us when the verifier gave none */
     struct smtp_nexthop nh;          /* the route argument */
     struct smtp_options opts;        /* the route options */
+    struct ssl_ctx_st *tls_ctx;      /* tls=may or encrypt: the client context (smtp_tls.h) */
     struct smtp_host *static_host;   /* a literal or named next hop */
     unsigned port;                   /* port to connect to */
     char source[VERDICT_SOURCE_MAX]; /* before a host is known: "smtp:mx" */

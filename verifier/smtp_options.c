@@ -43,6 +43,10 @@ const struct value_decl smtp_option_decls[] = {
     {"invalid_status", VALUE_TEXT, 0, 0},
     {"bare_5xx", VALUE_TEXT, 0, 0},
     {"confirm_window", VALUE_DURATION, 1, SMTP_CONFIRM_WINDOW_LIMIT_MS},
+    {"tls", VALUE_TEXT, 0, 0},
+    {"tls_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
+    {"tls_verify", VALUE_TEXT, 0, 0},
+    {"tls_ca_file", VALUE_TEXT, 0, 0},
     {NULL, 0, 0, 0},
 };
 
@@ -128,6 +132,61 @@ static int valid_helo(const char *s)
     return 1;
 }
 
+/*
+ * parse_tls - tls=, tls_verify=, tls_ca_file=. Certificate checks belong to
+ * tls=encrypt only: a tls=may session that failed them would go on in
+ * plaintext, which protects nothing, so asking for them there is refused
+ * rather than silently weaker than it reads.
+ */
+static int parse_tls(const struct route *r, struct smtp_options *o, char *err, size_t errlen)
+{
+    const char *v = route_option(r, "tls", "may");
+    const char *ca = route_option(r, "tls_ca_file", NULL);
+    const char *vf;
+
+    if (strcmp(v, "none") == 0) {
+        o->tls = SMTP_TLS_NONE;
+    } else if (strcmp(v, "may") == 0) {
+        o->tls = SMTP_TLS_MAY;
+    } else if (strcmp(v, "encrypt") == 0) {
+        o->tls = SMTP_TLS_ENCRYPT;
+    } else {
+        snprintf(err, errlen, "tls=%s: expected none, may or encrypt", v);
+        return -1;
+    }
+    if (ca != NULL) {
+        if (ca[0] != '/' || strlen(ca) > SMTP_TLS_CA_FILE_MAX) {
+            snprintf(err, errlen, "tls_ca_file=%s: expected an absolute path", ca);
+            return -1;
+        }
+        snprintf(o->tls_ca_file, sizeof(o->tls_ca_file), "%s", ca);
+    }
+    vf = route_option(r, "tls_verify", ca != NULL ? "name" : "none");
+    if (strcmp(vf, "none") == 0) {
+        o->tls_verify = SMTP_TLS_VERIFY_NONE;
+    } else if (strcmp(vf, "ca") == 0) {
+        o->tls_verify = SMTP_TLS_VERIFY_CA;
+    } else if (strcmp(vf, "name") == 0) {
+        o->tls_verify = SMTP_TLS_VERIFY_NAME;
+    } else {
+        snprintf(err, errlen, "tls_verify=%s: expected none, ca or name", vf);
+        return -1;
+    }
+    if (o->tls != SMTP_TLS_ENCRYPT && (ca != NULL || o->tls_verify != SMTP_TLS_VERIFY_NONE)) {
+        snprintf(err, errlen,
+                 "tls_verify and tls_ca_file need tls=encrypt: with tls=%s a failed check "
+                 "would only mean plaintext",
+                 v);
+        return -1;
+    }
+    if (ca != NULL && o->tls_verify == SMTP_TLS_VERIFY_NONE) {
+        snprintf(err, errlen, "tls_ca_file=%s with tls_verify=none: the file would not be used",
+                 ca);
+        return -1;
+    }
+    return 0;
+}
+
 int smtp_options_parse(const struct route *r, int is_mx, struct smtp_options *o, char *err,
                        size_t errlen)
 {
@@ -144,6 +203,7 @@ int smtp_options_parse(const struct route *r, int is_mx, struct smtp_options *o,
         {"rset_timeout", offsetof(struct smtp_options, rset_timeout), NULL},
         {"idle_timeout", offsetof(struct smtp_options, idle_timeout), "5s"},
         {"quit_timeout", offsetof(struct smtp_options, quit_timeout), "2s"},
+        {"tls_timeout", offsetof(struct smtp_options, tls_timeout), NULL},
     };
     static const struct {
         const char *name;
@@ -257,5 +317,5 @@ int smtp_options_parse(const struct route *r, int is_mx, struct smtp_options *o,
         snprintf(err, errlen, "confirm_window=%s: expected a duration up to 1d, e.g. 10m", v);
         return -1;
     }
-    return 0;
+    return parse_tls(r, o, err, errlen);
 }

@@ -28,6 +28,15 @@
  *                           invalid  always invalid (Postfix verify, Exim)
  *                           tempfail never invalid
  *   confirm_window=10m      see bare_5xx
+ *   tls=may                 STARTTLS: none (never), may (when offered; plaintext
+ *                           again after a failed handshake), encrypt (never
+ *                           RCPT in plaintext: no STARTTLS or a failed
+ *                           handshake is a tempfail of the destination)
+ *   tls_timeout             the TLS handshake (default command_timeout)
+ *   tls_verify=none         encrypt only: none, ca (chain), name (chain and the
+ *                           next hop's name); "name" when tls_ca_file is given
+ *   tls_ca_file=            encrypt only: PEM file of trusted CAs (default:
+ *                           the system store, when tls_verify is ca or name)
  */
 #ifndef CALLAHEAD_SMTP_OPTIONS_H
 #define CALLAHEAD_SMTP_OPTIONS_H
@@ -45,6 +54,21 @@
 #define SMTP_MAX_RCPTS_LIMIT 10000
 #define SMTP_TIMEOUT_LIMIT_MS (3600 * 1000)
 #define SMTP_CONFIRM_WINDOW_LIMIT_MS (86400L * 1000)
+#define SMTP_TLS_CA_FILE_MAX 1023
+
+/* tls=: whether a callout uses STARTTLS */
+enum smtp_tls_mode {
+    SMTP_TLS_NONE,    /* never */
+    SMTP_TLS_MAY,     /* when offered; plaintext on a new connection if the handshake fails */
+    SMTP_TLS_ENCRYPT, /* always: no RCPT in plaintext */
+};
+
+/* tls_verify=: what a tls=encrypt session checks of the next hop's certificate */
+enum smtp_tls_verify {
+    SMTP_TLS_VERIFY_NONE, /* nothing (encrypted, not authenticated) */
+    SMTP_TLS_VERIFY_CA,   /* a chain to a trusted CA */
+    SMTP_TLS_VERIFY_NAME, /* that, and the next hop's name (or address) in the certificate */
+};
 
 /* what a 5xx RCPT reply without a readable enhanced status code means */
 enum smtp_bare_5xx {
@@ -75,6 +99,10 @@ struct smtp_options {
     struct smtp_status_set invalid_status; /* statuses that mean "no such mailbox" */
     enum smtp_bare_5xx bare_5xx;
     long long confirm_window_ms;
+    struct timeval tls_timeout;
+    enum smtp_tls_mode tls;
+    enum smtp_tls_verify tls_verify;
+    char tls_ca_file[SMTP_TLS_CA_FILE_MAX + 1]; /* "" : the system store */
 };
 
 /* smtp_option_decls - every option above with its type and bounds, ended by {NULL} */

@@ -2,16 +2,14 @@
  * smtp_session.c - one SMTP client connection to a next hop: the callout's
  * state machine.
  *
- * connect -> greeting -> EHLO (HELO if EHLO is refused) -> MAIL FROM ->
- * RCPT TO, then idle in its destination's pool, RSET -> MAIL -> RCPT for the
- * next lookup, and QUIT at the end. Every state has a deadline (one timer,
- * re-armed by session_enter_state, the one place the state changes). The
- * RCPT reply decides the lookup's verdict; anything else that goes wrong
- * says nothing about the address and becomes a tempfail or a retry at the
- * next address. A session is never freed under a caller's feet: closing
- * drops the connection at once and the struct is reaped from its timer on
- * the next loop pass. A session that saw a 421, a timeout, garbage or a
- * disconnect is never reused.
+ * connect -> greeting -> EHLO (HELO if EHLO is refused) [-> STARTTLS ->
+ * TLS handshake -> EHLO] -> MAIL FROM -> RCPT TO, then idle in its destination's pool, RSET -> MAIL
+ * -> RCPT for the next lookup, and QUIT at the end. Every state has a deadline (one timer, re-armed
+ * by session_enter_state, the one place the state changes). The RCPT reply decides the lookup's
+ * verdict; anything else that goes wrong says nothing about the address and becomes a tempfail or a
+ * retry at the next address. A session is never freed under a caller's feet: closing drops the
+ * connection at once and the struct is reaped from its timer on the next loop pass. A session that
+ * saw a 421, a timeout, garbage or a disconnect is never reused.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,16 +27,24 @@
 
 #include "log.h"
 #include "smtp_int.h"
+#include "smtp_tls.h"
 
 static const char *const session_state_names[SESSION_STATE_COUNT] = {
-    "connect", "greeting", "ehlo", "helo", "mail", "rcpt", "rset", "idle", "quit", "closed",
+    "connect", "greeting", "ehlo", "helo", "starttls", "tls",
+    "mail",    "rcpt",     "rset", "idle", "quit",     "closed",
 };
 
 /* what the step is called in a reason text */
 static const char *const session_step_names[SESSION_STATE_COUNT] = {
-    "connect", "greeting", "EHLO", "HELO", "MAIL FROM",
-    "RCPT TO", "RSET",     "idle", "QUIT", "nothing",
+    "connect",   "greeting", "EHLO", "HELO", "STARTTLS", "TLS handshake",
+    "MAIL FROM", "RCPT TO",  "RSET", "idle", "QUIT",     "nothing",
 };
+
+static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* one warning a minute for tls=may handshakes that failed (a next hop with a broken TLS) */
+static struct log_limit tls_fallback_limit;
 
 static const struct timeval zero_tv = {0, 0};
 
@@ -54,7 +60,10 @@ static const struct timeval *session_deadline(const struct smtp_route *rt, enum 
         return &o->greeting_timeout;
     case SESSION_EHLO:
     case SESSION_HELO:
+    case SESSION_STARTTLS:
         return &o->ehlo_timeout;
+    case SESSION_TLS:
+        return &o->tls_timeout;
     case SESSION_MAIL:
         return &o->mail_timeout;
     case SESSION_RCPT:
@@ -279,6 +288,14 @@ static void session_fail(struct smtp_session *s, enum session_retry retry, enum 
         smtp_req_try(req);
         return;
     }
+    if (retry == RETRY_PLAIN) {
+        /* the same address again, on a new connection that does not try STARTTLS */
+        req->tls_plain = 1;
+        req->want_fresh = 1;
+        session_release(s, how == END_KEEP ? END_QUIT : how);
+        smtp_req_try(req);
+        return;
+    }
     if (retry == RETRY_NEXT) {
         log_debug("callout %p rcpt=<%s> %s: %s: trying the next address", (void *)req, req->rcpt,
                   s->host->source, text);
@@ -357,6 +374,90 @@ static void session_rcpt_reply(struct smtp_session *s, const struct smtp_reply *
     }
 }
 
+/*
+ * session_mail - the session is ready for MAIL FROM, unless tls=encrypt and
+ * it is still in plaintext: the next hop did not offer STARTTLS (or refused
+ * it), so RCPT must not be sent. That is the destination's failure, not the
+ * address's: the next address or MX host, else a tempfail the circuit
+ * breaker counts.
+ */
+static void session_mail(struct smtp_session *s)
+{
+    struct smtp_route *rt = s->host->route;
+
+    if (rt->opts.tls == SMTP_TLS_ENCRYPT && !s->tls) {
+        log_limited(&tls_fallback_limit, 60000, LOG_WARNING,
+                    "callout rcpt=<%s> %s: next hop does not offer STARTTLS, and tls=encrypt: "
+                    "no RCPT in plaintext",
+                    s->req->rcpt, s->host->source);
+        session_fail(s, RETRY_NEXT, END_QUIT, "next hop does not offer STARTTLS (tls=encrypt)");
+        return;
+    }
+    session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
+    session_enter_state(s, SESSION_MAIL);
+}
+
+/*
+ * session_tls_failed - the handshake failed or timed out. tls=encrypt: the
+ * destination failed (the next address, else tempfail). tls=may: logged,
+ * then the same address again in plaintext (the connection is unusable: the
+ * next hop is somewhere inside a TLS handshake). The fallback is what "may"
+ * means: it protects against passive listening, not against anyone on the
+ * path who can break the handshake (docs/CALLOUTS.md).
+ */
+static void session_tls_failed(struct smtp_session *s, const char *why)
+{
+    struct smtp_route *rt = s->host->route;
+
+    if (rt->opts.tls == SMTP_TLS_ENCRYPT) {
+        log_limited(&tls_fallback_limit, 60000, LOG_WARNING,
+                    "callout %s: TLS handshake failed (tls=encrypt): %s", s->host->source, why);
+        session_fail(s, RETRY_NEXT, END_DROP, "TLS handshake with next hop failed: %s", why);
+        return;
+    }
+    log_limited(&tls_fallback_limit, 60000, LOG_WARNING,
+                "callout %s: TLS handshake failed, retrying in plaintext (tls=may): %s",
+                s->host->source, why);
+    session_fail(s, RETRY_PLAIN, END_DROP, "TLS handshake with next hop failed: %s", why);
+}
+
+/*
+ * session_starttls_reply - the reply to STARTTLS. On 220 the input must be
+ * empty: anything the next hop (or someone on the path) sent after it would
+ * be read as if it came over TLS (the STARTTLS command injection of
+ * CVE-2011-0411), so such a session is dropped. Otherwise the connection is
+ * wrapped in the TLS filter and the handshake runs until BEV_EVENT_CONNECTED
+ * (session_event_cb) or the tls_timeout.
+ */
+static void session_starttls_reply(struct smtp_session *s, const struct smtp_reply *r)
+{
+    struct smtp_route *rt = s->host->route;
+    struct bufferevent *tb;
+    char err[128];
+
+    if (r->code != 220) {
+        /* "454 TLS not available": still in sync, in plaintext */
+        log_debug("session %p %s: STARTTLS refused: %d %s", (void *)s, s->host->source, r->code,
+                  r->text);
+        session_mail(s);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+        session_tls_failed(s, "data after the 220 reply to STARTTLS");
+        return;
+    }
+    tb = smtp_tls_start(rt->base, s->bev, rt->tls_ctx, &rt->opts, s->host->name, err, sizeof(err));
+    if (tb == NULL) {
+        session_fail(s, RETRY_NONE, END_DROP, "%s", err);
+        return;
+    }
+    s->bev = tb;
+    bufferevent_setcb(s->bev, session_read_cb, NULL, session_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_READ_HIGHWATER);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    session_enter_state(s, SESSION_TLS);
+}
+
 /* session_reply - act on one complete reply */
 static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
 {
@@ -417,8 +518,16 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
                          r->text);
             return;
         }
-        session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
-        session_enter_state(s, SESSION_MAIL);
+        if (!s->tls && !s->plain && rt->opts.tls != SMTP_TLS_NONE && s->state == SESSION_EHLO &&
+            smtp_ehlo_offers(r->text, "STARTTLS")) {
+            session_send(s, "STARTTLS");
+            session_enter_state(s, SESSION_STARTTLS);
+            return;
+        }
+        session_mail(s);
+        return;
+    case SESSION_STARTTLS:
+        session_starttls_reply(s, r);
         return;
     case SESSION_RSET:
         if (r->code != 250) {
@@ -426,8 +535,7 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
                          r->text);
             return;
         }
-        session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
-        session_enter_state(s, SESSION_MAIL);
+        session_mail(s);
         return;
     case SESSION_MAIL:
         if (r->code != 250) {
@@ -499,9 +607,23 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     const char *step = session_step_names[s->state];
 
-    (void)bev;
+    if ((what & BEV_EVENT_CONNECTED) && s->state == SESSION_TLS) {
+        char desc[128];
+        s->tls = 1;
+        smtp_tls_describe(bev, desc, sizeof(desc));
+        log_debug("session %p %s: TLS established: %s", (void *)s, s->host->source, desc);
+        session_send(s, "EHLO %s", s->host->route->opts.helo);
+        session_enter_state(s, SESSION_EHLO);
+        return;
+    }
     if (what & BEV_EVENT_CONNECTED) {
         session_enter_state(s, SESSION_GREETING);
+        return;
+    }
+    if (s->state == SESSION_TLS) {
+        char why[300];
+        smtp_tls_error(bev, why, sizeof(why));
+        session_tls_failed(s, why);
         return;
     }
     switch (s->state) {
@@ -557,6 +679,12 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
         log_debug("session %p %s: idle for %ldms: QUIT", (void *)s, s->host->source, ms);
         session_quit(s);
         return;
+    case SESSION_TLS: {
+        char why[64];
+        snprintf(why, sizeof(why), "no handshake within %ldms", ms);
+        session_tls_failed(s, why);
+        return;
+    }
     case SESSION_CONNECT:
         if (s->connect_errno != 0)
             session_fail(s, RETRY_NEXT, END_DROP, "cannot connect to next hop: %s",
@@ -619,6 +747,7 @@ void smtp_session_open(struct backend_req *req)
     }
     s->host = h;
     s->state = SESSION_CONNECT;
+    s->plain = req->tls_plain;
     TAILQ_INSERT_TAIL(&h->sessions, s, link);
     h->nconn++;
     s->req = req;
