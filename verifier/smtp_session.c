@@ -43,8 +43,14 @@ static const char *const session_step_names[SESSION_STATE_COUNT] = {
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 
-/* one warning a minute for tls=may handshakes that failed (a next hop with a broken TLS) */
-static struct log_limit tls_fallback_limit;
+/*
+ * TLS trouble is logged as a warning at most once a minute per kind (a next
+ * hop with a broken TLS would otherwise log at every lookup); the verdict's
+ * own log line keeps the reason of each lookup.
+ */
+static struct log_limit tls_fallback_limit;   /* tls=may: handshake failed, plaintext now */
+static struct log_limit tls_encrypt_limit;    /* tls=encrypt: handshake failed */
+static struct log_limit tls_nostarttls_limit; /* tls=encrypt: STARTTLS not offered */
 
 static const struct timeval zero_tv = {0, 0};
 
@@ -386,7 +392,7 @@ static void session_mail(struct smtp_session *s)
     struct smtp_route *rt = s->host->route;
 
     if (rt->opts.tls == SMTP_TLS_ENCRYPT && !s->tls) {
-        log_limited(&tls_fallback_limit, 60000, LOG_WARNING,
+        log_limited(&tls_nostarttls_limit, 60000, LOG_WARNING,
                     "callout rcpt=<%s> %s: next hop does not offer STARTTLS, and tls=encrypt: "
                     "no RCPT in plaintext",
                     s->req->rcpt, s->host->source);
@@ -410,7 +416,7 @@ static void session_tls_failed(struct smtp_session *s, const char *why)
     struct smtp_route *rt = s->host->route;
 
     if (rt->opts.tls == SMTP_TLS_ENCRYPT) {
-        log_limited(&tls_fallback_limit, 60000, LOG_WARNING,
+        log_limited(&tls_encrypt_limit, 60000, LOG_WARNING,
                     "callout %s: TLS handshake failed (tls=encrypt): %s", s->host->source, why);
         session_fail(s, RETRY_NEXT, END_DROP, "TLS handshake with next hop failed: %s", why);
         return;

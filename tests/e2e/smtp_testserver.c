@@ -24,10 +24,15 @@
  *                           after our last reply (a next hop dropping an idle
  *                           session that a client keeps for reuse)
  *
- * STEP is greeting, ehlo, helo, mail, rcpt, rset, quit, noop. In TEXT, "\n"
+ * STEP is greeting, ehlo, helo, mail, rcpt, rset, quit, noop, starttls. In TEXT, "\n"
  * starts another line of a multi-line reply (same code), and "\r", "\t",
  * "\\", "\xHH" are escapes (for raw). A 421 reply or QUIT closes the
  * connection after the reply. Unknown commands get 502. '#' starts a comment.
+ *
+ * STARTTLS gets 502 unless the script gives "starttls 220 TEXT": then the
+ * server never does TLS; whatever the client sends next (its ClientHello) is
+ * answered with a line of plain text and the connection is closed, a next hop
+ * whose TLS is broken. Offer it with e.g. "ehlo 250 ts\nSTARTTLS".
  */
 #include <ctype.h>
 #include <errno.h>
@@ -50,9 +55,20 @@
 #define LINE_MAX_IN 4096
 #define MAX_RULES 256
 
-enum step { ST_GREETING, ST_EHLO, ST_HELO, ST_MAIL, ST_RCPT, ST_RSET, ST_QUIT, ST_NOOP, ST_COUNT };
-static const char *const step_names[ST_COUNT] = {"greeting", "ehlo", "helo", "mail",
-                                                 "rcpt",     "rset", "quit", "noop"};
+enum step {
+    ST_GREETING,
+    ST_EHLO,
+    ST_HELO,
+    ST_MAIL,
+    ST_RCPT,
+    ST_RSET,
+    ST_QUIT,
+    ST_NOOP,
+    ST_STARTTLS,
+    ST_COUNT
+};
+static const char *const step_names[ST_COUNT] = {"greeting", "ehlo", "helo", "mail",    "rcpt",
+                                                 "rset",     "quit", "noop", "starttls"};
 
 struct step_cfg {
     int code;
@@ -80,6 +96,7 @@ struct conn {
     int close_after;          /* close once the reply is out */
     int close_on_drain;       /* ... and the output has drained */
     int closing;              /* free at the next timer run */
+    int tls_garbage;          /* said 220 to STARTTLS: answer the handshake with plain text */
     struct conn *next, *prev; /* all connections, freed at exit */
 };
 
@@ -188,6 +205,8 @@ static void script_load(const char *path)
     steps[ST_RSET] = (struct step_cfg){250, strdup("2.0.0 Ok"), NULL, 0, 0, 0, 0};
     steps[ST_QUIT] = (struct step_cfg){221, strdup("2.0.0 Bye"), NULL, 0, 0, 0, 0};
     steps[ST_NOOP] = (struct step_cfg){250, strdup("2.0.0 Ok"), NULL, 0, 0, 0, 0};
+    steps[ST_STARTTLS] =
+        (struct step_cfg){502, strdup("5.5.2 Error: command not recognized"), NULL, 0, 0, 0, 0};
     if (f == NULL) {
         fprintf(stderr, "smtp_testserver: %s: %s\n", path, strerror(errno));
         exit(1);
@@ -443,9 +462,23 @@ static void conn_process(struct conn *c)
 
     while (!c->busy) {
         size_t n;
-        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+        char *line;
         char verb[8];
         int st;
+
+        if (c->tls_garbage) {
+            if (evbuffer_get_length(in) == 0)
+                return;
+            /* the client's ClientHello: not TLS back, then hang up */
+            evbuffer_drain(in, evbuffer_get_length(in));
+            c->tls_garbage = 0;
+            evbuffer_add_printf(c->pending, "this is not TLS\r\n");
+            c->busy = 1;
+            c->close_after = 1;
+            conn_timer_cb(-1, 0, c);
+            return;
+        }
+        line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
 
         if (line == NULL) {
             if (evbuffer_get_length(in) > LINE_MAX_IN)
@@ -471,15 +504,19 @@ static void conn_process(struct conn *c)
             st = ST_QUIT;
         else if (strcasecmp(verb, "NOOP") == 0)
             st = ST_NOOP;
+        else if (strcasecmp(line, "STARTTLS") == 0)
+            st = ST_STARTTLS;
         if (st >= 0)
             stats.commands[st]++;
         if (st == ST_MAIL)
             snprintf(stats.last_mail, sizeof(stats.last_mail), "%s", line);
         if (st == ST_RCPT)
             rcpt_reply(c, line);
-        else if (st >= 0)
+        else if (st >= 0) {
+            if (st == ST_STARTTLS && steps[st].code == 220 && steps[st].raw == NULL)
+                c->tls_garbage = 1;
             conn_reply(c, st, steps[st].code, steps[st].text);
-        else {
+        } else {
             evbuffer_add_printf(bufferevent_get_output(c->bev),
                                 "502 5.5.2 Error: command not recognized\r\n");
         }
