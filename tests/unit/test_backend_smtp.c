@@ -29,6 +29,7 @@
 #include "dns.h"
 #include "log.h"
 #include "route.h"
+#include "smtp_tls.h"
 #include "test_servers.h"
 
 #define SMTP_SINK "/usr/sbin/smtp-sink"
@@ -1729,4 +1730,138 @@ Test(smtp_dns, close_during_dns)
     states[0] = NULL;
     run_for(300);
     cr_assert_eq(r.calls, 0);
+}
+
+/* ---- STARTTLS (tls=none|may|encrypt) against a next hop whose TLS is broken */
+
+/* offers STARTTLS, says 220, then answers the ClientHello with plain text */
+#define BROKEN_TLS "ehlo 250 ts\\nSTARTTLS\nstarttls 220 2.0.0 Ready to start TLS\n"
+
+Test(smtp, tls_may_falls_back_to_plaintext_after_a_failed_handshake)
+{
+    struct result r;
+
+    start_server(BROKEN_TLS "rcpt * 250 2.1.5 Ok\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d"), "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("starttls"), 1);
+    cr_assert_eq(server_count("connections"), 2, "TLS attempt, then a plaintext connection");
+    cr_assert_eq(server_count("rcpt"), 1);
+}
+
+Test(smtp, tls_encrypt_never_sends_rcpt_after_a_failed_handshake)
+{
+    struct result r;
+
+    start_server(BROKEN_TLS "rcpt * 250 2.1.5 Ok\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d tls=encrypt"), "a@example.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL);
+    cr_assert_eq(r.v.code, 0, "a destination failure (the breaker counts it)");
+    cr_assert(strstr(r.v.text, "TLS handshake with next hop failed") != NULL, "%s", r.v.text);
+    cr_assert_eq(server_count("mail"), 0);
+    cr_assert_eq(server_count("rcpt"), 0);
+}
+
+Test(smtp, tls_encrypt_without_starttls_offered)
+{
+    struct result r;
+
+    start_server("rcpt * 250 2.1.5 Ok\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d tls=encrypt"), "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0, "next hop does not offer STARTTLS (tls=encrypt)");
+    cr_assert_eq(server_count("mail"), 0);
+    cr_assert_eq(server_count("rcpt"), 0);
+}
+
+Test(smtp, tls_encrypt_starttls_refused)
+{
+    struct result r;
+
+    start_server("ehlo 250 ts\\nSTARTTLS\nstarttls 454 4.7.0 TLS not available\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d tls=encrypt"), "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0, "next hop does not offer STARTTLS (tls=encrypt)");
+    cr_assert_eq(server_count("rcpt"), 0);
+}
+
+Test(smtp, tls_may_starttls_refused_goes_on_in_plaintext)
+{
+    struct result r;
+
+    start_server("ehlo 250 ts\\nSTARTTLS\nstarttls 454 4.7.0 TLS not available\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d"), "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 1);
+}
+
+Test(smtp, tls_none_never_sends_starttls)
+{
+    struct result r;
+
+    start_server(BROKEN_TLS);
+    verify(open_route("example.test smtp:[127.0.0.1]:%d tls=none"), "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("starttls"), 0);
+}
+
+/* bytes after the 220 to STARTTLS would be read as if they came over TLS */
+Test(smtp, tls_data_after_starttls_reply_is_not_trusted)
+{
+    struct result r;
+
+    start_server("ehlo 250 ts\\nSTARTTLS\n"
+                 "raw starttls 220 go ahead\\r\\n250 injected\\r\\n\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d tls=encrypt"), "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "TLS handshake with next hop failed: data after the 220 reply to STARTTLS");
+    cr_assert_eq(server_count("rcpt"), 0);
+}
+
+/* a next hop that never answers the ClientHello: the handshake has a deadline */
+Test(smtp, tls_handshake_deadline)
+{
+    struct result r;
+
+    start_server("ehlo 250 ts\\nSTARTTLS\nraw starttls 220 go ahead\\r\\n\n");
+    verify(open_route("example.test smtp:[127.0.0.1]:%d tls_timeout=300ms"), "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2);
+}
+
+Test(smtp, tls_options_checked)
+{
+    char err[256];
+
+    cr_assert_null(open_route_err("example.test smtp:[127.0.0.1]:25 tls=maybe", err, sizeof(err)));
+    cr_assert(strstr(err, "tls=maybe: expected none, may or encrypt") != NULL, "%s", err);
+    cr_assert_null(open_route_err("example.test smtp:[127.0.0.1]:25 tls_ca_file=/etc/hostname", err,
+                                  sizeof(err)));
+    cr_assert(strstr(err, "need tls=encrypt") != NULL, "%s", err);
+    cr_assert_null(open_route_err("example.test smtp:[127.0.0.1]:25 tls=may tls_verify=name", err,
+                                  sizeof(err)));
+    cr_assert(strstr(err, "need tls=encrypt") != NULL, "%s", err);
+    cr_assert_null(open_route_err(
+        "example.test smtp:[127.0.0.1]:25 tls=encrypt tls_ca_file=relative.pem", err, sizeof(err)));
+    cr_assert(strstr(err, "expected an absolute path") != NULL, "%s", err);
+    cr_assert_null(open_route_err(
+        "example.test smtp:[127.0.0.1]:25 tls=encrypt tls_ca_file=/nonexistent/ca.pem", err,
+        sizeof(err)));
+    cr_assert(strstr(err, "tls_ca_file=/nonexistent/ca.pem: cannot load") != NULL, "%s", err);
+    cr_assert_null(open_route_err(
+        "example.test smtp:[127.0.0.1]:25 tls=encrypt tls_verify=none tls_ca_file=/etc/hostname",
+        err, sizeof(err)));
+    cr_assert(strstr(err, "would not be used") != NULL, "%s", err);
+    cr_assert_null(open_route_err("example.test smtp:[127.0.0.1]:25 tls=encrypt tls_verify=all",
+                                  err, sizeof(err)));
+    cr_assert(strstr(err, "tls_verify=all: expected none, ca or name") != NULL, "%s", err);
+}
+
+Test(smtp, ehlo_keywords)
+{
+    cr_assert(smtp_ehlo_offers("mx.example.org PIPELINING STARTTLS 8BITMIME", "STARTTLS"));
+    cr_assert(smtp_ehlo_offers("mx.example.org starttls", "STARTTLS"));
+    cr_assert(!smtp_ehlo_offers("STARTTLS", "STARTTLS"), "the server's name is not a keyword");
+    cr_assert(!smtp_ehlo_offers("mx.example.org STARTTLSX", "STARTTLS"));
+    cr_assert(!smtp_ehlo_offers("mx.example.org XSTARTTLS", "STARTTLS"));
+    cr_assert(!smtp_ehlo_offers("mx.example.org PIPELINING", "STARTTLS"));
+    cr_assert(!smtp_ehlo_offers("", "STARTTLS"));
 }
