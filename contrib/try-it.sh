@@ -18,7 +18,7 @@ set -u -o pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 
-PACKAGES="build-essential autoconf automake libtool pkg-config libevent-dev libhiredis-dev
+PACKAGES="build-essential autoconf automake libtool pkg-config libevent-dev libhiredis-dev libssl-dev
   libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev tinycdb libldap-dev redis-server postfix slapd
   ldap-utils swaks miltertest"
 
