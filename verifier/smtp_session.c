@@ -654,13 +654,19 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
                      : s->state == SESSION_RSET   ? RETRY_FRESH
                                                   : RETRY_NONE,
                      END_DROP, "next hop closed the connection before the %s reply", step);
-    else
+    else {
+        char why[300];
+        /* over TLS the socket error says nothing: OpenSSL's does */
+        if (s->tls)
+            smtp_tls_error(bev, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(err));
         session_fail(s,
                      s->state == SESSION_GREETING ? RETRY_NEXT
                      : s->state == SESSION_RSET   ? RETRY_FRESH
                                                   : RETRY_NONE,
-                     END_DROP, "error talking to next hop at %s: %s", step,
-                     evutil_socket_error_to_string(err));
+                     END_DROP, "error talking to next hop at %s: %s", step, why);
+    }
 }
 
 /* session_timer_cb - the current step's deadline passed (or: reap, report a failed connect) */

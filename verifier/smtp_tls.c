@@ -119,7 +119,7 @@ void smtp_tls_error(struct bufferevent *bev, char *buf, size_t len)
         ERR_error_string_n(e, text, sizeof(text));
         snprintf(buf, len, "%s", text);
     } else {
-        snprintf(buf, len, "connection closed during the handshake");
+        snprintf(buf, len, "connection closed");
     }
     /* nothing of this failure may show up as another session's error */
     while (bufferevent_get_openssl_error(bev) != 0)
