@@ -432,7 +432,7 @@ static void session_tls_failed(struct smtp_session *s, const char *why)
  * empty: anything the next hop (or someone on the path) sent after it would
  * be read as if it came over TLS (the STARTTLS command injection of
  * CVE-2011-0411), so such a session is dropped. Otherwise the connection is
- * wrapped in the TLS filter and the handshake runs until BEV_EVENT_CONNECTED
+ * moved to a TLS bufferevent and the handshake runs until BEV_EVENT_CONNECTED
  * (session_event_cb) or the tls_timeout.
  */
 static void session_starttls_reply(struct smtp_session *s, const struct smtp_reply *r)

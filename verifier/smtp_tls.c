@@ -1,18 +1,22 @@
 /*
- * smtp_tls.c - STARTTLS for callouts: OpenSSL contexts, the libevent TLS
- * filter over an existing SMTP connection, and the texts of TLS failures.
+ * smtp_tls.c - STARTTLS for callouts: OpenSSL contexts, a libevent TLS
+ * bufferevent taking over an SMTP connection after "220" to STARTTLS, and
+ * the texts of TLS failures.
  *
  * No call here blocks: the CA file is read when the route is opened, and
- * the handshake runs inside the filter bufferevent on the event loop, with
+ * the handshake runs inside the TLS bufferevent on the event loop, with
  * the session's timer as its deadline (smtp_session.c).
  */
 #include "smtp_tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -73,6 +77,7 @@ struct bufferevent *smtp_tls_start(struct event_base *base, struct bufferevent *
     SSL *ssl = SSL_new(ctx);
     struct bufferevent *bev;
     int is_addr = peer_is_address(peer);
+    int fd;
 
     if (ssl == NULL) {
         snprintf(err, errlen, "cannot create a TLS session");
@@ -94,13 +99,32 @@ struct bufferevent *smtp_tls_start(struct event_base *base, struct bufferevent *
         if (!is_addr)
             SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     }
-    bev = bufferevent_openssl_filter_new(base, under, ssl, BUFFEREVENT_SSL_CONNECTING,
+    /*
+     * A TLS bufferevent on the socket itself, not a filter over the plain
+     * one: with TLS 1.3 the next hop sends session tickets after the
+     * handshake, and a filter that gets a ticket and the next reply in one
+     * read decodes the ticket, is told "want read", and leaves the reply in
+     * its buffer until more bytes arrive, which they never do. On the socket,
+     * OpenSSL reads one record at a time and the rest keeps the descriptor
+     * readable. The plain bufferevent has nothing buffered either way (the
+     * STARTTLS reply was the last thing read, and the caller checked that
+     * nothing followed it), so it can go; the duplicate keeps the connection.
+     */
+    fd = fcntl(bufferevent_getfd(under), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot start TLS on the connection: %s", strerror(errno));
+        SSL_free(ssl);
+        return NULL;
+    }
+    bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL) {
         snprintf(err, errlen, "cannot start TLS on the connection");
         SSL_free(ssl);
+        close(fd);
         return NULL;
     }
+    bufferevent_free(under);
     /* a next hop that closes without close_notify after QUIT is normal: EOF, not an error */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;

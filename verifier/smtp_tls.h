@@ -3,11 +3,11 @@
  *
  * A route with tls=may or tls=encrypt gets one client SSL_CTX when it is
  * opened (the CA file is read then, never on the event loop). A session
- * that got "220" to STARTTLS wraps its connection in a libevent OpenSSL
- * filter bufferevent, which does the handshake without blocking; the
+ * that got "220" to STARTTLS moves its connection to a libevent OpenSSL
+ * bufferevent, which does the handshake without blocking; the
  * session's deadline timer bounds it. Everything after the handshake (EHLO
- * again, MAIL, RCPT, RSET on a pooled session, QUIT) goes through the
- * filter, so a reused session keeps its TLS.
+ * again, MAIL, RCPT, RSET on a pooled session, QUIT) goes through that
+ * bufferevent, so a reused session keeps its TLS.
  */
 #ifndef CALLAHEAD_SMTP_TLS_H
 #define CALLAHEAD_SMTP_TLS_H
@@ -31,11 +31,13 @@ struct ssl_ctx_st *smtp_tls_ctx_new(const struct smtp_options *o, char *err, siz
 void smtp_tls_ctx_free(struct ssl_ctx_st *ctx);
 
 /*
- * smtp_tls_start - wrap the connection under in a TLS client filter and
- * start the handshake (BEV_EVENT_CONNECTED on the returned bufferevent when
- * it is done). peer is the next hop's name (SNI, and the name checked with
- * tls_verify=name) or its address text for a literal. The filter owns under
- * from now on. NULL with err on failure; under is then still the caller's.
+ * smtp_tls_start - move the connection of the plain bufferevent under to a
+ * TLS client bufferevent and start the handshake (BEV_EVENT_CONNECTED on the
+ * returned bufferevent when it is done). under must have nothing buffered;
+ * it is freed on success (the returned one owns the connection), and is
+ * still the caller's on failure (NULL, err says why). peer is the next hop's
+ * name (SNI, and the name checked with tls_verify=name) or its address text
+ * for a literal.
  */
 struct bufferevent *smtp_tls_start(struct event_base *base, struct bufferevent *under,
                                    struct ssl_ctx_st *ctx, const struct smtp_options *o,
