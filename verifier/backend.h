@@ -93,8 +93,9 @@
 #include "verdict.h"
 
 struct event_base;
-struct backend_req; /* opaque, owned by the backend */
-struct dns;         /* dns.h */
+struct backend_req;   /* opaque, owned by the backend */
+struct dns;           /* dns.h */
+struct verifier_pool; /* verifier.h */
 
 /* backend_param - one "name = value" of a named source, with where it was set */
 struct backend_param {
@@ -177,6 +178,12 @@ struct backend_ops {
      * (breaker and queue key), into buf; NULL: the route ("METHOD:ARG").
      */
     void (*destination)(void *state, const struct address *addr, char *buf, size_t size);
+    /*
+     * pool_stats - the connection pool of this route's state, for the
+     * operator (verifier_pools); NULL for a backend without one. Fills in
+     * everything but route_line; read-only, cheap, never blocks.
+     */
+    void (*pool_stats)(void *state, struct verifier_pool *out);
 };
 
 #endif

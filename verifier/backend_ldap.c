@@ -18,6 +18,7 @@
 #include "ldap_conf.h"
 #include "ldap_filter.h"
 #include "log.h"
+#include "verifier.h" /* struct verifier_pool */
 
 #ifdef HAVE_LDAP
 #include <ldap.h>
@@ -267,6 +268,28 @@ void backend_ldap_pool_stats(void *state, struct ldap_pool_stats *out)
 {
     ldap_pool_get_stats(((struct ldap_state *)state)->pool, out);
 }
+
+/* bldap_pool_stats - the pool's counters in the verifier's terms (ops->pool_stats) */
+static void bldap_pool_stats(void *state, struct verifier_pool *out)
+{
+    struct ldap_state *st = state;
+    struct ldap_pool_stats ps;
+
+    ldap_pool_get_stats(st->pool, &ps);
+    memset(out, 0, sizeof(*out));
+    snprintf(out->source, sizeof(out->source), "%s", st->source);
+    out->conns_ready = ps.conns_ready;
+    out->conns_connecting = ps.conns_connecting;
+    out->inflight = ps.inflight;
+    out->queued = ps.queued;
+    out->backing_off = ps.backing_off;
+    out->requests = ps.searches;
+    out->errors = ps.failures;
+    out->timeouts = ps.timeouts;
+    out->connect_fails = ps.connect_fails;
+    out->drops = ps.drops;
+    out->reconnects = ps.reconnects;
+}
 #endif
 
 static void bldap_cancel(struct backend_req *q)
@@ -290,4 +313,7 @@ const struct backend_ops backend_ldap_ops = {
     .close = bldap_close,
     .options = NULL,
     .destination = NULL,
+#ifdef HAVE_LDAP
+    .pool_stats = bldap_pool_stats,
+#endif
 };

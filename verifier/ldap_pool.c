@@ -97,6 +97,7 @@ struct ldap_pool {
     char down_why[512];       /* the last connect failure, for refusals during backoff */
     struct log_limit down_log;
     struct ldap_pool_stats st;
+    unsigned long unreplaced; /* connections dropped and not replaced yet (for st.reconnects) */
 };
 
 static void conn_on_io(evutil_socket_t fd, short what, void *arg);
@@ -158,6 +159,8 @@ static void search_detach(struct ldap_search *s)
 static void search_finish(struct ldap_search *s, enum ldap_pool_status status, const char *why)
 {
     search_detach(s);
+    if (status != LDAP_POOL_OK)
+        s->pool->st.failures++;
     ldap_done_fn done = s->done;
     void *arg = s->arg;
     search_free(s);
@@ -336,6 +339,10 @@ static void conn_connected(struct lconn *c)
     if (ldap_get_option(c->ld, LDAP_OPT_SOCKBUF, &sb) == LDAP_OPT_SUCCESS && sb != NULL)
         ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_MAX_INCOMING, &max);
     c->pool->st.connects++;
+    if (c->pool->unreplaced > 0) { /* this one replaces a connection that was lost */
+        c->pool->unreplaced--;
+        c->pool->st.reconnects++;
+    }
     event_assign(c->ev_io, c->pool->base, c->fd, EV_READ | EV_PERSIST, conn_on_io, c);
     event_add(c->ev_io, NULL);
     if (!conf->bind) {
@@ -585,6 +592,7 @@ static void conn_on_kill(evutil_socket_t fd, short what, void *arg)
                     p->conf->name, c->why, p->backoff_ms);
     } else if (strcmp(c->why, "idle") != 0) {
         p->st.drops++;
+        p->unreplaced++;
         log_limited(&p->down_log, 10000, LOG_WARNING, "ldap:%s: %s", p->conf->name, c->why);
     } else {
         log_debug("ldap:%s: closed an idle connection", p->conf->name);
@@ -821,10 +829,12 @@ struct ldap_search *ldap_pool_search(struct ldap_pool *p, const char *filter, ld
                                      ldap_done_fn done, void *arg, char *why, size_t whylen)
 {
     if (p->nqueued >= LDAP_POOL_QUEUE_MAX) {
+        p->st.failures++;
         snprintf(why, whylen, "too many searches waiting for a connection");
         return NULL;
     }
     if (backoff_on(p) && !pool_usable(p)) {
+        p->st.failures++;
         snprintf(why, whylen, "directory unavailable (%s); next attempt in at most %ldms",
                  p->down_why, p->backoff_ms);
         return NULL;
@@ -866,6 +876,19 @@ void ldap_search_cancel(struct ldap_search *s)
 
 void ldap_pool_get_stats(const struct ldap_pool *p, struct ldap_pool_stats *out)
 {
+    const struct lconn *c;
+
     *out = p->st;
     out->conns = p->nconns;
+    TAILQ_FOREACH(c, &p->conns, link)
+    {
+        if (c->state == LCONN_READY)
+            out->conns_ready++;
+        else if (c->state == LCONN_CONNECTING || c->state == LCONN_BINDING)
+            out->conns_connecting++;
+        if (c->state != LCONN_CLOSING)
+            out->inflight += c->ninflight;
+    }
+    out->queued = p->nqueued;
+    out->backing_off = backoff_on(p);
 }

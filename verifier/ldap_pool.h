@@ -115,6 +115,14 @@ struct ldap_pool_stats {
     unsigned long searches;      /* searches sent (retries included) */
     unsigned long timeouts;      /* searches past their deadline */
     int inflight_max;            /* most searches outstanding on one connection at once */
+    unsigned long failures;      /* searches refused or answered other than OK */
+    unsigned long reconnects;    /* connections opened to replace a dropped one */
+    /* gauges, filled in by ldap_pool_get_stats */
+    int conns_ready;      /* ready for searches */
+    int conns_connecting; /* connecting or binding */
+    int inflight;         /* searches sent and not answered yet, all connections */
+    int queued;           /* searches waiting for a connection */
+    int backing_off;      /* 1 while new searches are refused after a connect failure */
 };
 void ldap_pool_get_stats(const struct ldap_pool *p, struct ldap_pool_stats *out);
 

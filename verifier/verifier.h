@@ -159,6 +159,37 @@ size_t verifier_top_destinations(const struct verifier *v, struct verifier_dest 
 int verifier_domain_destination(const struct verifier *v, const char *domain,
                                 struct verifier_dest *out, char *err, size_t errlen);
 
+/*
+ * Backend pools (the connections of an ldap: route), read-only, for
+ * "callahead stats" and the Prometheus exposition. One per route that has
+ * a pool, in route table order; the table is the operator's own, but a
+ * report is bounded all the same.
+ */
+#define VERIFIER_POOL_TOP 16 /* what policyd reports: callahead(1), OPERATIONS.md */
+
+struct verifier_pool {
+    char source[64];                   /* "ldap:NAME" */
+    int route_line;                    /* line of the route in the route table */
+    int conns_ready, conns_connecting; /* connections now */
+    int inflight;                      /* requests sent, not answered yet */
+    int queued;                        /* requests waiting for a connection */
+    int backing_off;                   /* 1: refusing requests after failed connects */
+    unsigned long requests;            /* requests sent (retries included) */
+    unsigned long errors;   /* requests refused at once or answered with an error or a timeout */
+    unsigned long timeouts; /* of which past their deadline */
+    unsigned long connect_fails; /* connections that could not be opened or bound */
+    unsigned long drops;         /* ready connections lost or dropped (not idle ones closed) */
+    unsigned long reconnects;    /* connections opened to replace a dropped one */
+};
+
+/*
+ * verifier_pools - the pools of the current route table's backends. At most
+ * max go into out; returns how many did, and *total (may be NULL) how many
+ * there are.
+ */
+size_t verifier_pools(const struct verifier *v, struct verifier_pool *out, size_t max,
+                      size_t *total);
+
 /* verifier_cache - the verdict cache, for inspection and flushing by operators */
 struct cache *verifier_cache(struct verifier *v);
 

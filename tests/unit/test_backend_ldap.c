@@ -28,6 +28,7 @@
 #include "log.h"
 #include "route.h"
 #include "test_servers.h"
+#include "verifier.h"
 
 #define MAX_PARAMS 32
 
@@ -419,6 +420,15 @@ Test(ldap, killed_then_back)
             run_for(250);
     }
     cr_assert(ok, "no recovery: %s", v.text);
+    /* what the operator sees: the lost connection, the failed connects, the replacement */
+    struct verifier_pool vp;
+    backend_ldap_ops.pool_stats(state, &vp);
+    cr_expect(vp.drops >= 1 && vp.drops <= 2, "%lu drops", vp.drops); /* one or two in use */
+    cr_expect(vp.reconnects >= 1 && vp.reconnects <= vp.drops, "%lu reconnects", vp.reconnects);
+    cr_expect_geq(vp.connect_fails, 1);
+    cr_expect_geq(vp.errors, 3, "%lu errors", vp.errors); /* two lost, one refused at once */
+    cr_expect_eq(vp.conns_ready, 1);
+    cr_expect_eq(vp.backing_off, 0);
 }
 
 static int ticks;
@@ -538,14 +548,40 @@ Test(ldap, pool_500_concurrent, .timeout = 120)
             snprintf(local[i], sizeof(local[i]), "nobody%d", i);
         start(local[i], "example.test", &r[i], &req[i]);
     }
-    int done = 0;
+    /* the operator's view (ops->pool_stats): all waiting, no connection ready yet */
+    struct verifier_pool vp;
+    cr_assert_not_null(backend_ldap_ops.pool_stats);
+    backend_ldap_ops.pool_stats(state, &vp);
+    cr_expect_str_eq(vp.source, "ldap:corp");
+    cr_expect_eq(vp.queued, N, "%d queued", vp.queued);
+    cr_expect_eq(vp.inflight, 0);
+    cr_expect_eq(vp.conns_ready, 0);
+    cr_expect(vp.conns_connecting >= 1 && vp.conns_connecting <= 2, "%d connecting",
+              vp.conns_connecting);
+    int done = 0, busy = 0;
     for (int n = 0; n < 3000 && done < N; n++) {
         run_for(10);
         done = 0;
         for (int i = 0; i < N; i++)
             done += r[i].calls;
+        backend_ldap_ops.pool_stats(state, &vp);
+        if (vp.inflight > busy)
+            busy = vp.inflight;
+        cr_expect_leq(vp.conns_ready + vp.conns_connecting, 2);
+        cr_expect_leq(vp.inflight, 2 * 32, "%d in flight", vp.inflight);
     }
     cr_assert_eq(done, N);
+    cr_expect_geq(busy, 1, "never a search in flight");
+    backend_ldap_ops.pool_stats(state, &vp);
+    cr_expect_eq(vp.queued, 0);
+    cr_expect_eq(vp.inflight, 0);
+    cr_expect_eq(vp.conns_connecting, 0);
+    cr_expect(vp.conns_ready >= 1 && vp.conns_ready <= 2, "%d ready", vp.conns_ready);
+    cr_expect_eq(vp.errors, 0);
+    cr_expect_eq(vp.reconnects, 0, "reconnected");
+    cr_expect_eq(vp.drops, 0);
+    cr_expect_geq(vp.requests, N);
+    cr_expect_eq(vp.backing_off, 0);
     for (int i = 0; i < N; i++) {
         cr_expect_eq(r[i].calls, 1);
         cr_expect_eq(r[i].v.kind, i % 10 == 0 ? VERDICT_VALID : VERDICT_INVALID, "%s: %s %s",
