@@ -276,6 +276,32 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
         DEST_KV("breaker_retry_in", "%d", d->breaker_retry_in);
 #undef DEST_KV
     }
+    /* per backend pool (ldap: routes), in route table order, numbered from 1 */
+    kv(out, "pools", "%zu", st.pools_total);
+    kv(out, "pools_shown", "%zu", st.npools);
+    for (size_t i = 0; i < st.npools; i++) {
+        const struct verifier_pool *pl = &st.pools[i];
+        char name[64];
+#define POOL_KV(what, fmt, val)                                                                    \
+    do {                                                                                           \
+        snprintf(name, sizeof(name), "pool%zu_%s", i + 1, what);                                   \
+        kv(out, name, fmt, val);                                                                   \
+    } while (0)
+        POOL_KV("source", "%s", pl->source);
+        POOL_KV("route_line", "%d", pl->route_line);
+        POOL_KV("connections_ready", "%d", pl->conns_ready);
+        POOL_KV("connections_connecting", "%d", pl->conns_connecting);
+        POOL_KV("inflight", "%d", pl->inflight);
+        POOL_KV("queued", "%d", pl->queued);
+        POOL_KV("backoff", "%s", pl->backing_off ? "yes" : "no");
+        POOL_KV("requests", "%lu", pl->requests);
+        POOL_KV("errors", "%lu", pl->errors);
+        POOL_KV("timeouts", "%lu", pl->timeouts);
+        POOL_KV("connect_failures", "%lu", pl->connect_fails);
+        POOL_KV("drops", "%lu", pl->drops);
+        POOL_KV("reconnects", "%lu", pl->reconnects);
+#undef POOL_KV
+    }
     kv(out, "redis", "%s",
        !st.redis_configured ? "none"
        : st.redis_connected ? "connected"

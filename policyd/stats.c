@@ -26,6 +26,7 @@ void stats_collect(const struct stats_env *env, struct stats_snapshot *out)
     verifier_get_stats(s->verifier, &out->v);
     out->ndests =
         verifier_top_destinations(s->verifier, out->dests, VERIFIER_DEST_TOP, &out->dests_total);
+    out->npools = verifier_pools(s->verifier, out->pools, VERIFIER_POOL_TOP, &out->pools_total);
     struct cache_redis *r = cache_redis_handle(verifier_cache(s->verifier));
     if (r != NULL) {
         out->redis_configured = 1;

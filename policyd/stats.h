@@ -43,7 +43,10 @@ struct stats_snapshot {
     struct verifier_dest dests[VERIFIER_DEST_TOP];
     size_t ndests;      /* in dests */
     size_t dests_total; /* destinations with flights or a tracked breaker, shown or not */
-    /* backend pools (LDAP connections, ...) go here, one block per kind, once they exist */
+    /* backend pools (the ldap: routes' connections), verifier_pools, at most VERIFIER_POOL_TOP */
+    struct verifier_pool pools[VERIFIER_POOL_TOP];
+    size_t npools;      /* in pools */
+    size_t pools_total; /* routes with a pool, shown or not */
 };
 
 /* stats_collect - fill out from env at this moment */

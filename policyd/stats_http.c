@@ -6,7 +6,10 @@
  * (verdict kind, cache layer, source class), so the number of series never
  * depends on traffic. The one label that comes from traffic, destination,
  * is bounded the same way: only the VERIFIER_DEST_TOP busiest destinations
- * of the moment are exposed, so at most that many series per metric.
+ * of the moment are exposed, so at most that many series per metric. The
+ * LDAP pool families have one series per ldap: route (labels source and
+ * route_line, from the route table and callahead.conf, not from traffic),
+ * VERIFIER_POOL_TOP at most.
  */
 #include "stats_http.h"
 
@@ -105,6 +108,67 @@ static void dest_metrics(const struct stats_snapshot *st, struct evbuffer *out)
     }
 }
 
+/* POOL_SAMPLES - one sample of field per pool, labelled by source and route line (needs lv) */
+#define POOL_SAMPLES(st, out, mname, fmt, field)                                                   \
+    for (size_t i_ = 0; i_ < (st)->npools; i_++) {                                                 \
+        label_value(lv, sizeof(lv), (st)->pools[i_].source);                                       \
+        evbuffer_add_printf(out, mname "{source=\"%s\",route_line=\"%d\"} " fmt "\n", lv,          \
+                            (st)->pools[i_].route_line, (st)->pools[i_].field);                    \
+    }
+
+/*
+ * pool_metrics - connections and requests of the backend pools (ldap:
+ * routes); one series per route with a pool, a set the route table bounds
+ */
+static void pool_metrics(const struct stats_snapshot *st, struct evbuffer *out)
+{
+    char lv[2 * sizeof(st->pools[0].source) + 1];
+
+    if (st->npools == 0)
+        return; /* a family is announced only with samples (the strict parsers insist) */
+    metric(out, "callahead_ldap_pool_connections", "gauge",
+           "LDAP connections now, by state (ready, connecting: connect or bind in progress).");
+    for (size_t i = 0; i < st->npools; i++) {
+        label_value(lv, sizeof(lv), st->pools[i].source);
+        evbuffer_add_printf(out,
+                            "callahead_ldap_pool_connections{source=\"%s\",route_line=\"%d\","
+                            "state=\"ready\"} %d\n",
+                            lv, st->pools[i].route_line, st->pools[i].conns_ready);
+        evbuffer_add_printf(out,
+                            "callahead_ldap_pool_connections{source=\"%s\",route_line=\"%d\","
+                            "state=\"connecting\"} %d\n",
+                            lv, st->pools[i].route_line, st->pools[i].conns_connecting);
+    }
+    metric(out, "callahead_ldap_pool_searches_inflight", "gauge",
+           "LDAP searches sent and not answered yet.");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_searches_inflight", "%d", inflight);
+    metric(out, "callahead_ldap_pool_searches_queued", "gauge",
+           "LDAP searches waiting for a connection.");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_searches_queued", "%d", queued);
+    metric(out, "callahead_ldap_pool_backoff", "gauge",
+           "1 while the pool refuses searches after failed connects, else 0.");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_backoff", "%d", backing_off);
+    metric(out, "callahead_ldap_pool_searches_total", "counter",
+           "LDAP searches sent (retries on a fresh connection included).");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_searches_total", "%lu", requests);
+    metric(out, "callahead_ldap_pool_search_errors_total", "counter",
+           "LDAP searches refused at once (backoff) or answered with an error or a timeout.");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_search_errors_total", "%lu", errors);
+    metric(out, "callahead_ldap_pool_search_timeouts_total", "counter",
+           "LDAP searches past their deadline.");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_search_timeouts_total", "%lu", timeouts);
+    metric(out, "callahead_ldap_pool_connect_failures_total", "counter",
+           "LDAP connections that could not be opened or bound.");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_connect_failures_total", "%lu", connect_fails);
+    metric(out, "callahead_ldap_pool_drops_total", "counter",
+           "Ready LDAP connections lost or dropped (errors, stuck; idle ones closed are not "
+           "counted).");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_drops_total", "%lu", drops);
+    metric(out, "callahead_ldap_pool_reconnects_total", "counter",
+           "LDAP connections opened to replace a dropped one.");
+    POOL_SAMPLES(st, out, "callahead_ldap_pool_reconnects_total", "%lu", reconnects);
+}
+
 void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
 {
     metric(out, "callahead_start_time_seconds", "gauge", "Start time of the daemon (Unix time).");
@@ -171,6 +235,7 @@ void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
     evbuffer_add_printf(out, "callahead_accept_all_domains_total %lu\n", st->v.accept_all_domains);
 
     dest_metrics(st, out);
+    pool_metrics(st, out);
 
     if (st->redis_configured) {
         metric(out, "callahead_redis_up", "gauge", "1 when the Redis connection is up.");
