@@ -23,6 +23,7 @@
 #ifdef HAVE_LDAP
 #include <ldap.h>
 
+#include "dns.h"
 #include "ldap_pool.h"
 #endif
 
@@ -37,6 +38,7 @@ struct ldap_state {
     char source[VERDICT_SOURCE_MAX]; /* "ldap:NAME" */
 #ifdef HAVE_LDAP
     struct ldap_pool *pool;
+    struct dns *own_dns; /* opened for host names when the verifier gave none */
     struct log_limit fail_log;
 #endif
 };
@@ -78,9 +80,23 @@ static void *bldap_open(const struct backend_env *env, const struct route *r, ch
     }
     snprintf(st->source, sizeof(st->source), "ldap:%.58s", st->conf.name);
 #ifdef HAVE_LDAP
-    st->pool = ldap_pool_new(env->base, &st->conf);
+    struct dns *dns = env->dns;
+    for (int i = 0; dns == NULL && i < st->conf.nuris; i++)
+        if (st->conf.uris[i].kind == LDAP_URI_NAME) {
+            /* backend.h: without the shared resolver, one of our own (at open, not on the loop) */
+            st->own_dns = dns_new(env->base, NULL, st->conf.connect_timeout_ms, err, errlen);
+            if (st->own_dns == NULL) {
+                ldap_conf_free(&st->conf);
+                free(st);
+                return NULL;
+            }
+            dns = st->own_dns;
+        }
+    st->pool = ldap_pool_new(env->base, dns, &st->conf);
     if (st->pool == NULL) {
         snprintf(err, errlen, "out of memory");
+        if (st->own_dns != NULL)
+            dns_free(st->own_dns);
         ldap_conf_free(&st->conf);
         free(st);
         return NULL;
@@ -106,6 +122,8 @@ static void bldap_close(void *state)
         return;
 #ifdef HAVE_LDAP
     ldap_pool_free(st->pool);
+    if (st->own_dns != NULL)
+        dns_free(st->own_dns);
 #endif
     ldap_conf_free(&st->conf);
     free(st);

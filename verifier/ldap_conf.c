@@ -27,8 +27,10 @@ const struct ldap_conf_param ldap_conf_params[] = {
     {"server_host", "ldap://127.0.0.1:389",
      "Directory servers, tried in order (the next one when a connection fails): a list of "
      "ldap://ADDRESS[:PORT], ldap://[IPV6][:PORT], ldapi://PATH (the path %2F-encoded, as "
-     "in Postfix) or a bare ADDRESS[:PORT]. Addresses must be numeric: a host name would "
-     "have to be resolved by libldap, which blocks. ldaps:// is refused (see start_tls)."},
+     "in Postfix) or a bare ADDRESS[:PORT]. ADDRESS is a numeric address or a host name; "
+     "names are resolved (A, then AAAA) with the daemon's own asynchronous resolver "
+     "(dns_servers) each time a connection is opened, and the addresses tried in order. "
+     "ldaps:// is refused (see start_tls)."},
     {"server_port", "389", "Port for server_host entries that give none."},
     {"search_base", "", "Base DN of the search, e.g. dc=example,dc=com."},
     {"scope", "sub", "Search scope: base, one or sub."},
@@ -157,6 +159,32 @@ static int pct_decode(const char *s, size_t len, char *out, size_t size)
     return o > 0 ? 0 : -1;
 }
 
+/*
+ * host_name_ok - a DNS host name the resolver will take: labels of
+ * letters, digits, '-' and '_', 1..63 bytes, at most 253 bytes in all,
+ * not ending in a dot, no label starting with '-'
+ */
+static int host_name_ok(const char *h)
+{
+    size_t n = strlen(h), label = 0;
+
+    if (n == 0 || n > LDAP_URI_HOST_MAX || h[n - 1] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i] == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+        } else if (isalnum((unsigned char)h[i]) || h[i] == '_' || (h[i] == '-' && label > 0)) {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* parse_uri - one server_host item into u; -1 and a reason */
 static int parse_uri(const char *s, size_t len, int defport, struct ldap_uri *u, char *why,
                      size_t whylen)
@@ -199,12 +227,13 @@ static int parse_uri(const char *s, size_t len, int defport, struct ldap_uri *u,
         u->kind = LDAP_URI_TCP4;
     } else if (inet_pton(AF_INET6, host, buf) == 1) {
         u->kind = LDAP_URI_TCP6;
+    } else if (host_name_ok(host)) {
+        u->kind = LDAP_URI_NAME;
     } else {
-        snprintf(why, whylen, "%.64s: give a numeric address (host names would block in libldap)",
-                 host);
+        snprintf(why, whylen, "%.64s: neither a numeric address nor a host name", host);
         return -1;
     }
-    snprintf(u->host, sizeof(u->host), "%.63s", host); /* numeric: at most 45 bytes */
+    snprintf(u->host, sizeof(u->host), "%s", host); /* host_name_ok bounds it */
     u->port = port;
     if (u->kind == LDAP_URI_TCP6)
         snprintf(u->text, sizeof(u->text), "ldap://[%s]:%d", host, port);

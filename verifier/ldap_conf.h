@@ -39,15 +39,18 @@ extern const size_t ldap_conf_nparams;
 const struct ldap_conf_param *ldap_conf_param_split(const char *name, size_t len, const char **src,
                                                     size_t *srclen);
 
-enum ldap_uri_kind { LDAP_URI_TCP4, LDAP_URI_TCP6, LDAP_URI_IPC };
+/* LDAP_URI_NAME: a host name, resolved asynchronously at each connect (ldap_pool.h) */
+enum ldap_uri_kind { LDAP_URI_TCP4, LDAP_URI_TCP6, LDAP_URI_IPC, LDAP_URI_NAME };
+
+#define LDAP_URI_HOST_MAX 253 /* longest host name (a DNS name without its trailing dot) */
 
 /* ldap_uri - one server_host entry, resolved to what connect() needs */
 struct ldap_uri {
     enum ldap_uri_kind kind;
-    char host[64];  /* numeric IPv4 or IPv6 address (TCP) */
-    int port;       /* TCP */
-    char path[108]; /* ldapi:// socket path */
-    char text[300]; /* for logs and for ldap_init_fd: "ldap://127.0.0.1:389" */
+    char host[LDAP_URI_HOST_MAX + 1]; /* numeric IPv4 or IPv6 address, or host name (TCP) */
+    int port;                         /* TCP */
+    char path[108];                   /* ldapi:// socket path */
+    char text[300];                   /* for logs and for ldap_init_fd: "ldap://127.0.0.1:389" */
 };
 
 enum ldap_scope_kind { LDAP_CONF_SCOPE_BASE = 0, LDAP_CONF_SCOPE_ONE = 1, LDAP_CONF_SCOPE_SUB = 2 };

@@ -3,11 +3,15 @@
  * carry (see ldap_pool.h for the rules). Each connection is a small state
  * machine:
  *
+ *   (host name) RESOLVING --addresses--> CONNECTING
+ *        |
+ *        +-- no address, resolver error, connect_timeout: next server
+ *
  *   CONNECTING --writable--> (bind = yes) BINDING --bind ok--> READY
  *        |                                   |                   |
- *        +-- refused/timeout: next server    +-- bad password,   +-- EOF, error, stuck,
- *            (all tried: connect failure)        timeout: connect     idle: CLOSING
- *                                                failure
+ *        +-- refused/timeout: next address   +-- bad password,   +-- EOF, error, stuck,
+ *            of the name, else next server       timeout: connect     idle: CLOSING
+ *            (all tried: connect failure)        failure
  *   CLOSING: the socket is no longer used; the connection is freed on the
  *   next loop turn (ev_kill), so that nothing in progress (a read loop, a
  *   callback that starts a search) ever holds a freed connection.
@@ -28,17 +32,23 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "dns.h"
 #include "ldap_conf.h"
 #include "log.h"
 #include "verdict.h" /* verdict_sanitize */
 
-enum lconn_state { LCONN_CONNECTING, LCONN_BINDING, LCONN_READY, LCONN_CLOSING, LCONN_STATE_COUNT };
+enum lconn_state {
+    LCONN_RESOLVING,
+    LCONN_CONNECTING,
+    LCONN_BINDING,
+    LCONN_READY,
+    LCONN_CLOSING,
+    LCONN_STATE_COUNT
+};
 
 static const char *const lconn_state_names[LCONN_STATE_COUNT] = {
-    [LCONN_CONNECTING] = "connecting",
-    [LCONN_BINDING] = "binding",
-    [LCONN_READY] = "ready",
-    [LCONN_CLOSING] = "closing",
+    [LCONN_RESOLVING] = "resolving", [LCONN_CONNECTING] = "connecting", [LCONN_BINDING] = "binding",
+    [LCONN_READY] = "ready",         [LCONN_CLOSING] = "closing",
 };
 
 struct lconn;
@@ -72,6 +82,10 @@ struct lconn {
     int ninflight;      /* searches sent and not finished */
     int connect_failed; /* CLOSING because it never became ready: counts for backoff */
     unsigned long received;
+    struct dns_req *dreq; /* RESOLVING */
+    /* the addresses of a host name server (RESOLVING gives them), tried in order */
+    struct sockaddr_storage addrs[DNS_MAX_ADDRS];
+    int naddrs, addr_next;
     struct event *ev_io;   /* EV_WRITE while connecting, then EV_READ|EV_PERSIST */
     struct event *timer;   /* connect / bind deadline; idle timer when READY and empty */
     struct event *ev_kill; /* activated to free it on the next loop turn */
@@ -83,6 +97,7 @@ TAILQ_HEAD(lconn_list, lconn);
 
 struct ldap_pool {
     struct event_base *base;
+    struct dns *dns; /* for host names in server_host; NULL: none can be resolved */
     const struct ldap_conf *conf;
     struct lconn_list conns;
     int nconns;
@@ -104,6 +119,7 @@ static void conn_on_io(evutil_socket_t fd, short what, void *arg);
 static void conn_on_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_on_kill(evutil_socket_t fd, short what, void *arg);
 static void pool_dispatch(struct ldap_pool *p);
+static void conn_next_uri(struct lconn *c);
 
 /* conn_enter_state - every state change of a connection goes through here */
 static void conn_enter_state(struct lconn *c, enum lconn_state state)
@@ -187,59 +203,152 @@ static void conn_fail(struct lconn *c, int connect_failed, const char *why)
         return;
     c->connect_failed = connect_failed;
     snprintf(c->why, sizeof(c->why), "%s", why);
+    if (c->dreq != NULL) {
+        dns_cancel(c->dreq);
+        c->dreq = NULL;
+    }
     conn_enter_state(c, LCONN_CLOSING);
     event_del(c->ev_io);
     evtimer_del(c->timer);
     event_active(c->ev_kill, 0, 0);
 }
 
-/* conn_start_uri - connect a non-blocking socket to server c->uri; -1 when it failed at once */
+/*
+ * conn_connect - connect a non-blocking socket to ss (u for messages) and
+ * watch it with connect_timeout; -1 and c->why when it failed at once
+ */
+static int conn_connect(struct lconn *c, const struct ldap_uri *u,
+                        const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    char addr[INET6_ADDRSTRLEN + 2] = "";
+
+    if (u->kind == LDAP_URI_NAME) { /* say which of its addresses */
+        const void *a = ss->ss_family == AF_INET6
+                            ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                            : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+        addr[0] = ' ';
+        if (inet_ntop(ss->ss_family, a, addr + 1, sizeof(addr) - 1) == NULL)
+            addr[0] = '\0';
+    }
+    c->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        snprintf(c->why, sizeof(c->why), "%.150s%s: socket: %s", u->text, addr, strerror(errno));
+        return -1;
+    }
+    if (connect(c->fd, (const struct sockaddr *)ss, sslen) < 0 && errno != EINPROGRESS &&
+        errno != EAGAIN) {
+        snprintf(c->why, sizeof(c->why), "%.150s%s: connect: %s", u->text, addr, strerror(errno));
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    conn_enter_state(c, LCONN_CONNECTING);
+    event_assign(c->ev_io, c->pool->base, c->fd, EV_WRITE, conn_on_io, c);
+    struct timeval tv = ms_timeval(c->pool->conf->connect_timeout_ms);
+    event_add(c->ev_io, NULL);
+    evtimer_add(c->timer, &tv);
+    return 0;
+}
+
+/*
+ * conn_try_addrs - connect to the next address of the host name being
+ * tried; when none is left (or none started), the next server
+ */
+static void conn_try_addrs(struct lconn *c)
+{
+    const struct ldap_conf *conf = c->pool->conf;
+
+    while (c->addr_next < c->naddrs) {
+        const struct sockaddr_storage *ss = &c->addrs[c->addr_next++];
+        socklen_t len =
+            ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        if (conn_connect(c, &conf->uris[c->uri], ss, len) == 0)
+            return;
+        log_limited(&c->pool->down_log, 10000, LOG_WARNING, "ldap:%s: %s", conf->name, c->why);
+    }
+    c->naddrs = c->addr_next = 0;
+    conn_next_uri(c);
+}
+
+/* conn_on_resolved - the addresses of the host name being tried (dns_cb) */
+static void conn_on_resolved(int status, const struct dns_target *targets, int ntargets,
+                             const char *errmsg, void *arg)
+{
+    struct lconn *c = arg;
+    const struct ldap_conf *conf = c->pool->conf;
+    const struct ldap_uri *u = &conf->uris[c->uri];
+
+    c->dreq = NULL;
+    evtimer_del(c->timer);
+    c->naddrs = c->addr_next = 0;
+    if (status != DNS_OK || ntargets < 1) {
+        snprintf(c->why, sizeof(c->why), "%.150s: resolve %.100s: %s%s%.100s", u->text, u->host,
+                 dns_status_name(status), errmsg[0] != '\0' ? ": " : "", errmsg);
+        log_limited(&c->pool->down_log, 10000, LOG_WARNING, "ldap:%s: %s", conf->name, c->why);
+        conn_next_uri(c);
+        return;
+    }
+    for (int i = 0; i < targets[0].naddrs && i < DNS_MAX_ADDRS; i++) {
+        struct sockaddr_storage *ss = &c->addrs[c->naddrs];
+        *ss = targets[0].addrs[i];
+        if (ss->ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)ss)->sin6_port = htons((unsigned short)u->port);
+        else if (ss->ss_family == AF_INET)
+            ((struct sockaddr_in *)ss)->sin_port = htons((unsigned short)u->port);
+        else
+            continue;
+        c->naddrs++;
+    }
+    conn_try_addrs(c);
+}
+
+/*
+ * conn_start_uri - start on server c->uri: connect to a numeric address or
+ * a socket path, or start resolving a host name (with connect_timeout);
+ * -1 and c->why when it failed at once
+ */
 static int conn_start_uri(struct lconn *c)
 {
     const struct ldap_uri *u = &c->pool->conf->uris[c->uri];
     struct sockaddr_storage ss;
     socklen_t sslen;
-    int family;
 
+    c->naddrs = c->addr_next = 0;
     memset(&ss, 0, sizeof(ss));
+    if (u->kind == LDAP_URI_NAME) {
+        if (c->pool->dns == NULL) {
+            snprintf(c->why, sizeof(c->why), "%.150s: no resolver for host names", u->text);
+            return -1;
+        }
+        conn_enter_state(c, LCONN_RESOLVING);
+        c->dreq = dns_host_lookup(c->pool->dns, u->host, conn_on_resolved, c);
+        if (c->dreq == NULL) {
+            snprintf(c->why, sizeof(c->why), "%.150s: resolve: out of memory", u->text);
+            return -1;
+        }
+        struct timeval tv = ms_timeval(c->pool->conf->connect_timeout_ms);
+        evtimer_add(c->timer, &tv);
+        return 0;
+    }
     if (u->kind == LDAP_URI_IPC) {
         struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-        family = AF_UNIX;
         sun->sun_family = AF_UNIX;
         snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", u->path);
         sslen = sizeof(*sun);
     } else if (u->kind == LDAP_URI_TCP6) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-        family = AF_INET6;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((unsigned short)u->port);
         inet_pton(AF_INET6, u->host, &sin6->sin6_addr);
         sslen = sizeof(*sin6);
     } else {
         struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-        family = AF_INET;
         sin->sin_family = AF_INET;
         sin->sin_port = htons((unsigned short)u->port);
         inet_pton(AF_INET, u->host, &sin->sin_addr);
         sslen = sizeof(*sin);
     }
-    c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        snprintf(c->why, sizeof(c->why), "%.150s: socket: %s", u->text, strerror(errno));
-        return -1;
-    }
-    if (connect(c->fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS &&
-        errno != EAGAIN) {
-        snprintf(c->why, sizeof(c->why), "%.150s: connect: %s", u->text, strerror(errno));
-        close(c->fd);
-        c->fd = -1;
-        return -1;
-    }
-    event_assign(c->ev_io, c->pool->base, c->fd, EV_WRITE, conn_on_io, c);
-    struct timeval tv = ms_timeval(c->pool->conf->connect_timeout_ms);
-    event_add(c->ev_io, NULL);
-    evtimer_add(c->timer, &tv);
-    return 0;
+    return conn_connect(c, u, &ss, sslen);
 }
 
 /*
@@ -508,7 +617,7 @@ static void conn_on_io(evutil_socket_t fd, short what, void *arg)
             evtimer_del(c->timer);
             close(c->fd);
             c->fd = -1;
-            conn_next_uri(c);
+            conn_try_addrs(c); /* the name's next address, else the next server */
             return;
         }
         conn_connected(c);
@@ -525,6 +634,14 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
     char why[512];
 
     switch (c->state) {
+    case LCONN_RESOLVING:
+        dns_cancel(c->dreq);
+        c->dreq = NULL;
+        snprintf(c->why, sizeof(c->why), "%.150s: resolve: timed out after %dms",
+                 conf->uris[c->uri].text, conf->connect_timeout_ms);
+        log_limited(&c->pool->down_log, 10000, LOG_WARNING, "ldap:%s: %s", conf->name, c->why);
+        conn_next_uri(c);
+        break;
     case LCONN_CONNECTING:
         snprintf(c->why, sizeof(c->why), "%.150s: connect: timed out after %dms",
                  conf->uris[c->uri].text, conf->connect_timeout_ms);
@@ -532,7 +649,7 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
         event_del(c->ev_io);
         close(c->fd);
         c->fd = -1;
-        conn_next_uri(c);
+        conn_try_addrs(c); /* the name's next address, else the next server */
         break;
     case LCONN_BINDING:
         snprintf(why, sizeof(why), "%.150s: bind: no answer within %dms", conf->uris[c->uri].text,
@@ -719,7 +836,8 @@ static void pool_dispatch(struct ldap_pool *p)
         int opening = 0;
         TAILQ_FOREACH(c, &p->conns, link)
         {
-            if (c->state == LCONN_CONNECTING || c->state == LCONN_BINDING)
+            if (c->state == LCONN_RESOLVING || c->state == LCONN_CONNECTING ||
+                c->state == LCONN_BINDING)
                 opening++;
             else if (c->state == LCONN_READY && c->ninflight < conf->max_inflight &&
                      (best == NULL || c->ninflight < best->ninflight))
@@ -766,13 +884,15 @@ static void search_on_deadline(evutil_socket_t fd, short what, void *arg)
         conn_idle_check(c);
 }
 
-struct ldap_pool *ldap_pool_new(struct event_base *base, const struct ldap_conf *conf)
+struct ldap_pool *ldap_pool_new(struct event_base *base, struct dns *dns,
+                                const struct ldap_conf *conf)
 {
     struct ldap_pool *p = calloc(1, sizeof(*p));
 
     if (p == NULL)
         return NULL;
     p->base = base;
+    p->dns = dns;
     p->conf = conf;
     TAILQ_INIT(&p->conns);
     TAILQ_INIT(&p->queue);
@@ -811,6 +931,8 @@ void ldap_pool_free(struct ldap_pool *p)
             search_free(s);
         }
         TAILQ_REMOVE(&p->conns, c, link);
+        if (c->dreq != NULL)
+            dns_cancel(c->dreq);
         if (c->ld != NULL)
             ldap_unbind_ext(c->ld, NULL, NULL);
         else if (c->fd >= 0)
@@ -884,7 +1006,8 @@ void ldap_pool_get_stats(const struct ldap_pool *p, struct ldap_pool_stats *out)
     {
         if (c->state == LCONN_READY)
             out->conns_ready++;
-        else if (c->state == LCONN_CONNECTING || c->state == LCONN_BINDING)
+        else if (c->state == LCONN_RESOLVING || c->state == LCONN_CONNECTING ||
+                 c->state == LCONN_BINDING)
             out->conns_connecting++;
         if (c->state != LCONN_CLOSING)
             out->inflight += c->ninflight;

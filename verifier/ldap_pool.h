@@ -4,8 +4,11 @@
  * that blocks.
  *
  * How the blocking parts of libldap 2.5 are avoided:
- *   - name resolution: server_host holds numeric addresses only
- *     (ldap_conf.h); there is nothing to resolve.
+ *   - name resolution: libldap never resolves. A host name in server_host
+ *     is resolved with the daemon's asynchronous resolver (dns.h, c-ares
+ *     on the same loop) each time a connection to it is opened, within
+ *     connect_timeout; its addresses (IPv4 first, then IPv6) are tried in
+ *     order, each with its own connect_timeout, then the next server.
  *   - the TCP (or ldapi) connect: done here on a non-blocking socket watched
  *     by libevent with connect_timeout; libldap gets the connected socket
  *     through ldap_init_fd and never connects itself.
@@ -46,6 +49,7 @@
 #include <stddef.h>
 
 struct event_base;
+struct dns;
 struct ldap_conf;
 struct ldap_pool;   /* opaque */
 struct ldap_search; /* opaque */
@@ -80,10 +84,13 @@ typedef void (*ldap_entry_fn)(LDAP *ld, LDAPMessage *msg, void *arg);
 typedef void (*ldap_done_fn)(enum ldap_pool_status status, const char *why, void *arg);
 
 /*
- * ldap_pool_new - a pool for conf (which must outlive it) on base. No
+ * ldap_pool_new - a pool for conf (which must outlive it) on base. dns
+ * (which must outlive it too) resolves host names in server_host; NULL:
+ * a server given by name cannot be reached (its connect fails). No
  * connection is opened until the first search. NULL on out of memory.
  */
-struct ldap_pool *ldap_pool_new(struct event_base *base, const struct ldap_conf *conf);
+struct ldap_pool *ldap_pool_new(struct event_base *base, struct dns *dns,
+                                const struct ldap_conf *conf);
 
 /*
  * ldap_pool_free - close every connection. Searches still pending are

@@ -24,6 +24,7 @@
 
 #include "address.h"
 #include "backend_ldap.h"
+#include "dns.h"
 #include "ldap_pool.h"
 #include "log.h"
 #include "route.h"
@@ -45,6 +46,8 @@ static struct backend_param params[MAX_PARAMS];
 static char param_values[MAX_PARAMS][256];
 static size_t nparams;
 static void *state;
+static struct dns *resolver; /* env->dns when set */
+static pid_t dnsmasq_pid = -1;
 
 static void setup(void)
 {
@@ -68,7 +71,13 @@ static void teardown(void)
     if (state != NULL)
         backend_ldap_ops.close(state);
     state = NULL;
+    if (resolver != NULL)
+        dns_free(resolver);
+    resolver = NULL;
     ts_stop(&slapd_pid);
+    if (dnsmasq_pid > 0)
+        kill(dnsmasq_pid, SIGCONT);
+    ts_stop(&dnsmasq_pid);
     event_base_free(base);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
@@ -122,7 +131,7 @@ static void *try_open(char *err, size_t errlen)
 {
     struct backend_source src = {"ldap", "corp", params, nparams};
     struct backend_env env = {
-        .base = base, .recipient_delimiter = "+", .sources = &src, .nsources = 1};
+        .base = base, .recipient_delimiter = "+", .dns = resolver, .sources = &src, .nsources = 1};
     struct route r;
     memset(&r, 0, sizeof(r));
     r.lineno = 1;
@@ -595,6 +604,78 @@ Test(ldap, pool_500_concurrent, .timeout = 120)
     cr_expect_eq(st.timeouts, 0);
 }
 
+/*
+ * start_dnsmasq - a private dnsmasq for .test: ldap.test is the slapd
+ * (127.0.0.1), two.test has a refusing address (127.0.0.2, where nothing
+ * listens) and the slapd; the resolver of the source points at it
+ */
+static void start_dnsmasq(void)
+{
+    const char *const zone[] = {"--host-record=ldap.test,127.0.0.1",
+                                "--host-record=dead.test,127.0.0.2", NULL};
+    char servers[64], err[256] = "";
+    int port = 0;
+
+    cr_assert_eq(ts_dnsmasq_start(tmpdir, zone, &dnsmasq_pid, &port), 0,
+                 "dnsmasq: see %s/dnsmasq.log", tmpdir);
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", port);
+    resolver = dns_new(base, servers, 1000, err, sizeof(err));
+    cr_assert_not_null(resolver, "dns_new: %s", err);
+}
+
+/* a host name in server_host: resolved on the loop, its address connected */
+Test(ldap, host_name)
+{
+    start_slapd(NULL);
+    start_dnsmasq();
+    param("server_host", "ldap://ldap.test:%d", slapd_port);
+    param("search_base", "%s", TS_SLAPD_SUFFIX);
+    param("domain", "%s", "example.test");
+    param("timeout", "%s", "2s");
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    expect("nobody", "example.test", VERDICT_INVALID, "5.1.1 User unknown");
+}
+
+/* names tried in order: one that does not exist, one that refuses, then the slapd */
+Test(ldap, host_name_failover)
+{
+    start_slapd(NULL);
+    start_dnsmasq();
+    param("server_host", "ldap://nowhere.test:%d ldap://dead.test:%d ldap://ldap.test:%d",
+          slapd_port, slapd_port, slapd_port);
+    param("search_base", "%s", TS_SLAPD_SUFFIX);
+    param("domain", "%s", "example.test");
+    param("timeout", "%s", "3s");
+    open_source();
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    struct verifier_pool vp;
+    backend_ldap_ops.pool_stats(state, &vp);
+    cr_expect_eq(vp.connect_fails, 0, "the servers before were tried within one connect");
+}
+
+/* the resolver stopped: the lookup answers within connect_timeout + timeout, the loop runs */
+Test(ldap, host_name_resolver_stuck)
+{
+    start_slapd(NULL);
+    start_dnsmasq();
+    param("server_host", "ldap://ldap.test:%d", slapd_port);
+    param("search_base", "%s", TS_SLAPD_SUFFIX);
+    param("domain", "%s", "example.test");
+    param("timeout", "%s", "1500ms");
+    param("connect_timeout", "%s", "500ms");
+    open_source();
+    kill(dnsmasq_pid, SIGSTOP);
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    struct verdict v = lookup("alice", "example.test");
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    cr_expect_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
+    cr_expect_lt(ms, 1400, "took %ldms: the resolve deadline (500ms) was not kept", ms);
+    kill(dnsmasq_pid, SIGCONT);
+}
+
 Test(ldap, bad_parameters)
 {
     char err[512];
@@ -603,7 +684,8 @@ Test(ldap, bad_parameters)
     } bad[] = {
         {"start_tls", "yes", "TLS is not supported"},
         {"server_host", "ldaps://127.0.0.1", "ldaps:// is not supported"},
-        {"server_host", "ldap://ldap.example.test", "numeric address"},
+        {"server_host", "ldap://-ldap.example.test", "neither a numeric address nor a host name"},
+        {"server_host", "ldap://ldap..example.test", "neither a numeric address nor a host name"},
         {"tls_ca_cert_file", "/etc/ssl/ca.pem", "TLS is not supported"},
         {"chase_referrals", "yes", "referrals"},
         {"version", "2", "only 3"},
