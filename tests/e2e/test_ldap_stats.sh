@@ -49,6 +49,12 @@ scrape() {
     curl -sS -o "$E2E_TMP/metrics.txt" "$URL" || e2e_fail "GET $URL failed"
     series=$(perl "$E2E_TOP/tests/e2e/prom_strict.pl" <"$E2E_TMP/metrics.txt") ||
         e2e_fail "the exposition does not parse (kept in $E2E_TMP/metrics.txt)"
+    if command -v promtool >/dev/null; then
+        # promtool prints lint advice on stdout and exits 0 when the format is right
+        promtool check metrics <"$E2E_TMP/metrics.txt" >"$E2E_TMP/promtool.out" 2>&1 ||
+            e2e_fail "promtool check metrics: $(cat "$E2E_TMP/promtool.out")"
+        [ ! -s "$E2E_TMP/promtool.out" ] || e2e_fail "promtool lint: $(cat "$E2E_TMP/promtool.out")"
+    fi
 }
 # val METRIC [EXTRA-LABELS] - the value of the pool's series of METRIC in the last scrape
 val() {
