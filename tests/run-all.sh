@@ -39,7 +39,7 @@ fi
 export FUZZ_SECONDS
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libevent-dev libhiredis-dev libssl-dev
-  libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev tinycdb libldap-dev redis-server redis-sentinel postfix postfix-doc
+  libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev libidn2-dev tinycdb libldap-dev redis-server redis-sentinel postfix postfix-doc
   slapd ldap-utils swaks miltertest clang libclang-rt-14-dev valgrind clang-format dnsmasq-base
   curl prometheus"
 

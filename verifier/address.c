@@ -13,7 +13,14 @@
  *   local-part = dot-string / quoted-string
  *
  * Decisions a postmaster may want to know:
- * - Only 7-bit ASCII is accepted (no SMTPUTF8): a byte >= 0x80 is an error.
+ * - UTF-8 (RFC 6531) is accepted in local parts and domains, strictly: an
+ *   invalid byte, a truncated sequence, an overlong form, a surrogate, a code
+ *   point above U+10FFFF or a C1 control (U+0080..U+009F) is an error, like
+ *   a C0 control. Local parts stay as given (octets, <= 64).
+ * - A domain with non-ASCII goes through libidn2 (IDNA2008, UTS#46
+ *   non-transitional mapping, NFC) to A-labels; its ASCII must be LDH; an ASCII domain
+ *   with an "xn--" label must decode and map back to itself. Both forms are
+ *   kept: A-labels for routing, DNS and the cache key, U-labels for tables.
  * - A quoted local part whose content is a valid dot-atom is unquoted
  *   ("\"john\""@x == john@x); otherwise it is kept quoted in canonical form:
  *   only '"' and '\' are backslash-escaped. An empty quoted string is rejected.
@@ -26,7 +33,9 @@
 #include "address.h"
 
 #include <arpa/inet.h>
+#include <idn2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -57,6 +66,56 @@ static unsigned char to_lower(unsigned char c)
 }
 
 /*
+ * utf8_check - is p[0..len) strictly valid UTF-8 without controls? Returns
+ * NULL if so, else the reason. ASCII controls are refused by the caller; this
+ * refuses everything RFC 3629 forbids plus the C1 controls, which no
+ * mailbox may contain and which some terminals and log viewers obey.
+ */
+static const char *utf8_check(const unsigned char *p, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = p[i];
+        unsigned long cp, min;
+        size_t need;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            need = 1, min = 0x80, cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2, min = 0x800, cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3, min = 0x10000, cp = c & 0x07;
+        } else if (c == 0xc0 || c == 0xc1) {
+            return "overlong UTF-8 sequence in address";
+        } else {
+            return "invalid UTF-8 byte in address";
+        }
+        if (need >= len - i)
+            return "truncated UTF-8 sequence in address";
+        for (size_t k = 1; k <= need; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return "truncated UTF-8 sequence in address";
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if (cp < min)
+            return "overlong UTF-8 sequence in address";
+        if (cp >= 0xd800 && cp <= 0xdfff)
+            return "UTF-16 surrogate in address";
+        if (cp > 0x10ffff)
+            return "UTF-8 code point above U+10FFFF in address";
+        if (cp <= 0x9f)
+            return "control character in address";
+        i += need + 1;
+    }
+    return NULL;
+}
+
+/*
  * check_dot_atom - is p[0..len) a dot-string? Returns NULL if so, else the
  * reason it is not (for the unquoted case, where the reason is reported).
  */
@@ -77,19 +136,125 @@ static const char *check_dot_atom(const char *p, size_t len)
             return "space outside quotes";
         } else if (c == '"') {
             return "misplaced quote in local part";
-        } else if (!is_atext(c)) {
+        } else if (c < 0x80 && !is_atext(c)) {
+            /* RFC 6531 3.3: atext =/ UTF8-non-ascii (validated already) */
             return "invalid character in local part";
         }
     }
     return NULL;
 }
 
+static const char *parse_ldh(const char *p, size_t len, char *out);
+
+/*
+ * idn_to_ascii - the A-label form of the NUL-terminated UTF-8 domain in,
+ * checked again as LDH, into out (ADDRESS_DOMAIN_MAX + 1 bytes).
+ */
+static const char *idn_to_ascii(const char *in, char *out)
+{
+    uint8_t *a = NULL;
+    const char *reason;
+
+    if (idn2_lookup_u8((const uint8_t *)in, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK ||
+        a == NULL) {
+        idn2_free(a);
+        return "invalid internationalized domain name";
+    }
+    reason = parse_ldh((const char *)a, strlen((const char *)a), out);
+    idn2_free(a);
+    return reason;
+}
+
+/*
+ * idn_to_unicode - the U-label form of the A-label domain in (LDH, lower
+ * case) into out (ADDRESS_DOMAIN_UTF8_MAX + 1 bytes). Unless it has an
+ * "xn--" label, that is in itself. An A-label must decode to valid UTF-8 that
+ * maps back to exactly the same A-label: otherwise two spellings of one
+ * name could get two cache keys, or a garbage label a U-label form.
+ */
+static const char *idn_to_unicode(const char *in, char *out)
+{
+    char *u = NULL;
+    char back[ADDRESS_DOMAIN_MAX + 1];
+    size_t n = strlen(in);
+
+    if (strncmp(in, "xn--", 4) != 0 && strstr(in, ".xn--") == NULL) {
+        memcpy(out, in, n + 1);
+        return NULL;
+    }
+    if (idn2_to_unicode_8z8z(in, &u, 0) != IDN2_OK || u == NULL) {
+        idn2_free(u);
+        return "invalid A-label in domain";
+    }
+    n = strlen(u);
+    if (n > ADDRESS_DOMAIN_UTF8_MAX || utf8_check((const unsigned char *)u, n) != NULL ||
+        idn_to_ascii(u, back) != NULL || strcmp(back, in) != 0) {
+        idn2_free(u);
+        return "invalid A-label in domain";
+    }
+    memcpy(out, u, n + 1);
+    idn2_free(u);
+    return NULL;
+}
+
 /*
  * parse_domain - validate and normalise an RFC 5321 Domain or address
- * literal at p[0..len) into out (ADDRESS_DOMAIN_MAX + 1 bytes). Returns NULL
- * on success, else the reason.
+ * literal at p[0..len) into out (ADDRESS_DOMAIN_MAX + 1 bytes, A-labels) and,
+ * when out_utf8 is not NULL, its U-label form (ADDRESS_DOMAIN_UTF8_MAX + 1
+ * bytes). The bytes were checked as UTF-8 already. Returns NULL on success,
+ * else the reason.
  */
-static const char *parse_domain(const char *p, size_t len, char *out)
+static const char *parse_domain(const char *p, size_t len, char *out, char *out_utf8)
+{
+    char scratch[ADDRESS_DOMAIN_UTF8_MAX + 1];
+    const char *reason;
+
+    if (len == 0)
+        return "empty domain";
+    if (p[0] != '[') {
+        if (memchr(p, ' ', len) != NULL)
+            return "space outside quotes";
+        /*
+         * ASCII in a U-label domain must already be LDH or a dot: UTS#46
+         * with STD3 rules would drop some characters ("_") silently, and
+         * without them let others through; both would alias names.
+         */
+        bool ascii = true, ldh = true;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c >= 0x80)
+                ascii = false;
+            else if (c != '.' && c != '-' && !is_let_dig(c))
+                ldh = false;
+        }
+        if (!ascii && !ldh)
+            return "invalid character in domain";
+        if (ascii) {
+            reason = parse_ldh(p, len, out);
+        } else {
+            if (len > ADDRESS_DOMAIN_UTF8_MAX)
+                return "domain too long";
+            memcpy(scratch, p, len);
+            scratch[len] = '\0';
+            if (len > 1 && scratch[len - 1] == '.')
+                scratch[len - 1] = '\0'; /* the root, as for ASCII */
+            reason = idn_to_ascii(scratch, out);
+        }
+        if (reason != NULL)
+            return reason;
+        return idn_to_unicode(out, out_utf8 != NULL ? out_utf8 : scratch);
+    }
+    reason = parse_ldh(p, len, out); /* the address literal */
+    if (reason == NULL && out_utf8 != NULL)
+        snprintf(out_utf8, ADDRESS_DOMAIN_UTF8_MAX + 1, "%s", out);
+    return reason;
+}
+
+/*
+ * parse_ldh - an ASCII Domain (LDH labels) or address literal at p[0..len)
+ * into out (ADDRESS_DOMAIN_MAX + 1 bytes), lower-cased.
+ */
+static const char *parse_ldh(const char *p, size_t len, char *out)
 {
     if (len == 0)
         return "empty domain";
@@ -192,7 +357,7 @@ static size_t skip_source_route(const char *p, size_t len, const char **reason)
             *reason = "malformed source route";
             return 0;
         }
-        if ((*reason = parse_domain(p + start, pos - start, scratch)) != NULL)
+        if ((*reason = parse_domain(p + start, pos - start, scratch, NULL)) != NULL)
             return 0;
         if (p[pos] == ':')
             return pos + 1;
@@ -251,9 +416,9 @@ int address_parse(const char *in, size_t len, struct address *out, char *err, si
             return set_err(err, errlen, "CR or LF in address");
         if (c < 0x20 || c == 0x7f)
             return set_err(err, errlen, "control character in address");
-        if (c >= 0x80)
-            return set_err(err, errlen, "non-ASCII address (SMTPUTF8 not supported)");
     }
+    if ((reason = utf8_check((const unsigned char *)in, len)) != NULL)
+        return set_err(err, errlen, reason);
     if (len == 0)
         return set_err(err, errlen, "empty address");
 
@@ -337,8 +502,11 @@ int address_parse(const char *in, size_t len, struct address *out, char *err, si
     size_t dlen = len - at - 1;
     if (dlen > 0 && memchr(dom, '@', dlen) != NULL)
         return set_err(err, errlen, "more than one @");
-    if ((reason = parse_domain(dom, dlen, a.domain)) != NULL)
+    if ((reason = parse_domain(dom, dlen, a.domain, a.domain_utf8)) != NULL)
         return set_err(err, errlen, reason);
+    for (const char *l = a.local; *l != '\0'; l++)
+        if ((unsigned char)*l >= 0x80)
+            a.local_utf8 = true;
 
     *out = a;
     return 0;
@@ -391,4 +559,24 @@ int address_key(const struct address *a, bool fold_local, char *buf, size_t size
     for (size_t i = 0; i < llen && i < (size_t)n; i++)
         buf[i] = (char)to_lower((unsigned char)buf[i]);
     return n;
+}
+
+/* address_key_utf8 - "local@domain_utf8", local lower-cased (ASCII only) when fold_local */
+int address_key_utf8(const struct address *a, bool fold_local, char *buf, size_t size)
+{
+    struct address u;
+
+    if (a == NULL)
+        return -1;
+    if (a->is_null)
+        return address_key(a, fold_local, buf, size);
+    u = *a;
+    snprintf(u.domain, sizeof(u.domain), "%s", "");
+    int n = address_key(&u, fold_local, buf, size); /* "local@" */
+    if (n < 0)
+        return -1;
+    int m = snprintf(buf + n, size - (size_t)n, "%s", a->domain_utf8);
+    if (m < 0 || (size_t)m >= size - (size_t)n)
+        return -1;
+    return n + m;
 }

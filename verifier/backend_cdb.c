@@ -20,6 +20,11 @@
  * names the file; warnings are rate-limited (one per minute per table, with
  * a count), so a table rewritten in a loop cannot flood the log.
  *
+ * Keys are UTF-8 (RFC 6531): an internationalised domain is looked up in
+ * U-labels ("info@b\xc3\xbccher.example") first, then in A-labels
+ * ("info@xn--bcher-kva.example"), so a table may be written either way and
+ * both spellings of a recipient find the same record.
+ *
  * Options (route "name=value"): fold_local=yes|no (default yes: lower-case
  * the local part of each key), check_interval=DURATION|0 (default 1s). Other
  * options are left to other layers.
@@ -270,15 +275,48 @@ static void *cdb_open(const struct backend_env *env, const struct route *r, char
     return s;
 }
 
+/*
+ * get_addr - the record for a (local part folded or not), U-label key first,
+ * then the A-label key when the domain has an IDN label; table_get's result.
+ */
+static int get_addr(struct cdb_state *s, const struct address *a, const char **val, size_t *vlen)
+{
+    char key[ADDRESS_UTF8_MAX + 2];
+    int klen, rc;
+
+    klen = address_key_utf8(a, s->fold_local, key, sizeof(key));
+    rc = klen < 0 ? 0 : table_get(s, key, (size_t)klen, val, vlen);
+    if (rc == 0 && strcmp(a->domain, a->domain_utf8) != 0) {
+        klen = address_key(a, s->fold_local, key, sizeof(key));
+        rc = klen < 0 ? 0 : table_get(s, key, (size_t)klen, val, vlen);
+    }
+    return rc;
+}
+
+/* get_domain - the catch-all "@domain", U-label form first as in get_addr */
+static int get_domain(struct cdb_state *s, const struct address *a, const char **val, size_t *vlen)
+{
+    char key[ADDRESS_DOMAIN_UTF8_MAX + 2];
+    int klen, rc;
+
+    klen = snprintf(key, sizeof(key), "@%s", a->domain_utf8);
+    rc = (klen < 0 || (size_t)klen >= sizeof(key)) ? 0 : table_get(s, key, (size_t)klen, val, vlen);
+    if (rc == 0 && strcmp(a->domain, a->domain_utf8) != 0) {
+        klen = snprintf(key, sizeof(key), "@%s", a->domain);
+        rc = (klen < 0 || (size_t)klen >= sizeof(key)) ? 0
+                                                       : table_get(s, key, (size_t)klen, val, vlen);
+    }
+    return rc;
+}
+
 /* cdb_lookup - most specific key first; always BACKEND_DONE */
 static enum backend_status cdb_lookup(void *state, const struct address *addr, struct verdict *out,
                                       backend_cb cb, void *arg, struct backend_req **req)
 {
     struct cdb_state *s = state;
-    char key[ADDRESS_MAX + 2];
     const char *val = NULL;
     size_t vlen = 0;
-    int klen, rc;
+    int rc;
 
     if (req != NULL)
         *req = NULL;
@@ -292,25 +330,18 @@ static enum backend_status cdb_lookup(void *state, const struct address *addr, s
     }
 
     /* 1: the address as routed */
-    klen = address_key(addr, s->fold_local, key, sizeof(key));
-    rc = klen < 0 ? 0 : table_get(s, key, (size_t)klen, &val, &vlen);
+    rc = get_addr(s, addr, &val, &vlen);
 
     /* 2: without the sub-address extension */
     if (rc == 0 && s->delims[0] != '\0') {
         struct address base = *addr;
-        if (address_strip_subaddress(&base, s->delims)) {
-            klen = address_key(&base, s->fold_local, key, sizeof(key));
-            rc = klen < 0 ? 0 : table_get(s, key, (size_t)klen, &val, &vlen);
-        }
+        if (address_strip_subaddress(&base, s->delims))
+            rc = get_addr(s, &base, &val, &vlen);
     }
 
     /* 3: the domain catch-all */
-    if (rc == 0) {
-        klen = snprintf(key, sizeof(key), "@%s", addr->domain);
-        rc = (klen < 0 || (size_t)klen >= sizeof(key))
-                 ? 0
-                 : table_get(s, key, (size_t)klen, &val, &vlen);
-    }
+    if (rc == 0)
+        rc = get_domain(s, addr, &val, &vlen);
 
     if (rc < 0) {
         /* unusable until the file changes: remember this version as broken */

@@ -5,7 +5,8 @@
  * Besides "no crash", it checks the property the cache and the route table
  * rely on: a parsed address formats to text that parses back to the same
  * address (normalisation is idempotent), and every derived string fits the
- * documented limits.
+ * documented limits. For UTF-8 input it also checks that the A-label and
+ * the U-label form of a domain are one address (same key either way).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +44,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* idempotence: format(parse(x)) parses to the same address */
     check(address_parse(buf, (size_t)n, &b, err, sizeof(err)) == 0);
     check(strcmp(a.local, b.local) == 0 && strcmp(a.domain, b.domain) == 0 && !b.is_null);
+    check(strcmp(a.domain_utf8, b.domain_utf8) == 0 && a.local_utf8 == b.local_utf8);
+    for (const char *d = a.domain; *d != '\0'; d++)
+        check((unsigned char)*d < 0x80); /* routing, DNS and cache see ASCII only */
+
+    /* the U-label form parses back to the same A-label domain */
+    char u8[ADDRESS_UTF8_MAX + 1];
+    int n8 = address_key_utf8(&a, false, u8, sizeof(u8));
+    check(n8 >= n);
+    check(address_parse(u8, (size_t)n8, &b, err, sizeof(err)) == 0);
+    check(strcmp(a.domain, b.domain) == 0 && strcmp(a.domain_utf8, b.domain_utf8) == 0);
 
     int k = address_key(&a, true, buf2, sizeof(buf2));
     check(k == n);

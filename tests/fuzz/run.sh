@@ -24,9 +24,9 @@ CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: $CC not found (apt-get install clang)" >&2; exit 1; }
 
 CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -Iverifier -Ipolicyd -Imilter"
-PKG_CFLAGS=$(pkg-config --cflags libevent hiredis libcdb ldap lber 2>/dev/null)
-PKG_LIBS=$(pkg-config --libs libevent hiredis libcdb ldap lber) || {
-    echo "fuzz: pkg-config cannot find libevent hiredis libcdb ldap lber" >&2
+PKG_CFLAGS=$(pkg-config --cflags libevent hiredis libcdb libidn2 ldap lber 2>/dev/null)
+PKG_LIBS=$(pkg-config --libs libevent hiredis libcdb libidn2 ldap lber) || {
+    echo "fuzz: pkg-config cannot find libevent hiredis libcdb libidn2 ldap lber" >&2
     exit 1
 }
 

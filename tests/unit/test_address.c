@@ -240,7 +240,6 @@ Test(address, hostile_bytes)
     EXPECT_ERR("a\x01@x", "control character");
     EXPECT_ERR("a@x\x7f", "control character");
     EXPECT_ERR("\"a\tb\"@x", "control character");
-    EXPECT_ERR("j\xc3\xb6rg@x", "non-ASCII");
     expect_err("a\0b@x", 5, "NUL");
     expect_err("a@x\0", 4, "NUL");
     expect_err("\"a\0\"@x", 6, "NUL");
@@ -313,4 +312,112 @@ Test(address, key_and_format)
     cr_assert_eq(parse(in, &a), 0, "%s", err);
     cr_assert_eq(address_key(&a, true, buf, sizeof(buf)), ADDRESS_MAX);
     cr_assert_eq(buf[0], 'l');
+}
+
+/* RFC 6531: UTF-8 local parts are kept as given and flagged for SMTPUTF8 */
+Test(address, utf8_local_parts)
+{
+    struct address a;
+
+    cr_assert_eq(parse("<j\xc3\xb6rg@example.org>", &a), 0, "%s", err);
+    cr_assert_str_eq(a.local, "j\xc3\xb6rg");
+    cr_assert(a.local_utf8);
+    cr_assert_str_eq(a.domain, "example.org");
+    cr_assert_str_eq(a.domain_utf8, "example.org");
+    cr_assert_eq(parse("\"\xe7\x94\xb0 \xe4\xb8\xad\"@example.org", &a), 0, "%s", err);
+    cr_assert_str_eq(a.local, "\"\xe7\x94\xb0 \xe4\xb8\xad\"");
+    cr_assert(a.local_utf8);
+    cr_assert_eq(parse("\xf0\x9f\x93\xa7@example.org", &a), 0, "%s", err); /* U+1F4E7 */
+    cr_assert(a.local_utf8);
+    cr_assert_eq(parse("john@example.org", &a), 0);
+    cr_assert(!a.local_utf8);
+    /* 64 octets, not 64 characters: 33 two-byte characters are too long */
+    char big[80] = "";
+    for (int i = 0; i < 33; i++)
+        strcat(big, "\xc3\xa9");
+    strcat(big, "@x");
+    EXPECT_ERR(big, "too long");
+}
+
+/* the U-label and the A-label form of one address share one key */
+Test(address, idn_domains_share_one_key)
+{
+    struct address u, a;
+    char ku[ADDRESS_MAX + 1], ka[ADDRESS_MAX + 1], k8[ADDRESS_UTF8_MAX + 1];
+
+    cr_assert_eq(parse("Info@B\xc3\xbc"
+                       "CHER.example.",
+                       &u),
+                 0, "%s", err);
+    cr_assert_eq(parse("info@XN--BCHER-KVA.example", &a), 0, "%s", err);
+    cr_assert_str_eq(u.domain, "xn--bcher-kva.example");
+    cr_assert_str_eq(a.domain, "xn--bcher-kva.example");
+    cr_assert_str_eq(u.domain_utf8, "b\xc3\xbc"
+                                    "cher.example");
+    cr_assert_str_eq(a.domain_utf8, "b\xc3\xbc"
+                                    "cher.example");
+    cr_assert_gt(address_key(&u, true, ku, sizeof(ku)), 0);
+    cr_assert_gt(address_key(&a, true, ka, sizeof(ka)), 0);
+    cr_assert_str_eq(ku, ka);
+    cr_assert_str_eq(ku, "info@xn--bcher-kva.example");
+    cr_assert_gt(address_key_utf8(&a, true, k8, sizeof(k8)), 0);
+    cr_assert_str_eq(k8, "info@b\xc3\xbc"
+                         "cher.example");
+    cr_assert_gt(address_key_utf8(&u, false, k8, sizeof(k8)), 0);
+    cr_assert_str_eq(k8, "Info@b\xc3\xbc"
+                         "cher.example");
+    /* UTS#46 non-transitional: German sharp s stays (not "ss") */
+    cr_assert_str_eq(fmt("x@fa\xc3\x9f.de"), "x@xn--fa-hia.de");
+    /* NFC: "u" + combining diaeresis is the same name as U+00FC */
+    cr_assert_str_eq(fmt("x@bu\xcc\x88"
+                         "cher.example"),
+                     "x@xn--bcher-kva.example");
+    /* ideographic full stop separates labels (UTS#46 mapping) */
+    cr_assert_str_eq(fmt("x@\xe4\xbe\x8b\xe3\x80\x82"
+                         "example"),
+                     "x@xn--fsq.example");
+    /* an ASCII domain has the same key as before */
+    cr_assert_eq(parse("x@Example.ORG", &a), 0);
+    cr_assert_str_eq(a.domain_utf8, "example.org");
+    cr_assert_eq(address_key_utf8(&a, true, k8, 5), -1);
+}
+
+Test(address, hostile_idn_domains)
+{
+    EXPECT_ERR("x@xn--zz.example", "A-label");        /* not punycode of anything valid */
+    EXPECT_ERR("x@xn--bcher-KVA-.example", "hyphen"); /* LDH first */
+    EXPECT_ERR("x@b\xc3\xbc_cher.example", "invalid character");
+    EXPECT_ERR("x@\xe2\x80\x8b.example", "empty label"); /* zero width space */
+    EXPECT_ERR("x@b\xc3\xbc"
+               "cher..example",
+               "");
+    EXPECT_ERR("x@a\xc3\xbc b.example", "space");
+    /* a U-label whose A-label is over 63 bytes */
+    char big[400] = "x@";
+    for (int i = 0; i < 60; i++)
+        strcat(big, "\xc3\xbc");
+    strcat(big, ".example");
+    EXPECT_ERR(big, "");
+}
+
+/* strict UTF-8: anything RFC 3629 forbids, and C1 controls */
+Test(address, hostile_utf8)
+{
+    EXPECT_ERR("a\xc0\xaf@x", "overlong");         /* "/" as two bytes */
+    EXPECT_ERR("a\xe0\x80\xaf@x", "overlong");     /* three bytes */
+    EXPECT_ERR("a\xf0\x80\x80\xaf@x", "overlong"); /* four bytes */
+    EXPECT_ERR("a\xc1\xbf@x", "overlong");
+    EXPECT_ERR("a\xed\xa0\x80@x", "surrogate");
+    EXPECT_ERR("a\xed\xbf\xbf@x", "surrogate");
+    EXPECT_ERR("a\xf4\x90\x80\x80@x", "above U+10FFFF");
+    EXPECT_ERR("a\xf5\x80\x80\x80@x", "invalid UTF-8");
+    EXPECT_ERR("a\xff@x", "invalid UTF-8");
+    EXPECT_ERR("a\x80@x", "invalid UTF-8"); /* stray continuation byte */
+    EXPECT_ERR("a\xc3@x", "truncated");
+    EXPECT_ERR("a@x\xc3", "truncated");
+    EXPECT_ERR("a\xe4\xb8@x", "truncated");
+    EXPECT_ERR("a\xc2\x80@x", "control character");     /* U+0080 */
+    EXPECT_ERR("a\xc2\x9b[2J@x", "control character");  /* CSI */
+    EXPECT_ERR("\"a\xc2\x85\"@x", "control character"); /* NEL */
+    expect_err("a\xc3\0@x", 5, "NUL");
 }

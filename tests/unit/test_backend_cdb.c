@@ -728,3 +728,42 @@ Test(backend_cdb, options_declared)
     cr_assert_eq(value_check(d, "2h", why, sizeof(why)), -1);
     cr_assert_eq(value_check(d, "-1", why, sizeof(why)), -1);
 }
+
+/* RFC 6531: keys in UTF-8; an IDN domain is found in U-label or A-label form */
+Test(backend_cdb, utf8_keys)
+{
+    const char *p = path_in("t.cdb");
+    static const char *const kv[] = {
+        "j\xc3\xb6rg@b\xc3\xbc"
+        "cher.test",
+        "OK utf8 key",
+        "anna@xn--mller-kva.test",
+        "OK a-label key",
+        "@xn--caf-dma.test",
+        "OK a-label catch-all",
+        "@stra\xc3\x9f"
+        "e.test",
+        "OK u-label catch-all",
+        NULL,
+    };
+    make_table(p, kv);
+    struct fixture f = open_backend(p, NULL, "+");
+    cr_assert_not_null(f.state, "%s", err);
+    struct verdict v = lookup(f.state, "J\xc3\xb6rg+x@xn--bcher-kva.test");
+    cr_assert_eq(v.kind, VERDICT_VALID);
+    cr_assert_str_eq(v.text, "OK utf8 key");
+    v = lookup(f.state, "j\xc3\xb6rg@B\xc3\x9c"
+                        "CHER.test");
+    cr_assert_str_eq(v.text, "OK utf8 key");
+    v = lookup(f.state, "anna@m\xc3\xbcller.test");
+    cr_assert_eq(v.kind, VERDICT_VALID);
+    cr_assert_str_eq(v.text, "OK a-label key");
+    v = lookup(f.state, "who@caf\xc3\xa9.test");
+    cr_assert_str_eq(v.text, "OK a-label catch-all");
+    v = lookup(f.state, "who@xn--strae-oqa.test");
+    cr_assert_str_eq(v.text, "OK u-label catch-all");
+    v = lookup(f.state, "j\xc3\xb6rn@b\xc3\xbc"
+                        "cher.test");
+    cr_assert_eq(v.kind, VERDICT_INVALID);
+    close_backend(&f);
+}
