@@ -345,6 +345,8 @@ static enum backend_status smtp_lookup(void *state, const struct address *addr, 
         return BACKEND_ERROR;
     }
     snprintf(req->domain, sizeof(req->domain), "%s", addr->domain);
+    /* the domain goes out in A-labels; only a UTF-8 local part needs SMTPUTF8 */
+    req->smtputf8 = addr->local_utf8;
     req->route = rt;
     req->cb = cb;
     req->arg = arg;

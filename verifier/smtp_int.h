@@ -105,6 +105,7 @@ struct smtp_session {
     int connect_errno;       /* connect failed before it started: reported from the timer */
     int tls;                 /* the connection is TLS (handshake done) */
     int plain;               /* tls=may fallback: this connection does not try STARTTLS */
+    unsigned ehlo;           /* SMTP_EHLO_* keywords of the EHLO reply; 0 after HELO */
 };
 
 TAILQ_HEAD(session_list, smtp_session);
@@ -143,6 +144,7 @@ struct backend_req {
     int fresh_retried; /* an RSET failure already got its fresh connection */
     int want_fresh;    /* the next acquire must not take a pooled session */
     int tls_plain;     /* tls=may and a handshake failed: new connections stay plaintext */
+    int smtputf8;      /* UTF-8 local part: MAIL FROM needs SMTPUTF8 (RFC 6531) */
     char last_error[VERDICT_TEXT_MAX];
     char rcpt[ADDRESS_MAX + 1];
     char domain[ADDRESS_DOMAIN_MAX + 1];

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "verdict.h"
 
@@ -25,6 +26,7 @@ struct smtp_reply_parser {
     size_t bytes; /* bytes of this reply so far */
     char enhanced[SMTP_REPLY_ENH_MAX];
     int enhanced_mixed;
+    unsigned ehlo;                  /* SMTP_EHLO_* keywords seen on lines after the first */
     char text[SMTP_REPLY_TEXT_MAX]; /* raw joined text, sanitised when the reply ends */
     size_t text_len;
     int failed;
@@ -55,7 +57,33 @@ static void reply_start(struct smtp_reply_parser *p)
     p->bytes = 0;
     p->enhanced[0] = '\0';
     p->enhanced_mixed = 0;
+    p->ehlo = 0;
     p->text_len = 0;
+}
+
+/*
+ * ehlo_keyword - the SMTP_EHLO_* flag of an EHLO reply line's text (RFC 5321
+ * 4.1.1.1: "ehlo-keyword *( SP ehlo-param )"), or 0. Only lines after the
+ * first are extension lines: the first is the server's name and greeting,
+ * whose free text must not be read as a capability.
+ */
+static unsigned ehlo_keyword(const char *text, size_t len)
+{
+    static const struct {
+        const char *kw;
+        unsigned flag;
+    } kws[] = {
+        {"SMTPUTF8", SMTP_EHLO_SMTPUTF8},
+        {"STARTTLS", SMTP_EHLO_STARTTLS},
+    };
+    size_t n = 0;
+
+    while (n < len && text[n] != ' ' && text[n] != '\r')
+        n++;
+    for (size_t i = 0; i < sizeof(kws) / sizeof(kws[0]); i++)
+        if (strlen(kws[i].kw) == n && strncasecmp(text, kws[i].kw, n) == 0)
+            return kws[i].flag;
+    return 0;
 }
 
 struct smtp_reply_parser *smtp_reply_parser_new(void)
@@ -160,6 +188,8 @@ static enum smtp_reply_status line_done(struct smtp_reply_parser *p, const char 
 
     text = len > 4 ? line + 4 : line + len;
     tlen = len > 4 ? len - 4 : 0;
+    if (p->nlines > 1 && code == 250)
+        p->ehlo |= ehlo_keyword(text, tlen);
     elen = enhanced_len(text, tlen, code / 100);
     if (p->nlines == 1) {
         if (elen > 0 && elen < sizeof(p->enhanced)) {
@@ -226,6 +256,7 @@ enum smtp_reply_status smtp_reply_parse(struct smtp_reply_parser *p, const char 
             out->nlines = p->nlines;
             memcpy(out->enhanced, p->enhanced, sizeof(out->enhanced));
             out->enhanced_mixed = p->enhanced_mixed;
+            out->ehlo = p->ehlo;
             verdict_sanitize(out->text, sizeof(out->text), p->text, p->text_len);
             reply_start(p);
             *consumed = i + 1;

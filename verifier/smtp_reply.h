@@ -19,6 +19,9 @@
 #define SMTP_REPLY_TEXT_MAX 1024   /* joined text kept; longer text is truncated, not an error */
 #define SMTP_REPLY_ENH_MAX 16      /* "5.1.1", at most "x.yyy.zzz" */
 
+#define SMTP_EHLO_SMTPUTF8 (1u << 0) /* RFC 6531 */
+#define SMTP_EHLO_STARTTLS (1u << 1) /* RFC 3207 */
+
 /* smtp_reply - one complete reply */
 struct smtp_reply {
     int code;                          /* 200..599 */
@@ -30,6 +33,12 @@ struct smtp_reply {
      * Such a reply is not a clear answer (smtp_status.h).
      */
     int enhanced_mixed;
+    /*
+     * SMTP_EHLO_* flags: the extension keywords a 250 reply lists, one per
+     * line after the first (as in a reply to EHLO). Meaningful only for the
+     * EHLO reply; 0 for a single-line reply.
+     */
+    unsigned ehlo;
     /*
      * The text of all lines joined by single spaces, sanitised with
      * verdict_sanitize (printable ASCII, no CR/LF). The first line keeps its

@@ -386,6 +386,12 @@ static void session_rcpt_reply(struct smtp_session *s, const struct smtp_reply *
  * it), so RCPT must not be sent. That is the destination's failure, not the
  * address's: the next address or MX host, else a tempfail the circuit
  * breaker counts.
+ *
+ * MAIL FROM carries the SMTPUTF8 parameter when the recipient's local part
+ * is UTF-8 (RFC 6531 3.4). A next hop that did not offer SMTPUTF8 cannot be
+ * asked about such a recipient at all (RFC 6531 3.2: it would refuse the
+ * RCPT whatever the mailbox): the answer is unknown, never invalid, and the
+ * session stays in sync for the next lookup.
  */
 static void session_mail(struct smtp_session *s)
 {
@@ -399,7 +405,18 @@ static void session_mail(struct smtp_session *s)
         session_fail(s, RETRY_NEXT, END_QUIT, "next hop does not offer STARTTLS (tls=encrypt)");
         return;
     }
-    session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
+    if (s->req->smtputf8 && !(s->ehlo & SMTP_EHLO_SMTPUTF8)) {
+        log_info("callout rcpt=<%s> %s: UTF-8 local part, and the next hop does not offer "
+                 "SMTPUTF8: not verified",
+                 s->req->rcpt, s->host->source);
+        session_verdict(s, VERDICT_UNKNOWN, 0, END_KEEP,
+                        "UTF-8 local part: next hop does not offer SMTPUTF8, not verified");
+        return;
+    }
+    if (s->req->smtputf8)
+        session_send(s, "MAIL FROM:<%s> SMTPUTF8", rt->opts.sender);
+    else
+        session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
     session_enter_state(s, SESSION_MAIL);
 }
 
@@ -517,6 +534,8 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
             session_enter_state(s, SESSION_HELO);
             return;
         }
+        /* after STARTTLS this is the second EHLO: only its keywords count (RFC 3207 4.2) */
+        s->ehlo = r->code == 250 ? r->ehlo : 0;
         /* fall through */
     case SESSION_HELO:
         if (r->code != 250) {

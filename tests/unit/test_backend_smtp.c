@@ -1865,3 +1865,57 @@ Test(smtp, ehlo_keywords)
     cr_assert(!smtp_ehlo_offers("mx.example.org PIPELINING", "STARTTLS"));
     cr_assert(!smtp_ehlo_offers("", "STARTTLS"));
 }
+
+/*
+ * RFC 6531: a UTF-8 local part goes out with MAIL FROM:<...> SMTPUTF8 when
+ * the next hop offers SMTPUTF8; an IDN domain goes out in A-labels, and an
+ * ASCII recipient on the same (pooled) session without the parameter.
+ */
+Test(smtp, smtputf8_offered)
+{
+    struct result r;
+    void *rt;
+
+    start_server("ehlo 250 smtp_testserver\\nPIPELINING\\nSMTPUTF8\n"
+                 "rcpt j\xc3\xb6rg@xn--bcher-kva.example 250 2.1.5 Ok\n"
+                 "rcpt * 550 5.1.1 User unknown\n");
+    rt = open_route("xn--bcher-kva.example smtp:[127.0.0.1]:%d");
+    verify(rt,
+           "J\xc3\xb6rg@b\xc3\xbc"
+           "cher.example",
+           &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_str_eq(server_stat("last_mail"), "MAIL FROM:<> SMTPUTF8");
+    cr_assert_str_eq(server_stat("last_rcpt"), "J\xc3\xb6rg@xn--bcher-kva.example");
+    verify(rt, "j\xc3\xb6rn@xn--bcher-kva.example", &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
+    verify(rt, "anna@xn--bcher-kva.example", &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
+    cr_assert_str_eq(server_stat("last_mail"), "MAIL FROM:<>");
+    cr_assert_eq(server_count("connections"), 1, "one pooled session for all three");
+}
+
+/*
+ * A next hop that does not offer SMTPUTF8 cannot be asked about a UTF-8
+ * local part: unknown (never invalid), no MAIL or RCPT sent, and the
+ * session stays usable for the next ASCII recipient.
+ */
+Test(smtp, smtputf8_not_offered)
+{
+    struct result r;
+    void *rt;
+
+    start_server("ehlo 250 smtp_testserver\\nPIPELINING\\n8BITMIME\n"
+                 "rcpt anna@example.test 250 2.1.5 Ok\n"
+                 "rcpt * 550 5.1.1 User unknown\n");
+    rt = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(rt, "j\xc3\xb6rg@example.test", &r);
+    assert_verdict(&r, VERDICT_UNKNOWN, 0,
+                   "UTF-8 local part: next hop does not offer SMTPUTF8, not verified");
+    cr_assert_eq(server_count("rcpt"), 0);
+    cr_assert_eq(server_count("mail"), 0);
+    verify(rt, "anna@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_str_eq(server_stat("last_mail"), "MAIL FROM:<>");
+    cr_assert_eq(server_count("connections"), 1);
+}

@@ -100,6 +100,37 @@ Test(smtp_reply, multi_line_ehlo)
     cr_assert_str_eq(r.text, "mx.example.test PIPELINING SIZE 10240000 8BITMIME");
 }
 
+/* RFC 6531 / 3207: capability keywords, one per extension line, never in the greeting */
+Test(smtp_reply, ehlo_keywords)
+{
+    struct smtp_reply r;
+
+    cr_assert_eq(parse_str("250-mx.example.test\r\n250-PIPELINING\r\n250-smtputf8\r\n"
+                           "250 8BITMIME\r\n",
+                           &r),
+                 SMTP_REPLY_DONE);
+    cr_assert_eq(r.ehlo, SMTP_EHLO_SMTPUTF8);
+    cr_assert_eq(parse_str("250-mx.example.test\r\n250-STARTTLS\r\n250 SMTPUTF8\r\n", &r),
+                 SMTP_REPLY_DONE);
+    cr_assert_eq(r.ehlo, SMTP_EHLO_SMTPUTF8 | SMTP_EHLO_STARTTLS);
+    /* the greeting line is free text; a prefix or a parameter is not the keyword */
+    cr_assert_eq(parse_str("250-SMTPUTF8 says hello\r\n250-SMTPUTF8X\r\n250-XSMTPUTF8\r\n"
+                           "250 AUTH SMTPUTF8\r\n",
+                           &r),
+                 SMTP_REPLY_DONE);
+    cr_assert_eq(r.ehlo, 0);
+    cr_assert_eq(parse_str("250 SMTPUTF8\r\n", &r), SMTP_REPLY_DONE);
+    cr_assert_eq(r.ehlo, 0);
+    cr_assert_eq(parse_str("550-x\r\n550 SMTPUTF8\r\n", &r), SMTP_REPLY_DONE);
+    cr_assert_eq(r.ehlo, 0);
+    /* a keyword with parameters still counts */
+    cr_assert_eq(parse_str("250-x\r\n250 SMTPUTF8 \r\n", &r), SMTP_REPLY_DONE);
+    cr_assert_eq(r.ehlo, SMTP_EHLO_SMTPUTF8);
+    /* the next reply starts clean */
+    cr_assert_eq(parse_str("250 ok\r\n", &r), SMTP_REPLY_DONE);
+    cr_assert_eq(r.ehlo, 0);
+}
+
 Test(smtp_reply, multi_line_repeated_enhanced_status_is_dropped)
 {
     struct smtp_reply r;
