@@ -19,7 +19,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libevent-dev libhiredis-dev libssl-dev
-  libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev tinycdb libldap-dev redis-server postfix slapd
+  libmilter-dev libcriterion-dev libcdb-dev libc-ares-dev libidn2-dev tinycdb libldap-dev redis-server postfix slapd
   ldap-utils swaks miltertest"
 
 # say - a section heading (bold on a terminal)
