@@ -495,3 +495,25 @@ Test(route, options_are_declared_and_typed)
     cr_assert_str_eq(err, "unknown option \"x\" for dunno routes");
     route_table_free(t);
 }
+
+/* IDN patterns in U-labels or A-labels match both spellings of a domain */
+Test(route, idn_patterns_match_both_spellings)
+{
+    struct route_table *t = parse("b\xc3\xbc"
+                                  "cher.example   dunno\n"
+                                  ".xn--caf-dma.example accept\n"
+                                  "/^j\xc3\xb6rg@xn--/  reject\n"
+                                  "*              dunno\n");
+    cr_assert_not_null(t, "%s", err);
+    cr_assert_eq(match_line(t, "x@xn--bcher-kva.example"), 1);
+    cr_assert_eq(match_line(t, "x@B\xc3\x9c"
+                               "CHER.example."),
+                 1);
+    cr_assert_eq(match_line(t, "x@mx.caf\xc3\xa9.example"), 2);
+    cr_assert_eq(match_line(t, "j\xc3\xb6rg@xn--caf-dma.example"), 3); /* regex: A-labels */
+    cr_assert_eq(match_line(t, "j\xc3\xb6rg@caf\xc3\xa9.example"), 3);
+    cr_assert_eq(match_line(t, "x@buecher.example"), 4);
+    route_table_free(t);
+    expect_error("b\xc3\xbc_cher.example dunno\n", 1, "bad domain pattern");
+    expect_error("xn--zz.example dunno\n", 1, "A-label");
+}
