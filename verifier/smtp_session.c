@@ -544,7 +544,7 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
             return;
         }
         if (!s->tls && !s->plain && rt->opts.tls != SMTP_TLS_NONE && s->state == SESSION_EHLO &&
-            smtp_ehlo_offers(r->text, "STARTTLS")) {
+            (s->ehlo & SMTP_EHLO_STARTTLS) != 0) {
             session_send(s, "STARTTLS");
             session_enter_state(s, SESSION_STARTTLS);
             return;

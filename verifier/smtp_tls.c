@@ -161,22 +161,6 @@ void smtp_tls_describe(struct bufferevent *bev, char *buf, size_t len)
     snprintf(buf, len, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 }
 
-int smtp_ehlo_offers(const char *text, const char *keyword)
-{
-    size_t klen = strlen(keyword);
-    const char *p = strchr(text, ' ');
-
-    /* every word after the first (the server's name and greeting line) */
-    while (p != NULL) {
-        while (*p == ' ')
-            p++;
-        if (strncasecmp(p, keyword, klen) == 0 && (p[klen] == '\0' || p[klen] == ' '))
-            return 1;
-        p = strchr(p, ' ');
-    }
-    return 0;
-}
-
 const char *smtp_tls_mode_name(enum smtp_tls_mode m)
 {
     switch (m) {

@@ -53,15 +53,6 @@ void smtp_tls_error(struct bufferevent *bev, char *buf, size_t len);
 /* smtp_tls_describe - "TLSv1.3 TLS_AES_256_GCM_SHA384" of an established session */
 void smtp_tls_describe(struct bufferevent *bev, char *buf, size_t len);
 
-/*
- * smtp_ehlo_offers - the joined text of an EHLO reply (smtp_reply.h: lines
- * joined by spaces, the first word being the server's name) names keyword
- * as a word after the first, case-insensitively. The joined text is cut at
- * SMTP_REPLY_TEXT_MAX: a keyword past that is not seen (tls=may then goes
- * on in plaintext; tls=encrypt tempfails).
- */
-int smtp_ehlo_offers(const char *text, const char *keyword);
-
 /* smtp_tls_mode_name, smtp_tls_verify_name - option values for logs */
 const char *smtp_tls_mode_name(enum smtp_tls_mode m);
 const char *smtp_tls_verify_name(enum smtp_tls_verify v);

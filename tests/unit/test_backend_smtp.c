@@ -1855,17 +1855,6 @@ Test(smtp, tls_options_checked)
     cr_assert(strstr(err, "tls_verify=all: expected none, ca or name") != NULL, "%s", err);
 }
 
-Test(smtp, ehlo_keywords)
-{
-    cr_assert(smtp_ehlo_offers("mx.example.org PIPELINING STARTTLS 8BITMIME", "STARTTLS"));
-    cr_assert(smtp_ehlo_offers("mx.example.org starttls", "STARTTLS"));
-    cr_assert(!smtp_ehlo_offers("STARTTLS", "STARTTLS"), "the server's name is not a keyword");
-    cr_assert(!smtp_ehlo_offers("mx.example.org STARTTLSX", "STARTTLS"));
-    cr_assert(!smtp_ehlo_offers("mx.example.org XSTARTTLS", "STARTTLS"));
-    cr_assert(!smtp_ehlo_offers("mx.example.org PIPELINING", "STARTTLS"));
-    cr_assert(!smtp_ehlo_offers("", "STARTTLS"));
-}
-
 /*
  * RFC 6531: a UTF-8 local part goes out with MAIL FROM:<...> SMTPUTF8 when
  * the next hop offers SMTPUTF8; an IDN domain goes out in A-labels, and an
