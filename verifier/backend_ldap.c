@@ -247,8 +247,8 @@ static enum backend_status bldap_lookup(void *state, const struct address *addr,
     }
     char local[sizeof(addr->local)];
     local_unquoted(addr->local, local, sizeof(local));
-    if (ldap_filter_expand(st->conf.query_filter, local, addr->domain, filter, sizeof(filter)) <
-        0) {
+    if (ldap_filter_expand(st->conf.query_filter, local, addr->domain_utf8, filter,
+                           sizeof(filter)) < 0) {
         verdict_set(out, VERDICT_TEMPFAIL, 0, st->source, LDAP_FAILED_TEXT);
         return BACKEND_DONE;
     }

@@ -162,6 +162,7 @@ static struct address make_addr(const char *local, const char *domain)
     memset(&a, 0, sizeof(a));
     snprintf(a.local, sizeof(a.local), "%s", local);
     snprintf(a.domain, sizeof(a.domain), "%s", domain);
+    snprintf(a.domain_utf8, sizeof(a.domain_utf8), "%s", domain);
     return a;
 }
 
@@ -250,6 +251,42 @@ Test(ldap, verdicts)
     expect("alice", "elsewhere.test", VERDICT_UNKNOWN, NULL);
     backend_ldap_pool_stats(state, &after);
     cr_expect_eq(after.searches, before.searches, "searched anyway");
+}
+
+/* expect_parsed - the verdict on a whole address as the verifier parses it (IDN included) */
+static void expect_parsed(const char *addr, enum verdict_kind kind)
+{
+    struct address a;
+    char why[128];
+    struct result r;
+    struct backend_req *req = NULL;
+    struct verdict v;
+
+    cr_assert_eq(address_parse(addr, strlen(addr), &a, why, sizeof(why)), 0, "%s: %s", addr, why);
+    memset(&r, 0, sizeof(r));
+    if (backend_ldap_ops.lookup(state, &a, &v, on_verdict, &r, &req) == BACKEND_PENDING)
+        run_until(&r.calls, 1, 10000);
+    else
+        r.v = v;
+    cr_expect_eq(r.v.kind, kind, "%s: %s %s", addr, verdict_kind_name(r.v.kind), r.v.text);
+}
+
+/* RFC 6531: the directory is asked with the UTF-8 form of the address, not the A-labels */
+Test(ldap, utf8_address_searched_in_utf8)
+{
+    start_slapd(NULL);
+    param("server_host", "ldap://127.0.0.1:%d", slapd_port);
+    param("search_base", "%s", TS_SLAPD_SUFFIX);
+    param("query_filter", "%s", "(cn=%s)");
+    param("timeout", "%s", "2s");
+    open_source();
+    expect_parsed("j\xc3\xb6rg@b\xc3\xbc"
+                  "cher.test",
+                  VERDICT_VALID);
+    expect_parsed("j\xc3\xb6rg@xn--bcher-kva.test", VERDICT_VALID); /* the A-label spelling */
+    expect_parsed("joerg@b\xc3\xbc"
+                  "cher.test",
+                  VERDICT_INVALID);
 }
 
 Test(ldap, injection_never_valid)
