@@ -258,7 +258,7 @@ static const struct config_param config_params[] = {
     {"recipient_delimiter", CONFIG_STR, "+", OFF(recipient_delimiter), 0, 0, CHECK_NONE,
      "Characters that separate a local part from its extension (user+ext), as in Postfix's "
      "recipient_delimiter; empty for none.",
-     RESTART},
+     RELOAD},
     {"answer_budget", CONFIG_MS, "5000ms", OFF(answer_budget_ms), 10, 600000, CHECK_NONE,
      "Answer tempfail if verification takes longer than this, and let it finish into the "
      "cache; 5s is well under Sendmail's milter timeout of about 10s and Postfix's 100s "
