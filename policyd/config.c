@@ -73,9 +73,9 @@ struct config_param {
 };
 
 /*
- * RESTART marks a parameter that is fixed once the daemon runs: the sockets
- * are bound and the privileges dropped, syslog is open, the descriptor limit
- * was sized from max_connections and max_probes, and the cache, the Redis
+ * RESTART marks a parameter that is fixed once the daemon runs: the unix
+ * socket settings, control and stats sockets are bound and the privileges dropped, syslog is open,
+ * the descriptor limit was sized from max_connections and max_probes, and the cache, the Redis
  * connection and the resolver are shared by every lookup in progress.
  * A reload that changes one of them is refused as a whole (the running
  * configuration stays entirely in force), rather than half applied.
@@ -95,7 +95,7 @@ static const struct config_param config_params[] = {
      "Where to accept policy requests: a list (comma or space separated, at most 16) of "
      "inet:HOST:PORT, inet:[IPV6]:PORT or unix:PATH; loopback only by default, because the "
      "answers tell whoever asks which addresses exist.",
-     RESTART},
+     RELOAD},
     {"unix_socket_mode", CONFIG_MODE, "0660", OFF(unix_socket_mode), 0, 0777, CHECK_NONE,
      "Octal permissions of unix: listening sockets; 0660 lets only the owner and group (give "
      "it to postfix) connect, since anyone who can connect can probe addresses.",
