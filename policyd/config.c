@@ -73,9 +73,9 @@ struct config_param {
 };
 
 /*
- * RESTART marks a parameter that is fixed once the daemon runs: the sockets
- * are bound and the privileges dropped, syslog is open, the descriptor limit
- * was sized from max_connections and max_probes, and the cache, the Redis
+ * RESTART marks a parameter that is fixed once the daemon runs: the unix
+ * socket settings, control and stats sockets are bound and the privileges dropped, syslog is open,
+ * the descriptor limit was sized from max_connections and max_probes, and the cache, the Redis
  * connection and the resolver are shared by every lookup in progress.
  * A reload that changes one of them is refused as a whole (the running
  * configuration stays entirely in force), rather than half applied.
@@ -95,7 +95,7 @@ static const struct config_param config_params[] = {
      "Where to accept policy requests: a list (comma or space separated, at most 16) of "
      "inet:HOST:PORT, inet:[IPV6]:PORT or unix:PATH; loopback only by default, because the "
      "answers tell whoever asks which addresses exist.",
-     RESTART},
+     RELOAD},
     {"unix_socket_mode", CONFIG_MODE, "0660", OFF(unix_socket_mode), 0, 0777, CHECK_NONE,
      "Octal permissions of unix: listening sockets; 0660 lets only the owner and group (give "
      "it to postfix) connect, since anyone who can connect can probe addresses.",
@@ -258,7 +258,7 @@ static const struct config_param config_params[] = {
     {"recipient_delimiter", CONFIG_STR, "+", OFF(recipient_delimiter), 0, 0, CHECK_NONE,
      "Characters that separate a local part from its extension (user+ext), as in Postfix's "
      "recipient_delimiter; empty for none.",
-     RESTART},
+     RELOAD},
     {"answer_budget", CONFIG_MS, "5000ms", OFF(answer_budget_ms), 10, 600000, CHECK_NONE,
      "Answer tempfail if verification takes longer than this, and let it finish into the "
      "cache; 5s is well under Sendmail's milter timeout of about 10s and Postfix's 100s "

@@ -2,7 +2,8 @@
  * listener.h - the sockets policyd listens on: "inet:HOST:PORT",
  * "inet:[IPV6]:PORT" or "unix:PATH", created before privileges are dropped
  * (so a UNIX socket can live in Postfix's private/ directory with the mode
- * and owner Postfix's smtpd needs) and kept across SIGHUP reloads.
+ * and owner Postfix's smtpd needs) and kept across SIGHUP reloads (a reload
+ * adds and removes listeners: listen_swap.c).
  */
 #ifndef CALLAHEAD_LISTENER_H
 #define CALLAHEAD_LISTENER_H

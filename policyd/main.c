@@ -37,6 +37,7 @@
 #include "harvest.h"
 #include "listener.h"
 #include "metrics.h"
+#include "listen_swap.h"
 #include "log.h"
 #include "policy_conn.h"
 #include "route.h"
@@ -242,6 +243,12 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     struct verifier_config vc;
     char err[512];
 
+    if (d->server.draining) {
+        /* the listeners are closed: a reload must not open them again */
+        log_info("stopping: reload ignored");
+        free(ncfg);
+        return;
+    }
     if (ncfg == NULL)
         return;
     if (config_load(d->config_path, ncfg, err, sizeof(err)) < 0) {
@@ -267,13 +274,23 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         free(ncfg);
         return;
     }
-    config_verifier(ncfg, &vc);
-    if (verifier_reload(d->verifier, &vc, err, sizeof(err)) < 0) {
-        log_err("reload failed, keeping the running configuration: %s", err);
+    /* new listeners are bound first: one that cannot be refuses the reload unchanged */
+    struct listen_swap sw;
+    if (listen_swap_prepare(d->cfg, ncfg, &sw, err, sizeof(err)) < 0) {
+        log_err("reload refused, keeping the running configuration: %s", err);
         config_free(ncfg);
         free(ncfg);
         return;
     }
+    config_verifier(ncfg, &vc);
+    if (verifier_reload(d->verifier, &vc, err, sizeof(err)) < 0) {
+        log_err("reload failed, keeping the running configuration: %s", err);
+        listen_swap_abort(&sw);
+        config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    listen_swap_commit(&sw, d->cfg, d->listeners, &d->nlisteners, d->base, &d->server);
     log_set_debug(ncfg->debug);
     config_free(d->cfg);
     free(d->cfg);

@@ -73,6 +73,7 @@ static void tables_close(struct verifier_tables *t)
     free(t->backends);
     route_table_free(t->routes);
     free(t->path);
+    free(t->delimiter);
     free(t);
 }
 
@@ -200,11 +201,17 @@ static int route_backend_options(struct route_backend *rb, const struct backend_
     return 0;
 }
 
-/* tables_open - parse the route table and open a backend for every route that needs one */
-static struct verifier_tables *tables_open(struct verifier *v, const char *path, char *err,
-                                           size_t errlen)
+/*
+ * tables_open - parse the route table and open a backend for every route
+ * that needs one. The recipient delimiter is the table's own copy, so that
+ * a reload can change it: lookups keep the tables (and so the delimiter)
+ * they started with, and the backends of these tables see only this one.
+ */
+static struct verifier_tables *tables_open(struct verifier *v, const char *path,
+                                           const char *delimiter, char *err, size_t errlen)
 {
-    const struct backend_env *env = &v->env;
+    struct backend_env tenv = v->env;
+    const struct backend_env *env = &tenv;
     struct verifier_tables *t = calloc(1, sizeof(*t));
 
     if (t == NULL) {
@@ -213,9 +220,15 @@ static struct verifier_tables *tables_open(struct verifier *v, const char *path,
     }
     t->refs = 1;
     t->path = strdup(path);
+    t->delimiter = strdup(delimiter != NULL ? delimiter : "");
+    if (t->path == NULL || t->delimiter == NULL) {
+        snprintf(err, errlen, "out of memory");
+        tables_unref(t);
+        return NULL;
+    }
+    tenv.recipient_delimiter = t->delimiter;
     t->routes = route_table_load(path, err, errlen);
-
-    if (t->path == NULL || t->routes == NULL) {
+    if (t->routes == NULL) {
         tables_unref(t);
         return NULL;
     }
@@ -274,7 +287,8 @@ static struct verifier_tables *tables_load(struct verifier *v, const struct veri
 {
     v->env.sources = cfg->sources;
     v->env.nsources = cfg->sources != NULL ? cfg->nsources : 0;
-    struct verifier_tables *t = tables_open(v, cfg->route_table, err, errlen);
+    struct verifier_tables *t =
+        tables_open(v, cfg->route_table, cfg->recipient_delimiter, err, errlen);
     v->env.sources = NULL;
     v->env.nsources = 0;
     if (t != NULL)
@@ -302,15 +316,8 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
     }
     v->base = base;
     TAILQ_INIT(&v->reqs);
-    v->delimiter = strdup(cfg->recipient_delimiter ? cfg->recipient_delimiter : "");
     v->budget_ms = cfg->answer_budget_ms > 0 ? cfg->answer_budget_ms : 5000;
     v->env.base = base;
-    v->env.recipient_delimiter = v->delimiter;
-    if (v->delimiter == NULL) {
-        snprintf(err, errlen, "out of memory");
-        verifier_free(v);
-        return NULL;
-    }
     /* one resolver for every table: reading resolv.conf is the only blocking step, at start */
     v->dns = dns_new(base, cfg->dns_servers, cfg->dns_timeout_ms > 0 ? cfg->dns_timeout_ms : 4000,
                      err, errlen);
@@ -354,9 +361,10 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err, size_t errlen)
 {
     /*
-     * XXX the cache connection, the resolver and the delimiter are kept
-     * (backends of tables still in use point at them): changing those needs
-     * a restart. The cache's TTLs are plain numbers and apply at once.
+     * XXX the cache connection and the resolver are kept (backends of
+     * tables still in use point at them): changing those needs a restart.
+     * The cache's TTLs are plain numbers and apply at once; the delimiter
+     * comes with the new tables.
      */
     struct verifier_tables *t = tables_load(v, cfg, err, errlen);
 
@@ -401,7 +409,6 @@ void verifier_free(struct verifier *v)
     if (v->dns != NULL)
         dns_free(v->dns);
     cache_free(v->cache);
-    free(v->delimiter);
     free(v);
 }
 
@@ -574,7 +581,7 @@ static void req_start(struct verifier_req *r)
         fold_local = r->rb->fold_local;
         /* user+ext and user are one mailbox: one cache entry, one probe */
         if (r->rb->fold_subaddress)
-            address_strip_subaddress(&r->addr, v->delimiter);
+            address_strip_subaddress(&r->addr, r->t->delimiter);
     }
     if (address_key(&r->addr, fold_local, r->key, sizeof(r->key)) < 0)
         snprintf(r->key, sizeof(r->key), "%s", "?");

@@ -69,10 +69,11 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
  * verifier_reload - load a new route table and backends from cfg (the same
  * checks as verifier_new); on any error the old ones stay in use and -1 +
  * err is returned. Lookups in progress finish against the tables they
- * started with. Only the route table, answer_budget_ms and the probe limits
+ * started with (and with their recipient delimiter). Only the route table,
+ * recipient_delimiter, answer_budget_ms, the cache TTLs and the probe limits
  * (max_probes, the queue limits, flight_timeout_ms) are taken from cfg: the
- * cache, the resolver and the delimiter are kept, so a caller that wants
- * them changed must refuse the reload (policyd does).
+ * cache and the resolver are kept, so a caller that wants them changed must
+ * refuse the reload (policyd does).
  */
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err,
                     size_t errlen);

@@ -27,6 +27,7 @@ struct verifier_tables {
     struct verifier_tables *next_closing; /* v->closing */
     int refs;
     char *path;
+    char *delimiter; /* recipient_delimiter as of this table's load: a reload swaps it */
     struct route_table *routes;
     struct route_backend *backends; /* one per route, by index */
     int nroutes;
@@ -62,7 +63,6 @@ struct verifier {
     struct cache *cache;
     struct verifier_tables *tables;
     struct breaker_table *breakers;
-    char *delimiter;
     int budget_ms;
     struct backend_env env;
     struct req_list reqs;

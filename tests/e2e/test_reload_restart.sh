@@ -1,11 +1,11 @@
 #!/bin/bash
 # test_reload_restart.sh - a SIGHUP that changes a parameter only a restart can
-# apply (listen, redis_server, redis_key_prefix, recipient_delimiter, ...)
+# apply (redis_server, redis_key_prefix, ...)
 # is refused as a whole with one log line naming each such parameter: the
 # running configuration stays entirely in force (the old Redis, prefix, a TTL
 # and delimiter keep being used, and a route change in the same file is not
 # applied either). Once those parameters are back, the same route change
-# reloads. Real redis-server instances, one per "before" and "after".
+# and the delimiter change (which a SIGHUP applies) reload. Real redis-server instances, one per "before" and "after".
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -51,7 +51,8 @@ ttl=$(key_ttl "$A_PORT" callahead:rcpt:bob@example.test)
 [ "$ttl" -gt 86400 ] || e2e_fail "bob's invalid verdict has TTL $ttl, expected the 3d default"
 e2e_log "ok: bob cached in the first Redis, TTL ${ttl}s"
 
-# The new file: another Redis, prefix, TTL, delimiter and listener, and a route change.
+# The new file: another Redis and prefix, and changes a SIGHUP could apply on their own
+# (a listener, a TTL, the delimiter, a route).
 printf '%s\n' "example.test   cdb:$E2E_CDB" "other.test     reject" "*              dunno" \
     >"$E2E_TMP/routes.new"
 printf '%s\n' "listen = inet:127.0.0.1:$OTHER_PORT" "route_table = $E2E_TMP/routes.new" \
@@ -59,7 +60,7 @@ printf '%s\n' "listen = inet:127.0.0.1:$OTHER_PORT" "route_table = $E2E_TMP/rout
     "recipient_delimiter = -" >"$CONF"
 mark
 kill -HUP "$POLICYD_PID"
-wait_log "reload refused, keeping the running configuration: listen, recipient_delimiter, redis_server, redis_key_prefix changed in $CONF"
+wait_log "reload refused, keeping the running configuration: redis_server, redis_key_prefix changed in $CONF"
 if tail -c +"$MARK" "$POLICYD_LOG" | grep -q 'reloaded'; then
     e2e_fail "the daemon logged \"reloaded\" for a refused reload"
 fi
@@ -77,14 +78,16 @@ e2e_assert_eq DUNNO "$(e2e_policy_query recipient=carol@other.test)" \
     "carol@other.test (the route change in the refused file is not applied)"
 e2e_port_open "$OTHER_PORT" && e2e_fail "the daemon listens on the new port $OTHER_PORT"
 
-# The restart-only parameters back as they run: the route change now reloads.
+# The restart-only parameters back as they run: the route and delimiter changes now reload.
 REDIS_PORT=$A_PORT
-e2e_policyd_conf "$CONF" "recipient_delimiter = +"
+e2e_policyd_conf "$CONF" "recipient_delimiter = -"
 sed -i "s|^route_table = .*|route_table = $E2E_TMP/routes.new|" "$CONF"
 mark
 kill -HUP "$POLICYD_PID"
 wait_log "reloaded $CONF"
 e2e_assert_match '^550 ' "$(e2e_policy_query recipient=carol@other.test)" \
     "carol@other.test after the accepted reload"
+e2e_assert_eq DUNNO "$(e2e_policy_query recipient=alice-news@example.test)" \
+    "alice-news after the accepted reload (delimiter now -)"
 
 e2e_stop_policyd
