@@ -163,9 +163,32 @@ if step "build _build-asan (--enable-werror --enable-sanitizers)" build _build-a
 fi
 step "clang-format" check_format
 
+# Two streams at once, as the machine has two cores and the end-to-end
+# scenarios spend most of their time waiting on servers: the ASan pass and the
+# fuzzers in the background, the normal and valgrind passes here. Scenarios
+# are independent (own ports, own directories); the background stream's
+# output is printed when it is done, and its results join the summary.
+stream_log=$(mktemp "${TMPDIR:-/tmp}/callahead-run-all.XXXXXX")
+(
+    # shellcheck disable=SC2030 # the stream's own summary, handed back in a file
+    summary=()
+    failed=0
+    if [ "$asan_ok" = 1 ]; then
+        step "e2e (_build-asan)" env E2E_BUILD="$top/_build-asan" E2E_LABEL=e2e-asan \
+            ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/e2e/run.sh
+    else
+        skip "e2e (_build-asan)" "build failed"
+    fi
+    step "fuzz (FUZZ_SECONDS=$FUZZ_SECONDS)" bash tests/fuzz/run.sh
+    printf '%s\n' "${summary[@]}" >"$stream_log.summary"
+    exit "$failed"
+) >"$stream_log" 2>&1 &
+stream_pid=$!
+
 if [ "$build_ok" = 1 ]; then
     step "e2e (_build)" env E2E_BUILD="$top/_build" E2E_LABEL=e2e bash tests/e2e/run.sh
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2086,SC2116 # echo: the list on one line
     step "e2e under valgrind (_build): $(echo ${VALGRIND_SCENARIOS:-all scenarios})" env E2E_BUILD="$top/_build" \
         E2E_LABEL=e2e-valgrind E2E_START_TIMEOUT=60 \
         POLICYD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect" \
@@ -174,15 +197,18 @@ else
     skip "e2e (_build)" "build failed"
     skip "e2e under valgrind" "build failed"
 fi
-if [ "$asan_ok" = 1 ]; then
-    step "e2e (_build-asan)" env E2E_BUILD="$top/_build-asan" E2E_LABEL=e2e-asan \
-        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/e2e/run.sh
-else
-    skip "e2e (_build-asan)" "build failed"
-fi
 
-step "fuzz (FUZZ_SECONDS=$FUZZ_SECONDS)" bash tests/fuzz/run.sh
+wait "$stream_pid" || failed=1
+printf '\n==== background stream (ASan end-to-end, fuzz)\n'
+cat "$stream_log"
+if [ -s "$stream_log.summary" ]; then
+    mapfile -t stream_summary <"$stream_log.summary"
+    summary+=("${stream_summary[@]}")
+else
+    summary+=("FAIL  background stream (no summary)")
+    failed=1
+fi
+rm -f "$stream_log" "$stream_log.summary"
 
 printf '\n==== summary (%ss)\n' "$(($(date +%s) - t_all))"
 printf '%s\n' "${summary[@]}"

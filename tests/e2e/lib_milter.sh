@@ -98,10 +98,17 @@ e2e_milter_logged() {
 # Postfix as a package) into $E2E_SENDMAIL_CACHE/root; downloads the Debian
 # packages once. Sets SENDMAIL_ROOT.
 e2e_sendmail_fetch() {
-    local d=$E2E_SENDMAIL_CACHE f
+    local d=$E2E_SENDMAIL_CACHE f lockfd
     SENDMAIL_ROOT=$d/root
+    # Scenarios of two suites running at once (tests/run-all.sh runs the ASan
+    # pass beside the other) fetch and unpack once, not over each other; the
+    # lock goes with the scenario's shell, also when it fails.
+    mkdir -p "$d" || e2e_fail "cannot create $d"
+    exec {lockfd}>"$d/.lock"
+    flock "$lockfd" || e2e_fail "cannot lock $d/.lock"
     if [ -x "$SENDMAIL_ROOT/usr/libexec/sendmail/sendmail" ] &&
         [ -f "$SENDMAIL_ROOT/usr/share/sendmail/cf/m4/cf.m4" ]; then
+        exec {lockfd}>&-
         return 0
     fi
     e2e_need apt-get dpkg m4 unshare
@@ -116,6 +123,7 @@ e2e_sendmail_fetch() {
         dpkg -x "$f" "$SENDMAIL_ROOT" || e2e_fail "dpkg -x $f failed"
     done
     [ -x "$SENDMAIL_ROOT/usr/libexec/sendmail/sendmail" ] || e2e_fail "no sendmail binary in $f"
+    exec {lockfd}>&-
 }
 
 # e2e_start_sendmail MILTER-PORT|local:PATH [F-FLAGS] - a private Sendmail on a free port
