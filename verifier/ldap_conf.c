@@ -30,7 +30,8 @@ const struct ldap_conf_param ldap_conf_params[] = {
      "in Postfix) or a bare ADDRESS[:PORT]. ADDRESS is a numeric address or a host name; "
      "names are resolved (A, then AAAA) with the daemon's own asynchronous resolver "
      "(dns_servers) each time a connection is opened, and the addresses tried in order. "
-     "ldaps:// is refused (see start_tls)."},
+     "ldaps://... (TLS from the first byte, port 636 by default) as ldap://. The TLS "
+     "handshake runs off the event loop (see start_tls)."},
     {"server_port", "389", "Port for server_host entries that give none."},
     {"search_base", "", "Base DN of the search, e.g. dc=example,dc=com."},
     {"scope", "sub", "Search scope: base, one or sub."},
@@ -65,11 +66,18 @@ const struct ldap_conf_param ldap_conf_params[] = {
      "Must be no: libldap chases referrals synchronously, which would stop every lookup "
      "(and Active Directory's referrals to other domains hang); a referral is a tempfail."},
     {"start_tls", "no",
-     "Must be no in this version: TLS (start_tls, ldaps://) is not implemented, because "
-     "libldap 2.5 does the handshake with a blocking call. Use ldapi:// or a trusted "
-     "network."},
-    {"tls_ca_cert_file", "", "Must be empty in this version (no TLS; see start_tls)."},
-    {"tls_require_cert", "no", "Must be no in this version (no TLS; see start_tls)."},
+     "yes: send StartTLS on each ldap:// connection and refuse to go on in plaintext "
+     "(ldaps:// servers use TLS anyway; ldapi:// never). libldap 2.5 does TLS handshakes "
+     "with blocking calls, so the handshake (with StartTLS) runs on one of two worker "
+     "threads, bounded by what is left of connect_timeout; a failed handshake is a connect "
+     "failure (the next server is tried)."},
+    {"tls_ca_cert_file", "",
+     "Absolute path of a PEM file of trusted CAs for ldaps:// and start_tls (a private CA); "
+     "empty: the system's CA store. Checked when the route table is loaded."},
+    {"tls_require_cert", "no",
+     "yes: the server's certificate must chain to a trusted CA and name the server_host "
+     "(an IP address in it for a numeric address), else the connection fails with the "
+     "certificate problem logged; no: encrypted but not checked."},
     {"version", "3", "LDAP protocol version; only 3 (Postfix's default is 2)."},
     {"pool_size", "4",
      "Most connections to the directory at once; lookups beyond what they carry wait "
@@ -190,10 +198,7 @@ static int parse_uri(const char *s, size_t len, int defport, struct ldap_uri *u,
                      size_t whylen)
 {
     memset(u, 0, sizeof(*u));
-    if (len >= 8 && strncasecmp(s, "ldaps://", 8) == 0) {
-        snprintf(why, whylen, "ldaps:// is not supported (no TLS in this version)");
-        return -1;
-    }
+    int tls = 0;
     if (len >= 8 && strncasecmp(s, "ldapi://", 8) == 0) {
         size_t plen = len - 8;
         if (plen > 0 && s[8 + plen - 1] == '/')
@@ -206,7 +211,14 @@ static int parse_uri(const char *s, size_t len, int defport, struct ldap_uri *u,
         snprintf(u->text, sizeof(u->text), "%.*s", (int)len, s);
         return 0;
     }
-    if (len >= 7 && strncasecmp(s, "ldap://", 7) == 0) {
+    if (len >= 8 && strncasecmp(s, "ldaps://", 8) == 0) {
+        s += 8;
+        len -= 8;
+        tls = 1;
+        defport = 636;
+        if (len > 0 && s[len - 1] == '/')
+            len--;
+    } else if (len >= 7 && strncasecmp(s, "ldap://", 7) == 0) {
         s += 7;
         len -= 7;
         if (len > 0 && s[len - 1] == '/')
@@ -235,10 +247,11 @@ static int parse_uri(const char *s, size_t len, int defport, struct ldap_uri *u,
     }
     snprintf(u->host, sizeof(u->host), "%s", host); /* host_name_ok bounds it */
     u->port = port;
+    u->tls = tls;
     if (u->kind == LDAP_URI_TCP6)
-        snprintf(u->text, sizeof(u->text), "ldap://[%s]:%d", host, port);
+        snprintf(u->text, sizeof(u->text), "%s://[%s]:%d", tls ? "ldaps" : "ldap", host, port);
     else
-        snprintf(u->text, sizeof(u->text), "ldap://%s:%d", host, port);
+        snprintf(u->text, sizeof(u->text), "%s://%s:%d", tls ? "ldaps" : "ldap", host, port);
     return 0;
 }
 
@@ -451,23 +464,37 @@ static int apply(struct ldap_conf *c, const char *name, const char *v, char *why
         }
         return 0;
     }
-    if (strcmp(name, "chase_referrals") == 0 || strcmp(name, "start_tls") == 0 ||
-        strcmp(name, "tls_require_cert") == 0) {
+    if (strcmp(name, "chase_referrals") == 0) {
         if (value_parse_bool(v, &b) != VALUE_OK || b) {
-            snprintf(why, whylen, "%s",
-                     strcmp(name, "chase_referrals") == 0
-                         ? "must be no: libldap would chase referrals with blocking calls"
-                         : "must be no: TLS is not supported in this version");
+            snprintf(why, whylen, "must be no: libldap would chase referrals with blocking calls");
             return -1;
         }
         return 0;
     }
-    if (strcmp(name, "tls_ca_cert_file") == 0) {
-        if (*v != '\0') {
-            snprintf(why, whylen, "must be empty: TLS is not supported in this version");
+    if (strcmp(name, "start_tls") == 0 || strcmp(name, "tls_require_cert") == 0) {
+        if (value_parse_bool(v, &b) != VALUE_OK) {
+            snprintf(why, whylen, "yes or no");
             return -1;
         }
+        if (strcmp(name, "start_tls") == 0)
+            c->start_tls = b;
+        else
+            c->tls_require_cert = b;
         return 0;
+    }
+    if (strcmp(name, "tls_ca_cert_file") == 0) {
+        if (*v != '\0') {
+            struct stat st;
+            if (*v != '/') {
+                snprintf(why, whylen, "an absolute path");
+                return -1;
+            }
+            if (stat(v, &st) < 0 || !S_ISREG(st.st_mode) || access(v, R_OK) < 0) {
+                snprintf(why, whylen, "%.200s: not a readable file", v);
+                return -1;
+            }
+        }
+        STRING(tls_ca_cert_file);
     }
     if (strcmp(name, "disabled_attribute") == 0) {
         if (*v != '\0' && !attr_ok(v, strlen(v))) {
@@ -623,6 +650,7 @@ void ldap_conf_free(struct ldap_conf *c)
     }
     free(c->disabled_attribute);
     free(c->disabled_value);
+    free(c->tls_ca_cert_file);
     memset(c, 0, sizeof(*c));
 }
 

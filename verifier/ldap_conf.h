@@ -49,8 +49,9 @@ struct ldap_uri {
     enum ldap_uri_kind kind;
     char host[LDAP_URI_HOST_MAX + 1]; /* numeric IPv4 or IPv6 address, or host name (TCP) */
     int port;                         /* TCP */
+    int tls;                          /* ldaps:// */
     char path[108];                   /* ldapi:// socket path */
-    char text[300];                   /* for logs and for ldap_init_fd: "ldap://127.0.0.1:389" */
+    char text[300]; /* for logs and for ldap_init_fd: "ldap://127.0.0.1:389" or "ldaps://..." */
 };
 
 enum ldap_scope_kind { LDAP_CONF_SCOPE_BASE = 0, LDAP_CONF_SCOPE_ONE = 1, LDAP_CONF_SCOPE_SUB = 2 };
@@ -76,6 +77,9 @@ struct ldap_conf {
     int pool_size, max_inflight;
     char *disabled_attribute; /* NULL: no disabled rule */
     char *disabled_value;
+    int start_tls;          /* StartTLS on ldap:// connections */
+    char *tls_ca_cert_file; /* "" or NULL: the system's CA store */
+    int tls_require_cert;   /* the certificate must check (chain and name) */
 };
 
 /*

@@ -12,6 +12,14 @@
  *        +-- refused/timeout: next address   +-- bad password,   +-- EOF, error, stuck,
  *            of the name, else next server       timeout: connect     idle: CLOSING
  *            (all tried: connect failure)        failure
+ *
+ *   CONNECTING --writable, ldaps:// or start_tls--> TLS --handshake done--> (bind) BINDING
+ *                                                    |
+ *        handshake failed, or connect_timeout (from the connect) passed:
+ *        next address of the name, else next server
+ *   TLS: a worker thread owns the socket (ldap_tls.h); c->job is the only
+ *   link. Whenever c stops waiting for it (deadline, conn_fail, pool freed)
+ *   the job is abandoned and cleans up by itself on the loop.
  *   CLOSING: the socket is no longer used; the connection is freed on the
  *   next loop turn (ev_kill), so that nothing in progress (a read loop, a
  *   callback that starts a search) ever holds a freed connection.
@@ -34,12 +42,14 @@
 
 #include "dns.h"
 #include "ldap_conf.h"
+#include "ldap_tls.h"
 #include "log.h"
 #include "verdict.h" /* verdict_sanitize */
 
 enum lconn_state {
     LCONN_RESOLVING,
     LCONN_CONNECTING,
+    LCONN_TLS,
     LCONN_BINDING,
     LCONN_READY,
     LCONN_CLOSING,
@@ -47,8 +57,8 @@ enum lconn_state {
 };
 
 static const char *const lconn_state_names[LCONN_STATE_COUNT] = {
-    [LCONN_RESOLVING] = "resolving", [LCONN_CONNECTING] = "connecting", [LCONN_BINDING] = "binding",
-    [LCONN_READY] = "ready",         [LCONN_CLOSING] = "closing",
+    [LCONN_RESOLVING] = "resolving", [LCONN_CONNECTING] = "connecting", [LCONN_TLS] = "tls",
+    [LCONN_BINDING] = "binding",     [LCONN_READY] = "ready",           [LCONN_CLOSING] = "closing",
 };
 
 struct lconn;
@@ -82,7 +92,9 @@ struct lconn {
     int ninflight;      /* searches sent and not finished */
     int connect_failed; /* CLOSING because it never became ready: counts for backoff */
     unsigned long received;
-    struct dns_req *dreq; /* RESOLVING */
+    struct dns_req *dreq;           /* RESOLVING */
+    struct ldap_tls_job *job;       /* TLS: owns the socket meanwhile */
+    struct timeval connect_started; /* of the socket being connected (TLS's time budget) */
     /* the addresses of a host name server (RESOLVING gives them), tried in order */
     struct sockaddr_storage addrs[DNS_MAX_ADDRS];
     int naddrs, addr_next;
@@ -192,6 +204,16 @@ static void conn_idle_check(struct lconn *c)
     }
 }
 
+/* conn_drop_tls - stop waiting for a handshake: the job, owning the socket, cleans up */
+static void conn_drop_tls(struct lconn *c)
+{
+    if (c->job != NULL) {
+        ldap_tls_abandon(c->job);
+        c->job = NULL;
+        c->fd = -1;
+    }
+}
+
 /*
  * conn_fail - stop using c and free it on the next loop turn. connect_failed:
  * it never became ready (counts for the backoff). Safe to call from
@@ -207,6 +229,7 @@ static void conn_fail(struct lconn *c, int connect_failed, const char *why)
         dns_cancel(c->dreq);
         c->dreq = NULL;
     }
+    conn_drop_tls(c);
     conn_enter_state(c, LCONN_CLOSING);
     event_del(c->ev_io);
     evtimer_del(c->timer);
@@ -243,6 +266,7 @@ static int conn_connect(struct lconn *c, const struct ldap_uri *u,
         return -1;
     }
     conn_enter_state(c, LCONN_CONNECTING);
+    event_base_gettimeofday_cached(c->pool->base, &c->connect_started);
     event_assign(c->ev_io, c->pool->base, c->fd, EV_WRITE, conn_on_io, c);
     struct timeval tv = ms_timeval(c->pool->conf->connect_timeout_ms);
     event_add(c->ev_io, NULL);
@@ -418,16 +442,75 @@ static void conn_ready(struct lconn *c)
     pool_dispatch(p);
 }
 
-/* conn_connected - the socket is connected: hand it to libldap, bind if configured */
+static void conn_setup(struct lconn *c);
+
+/*
+ * conn_on_tls - the worker's answer for c (on the loop; not after
+ * conn_drop_tls): carry on with the handle, or the next address or server
+ */
+static void conn_on_tls(LDAP *ld, const char *why, void *arg)
+{
+    struct lconn *c = arg;
+    const struct ldap_conf *conf = c->pool->conf;
+
+    c->job = NULL;
+    evtimer_del(c->timer);
+    if (ld == NULL) {
+        c->fd = -1; /* closed by the worker */
+        snprintf(c->why, sizeof(c->why), "%s", why);
+        log_limited(&c->pool->down_log, 10000, LOG_WARNING, "ldap:%s: %s", conf->name, c->why);
+        conn_try_addrs(c); /* the name's next address, else the next server */
+        return;
+    }
+    c->ld = ld;
+    conn_setup(c);
+}
+
+/* conn_start_tls - hand the connected socket to a TLS worker, within the rest of connect_timeout */
+static void conn_start_tls(struct lconn *c)
+{
+    const struct ldap_conf *conf = c->pool->conf;
+    const struct ldap_uri *u = &conf->uris[c->uri];
+    struct timeval now;
+
+    event_base_gettimeofday_cached(c->pool->base, &now);
+    long spent = (now.tv_sec - c->connect_started.tv_sec) * 1000 +
+                 (now.tv_usec - c->connect_started.tv_usec) / 1000;
+    long left = conf->connect_timeout_ms - spent;
+    if (left < 1)
+        left = 1;
+    conn_enter_state(c, LCONN_TLS);
+    c->job =
+        ldap_tls_start(c->pool->base, c->fd, u->text, u->tls ? LDAP_TLS_LDAPS : LDAP_TLS_STARTTLS,
+                       conf->tls_ca_cert_file, conf->tls_require_cert, (int)left, conn_on_tls, c);
+    if (c->job == NULL) { /* the socket is closed */
+        c->fd = -1;
+        snprintf(c->why, sizeof(c->why), "%.150s: TLS: cannot start a handshake", u->text);
+        log_limited(&c->pool->down_log, 10000, LOG_WARNING, "ldap:%s: %s", conf->name, c->why);
+        evtimer_del(c->timer);
+        conn_try_addrs(c);
+        return;
+    }
+    /* the connect timer keeps running: at connect_timeout the handshake is abandoned */
+    struct timeval tv = ms_timeval(left);
+    evtimer_add(c->timer, &tv);
+}
+
+/* conn_connected - the socket is connected: TLS first when configured, else hand it to libldap */
 static void conn_connected(struct lconn *c)
 {
     const struct ldap_conf *conf = c->pool->conf;
     const struct ldap_uri *u = &conf->uris[c->uri];
-    int version = LDAP_VERSION3, deref = conf->deref, one = 1;
+    int one = 1;
     char why[512];
 
     evtimer_del(c->timer);
+    event_del(c->ev_io);
     setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    if (u->kind != LDAP_URI_IPC && (u->tls || conf->start_tls)) {
+        conn_start_tls(c);
+        return;
+    }
     int rc = ldap_init_fd(c->fd, u->kind == LDAP_URI_IPC ? LDAP_PROTO_IPC : LDAP_PROTO_TCP, u->text,
                           &c->ld);
     if (rc != LDAP_SUCCESS) {
@@ -438,6 +521,17 @@ static void conn_connected(struct lconn *c)
         conn_fail(c, 1, why);
         return;
     }
+    conn_setup(c);
+}
+
+/* conn_setup - c->ld is connected (and encrypted when configured): options, then bind or ready */
+static void conn_setup(struct lconn *c)
+{
+    const struct ldap_conf *conf = c->pool->conf;
+    const struct ldap_uri *u = &conf->uris[c->uri];
+    int version = LDAP_VERSION3, deref = conf->deref, rc;
+    char why[512];
+
     ldap_set_option(c->ld, LDAP_OPT_PROTOCOL_VERSION, &version);
     ldap_set_option(c->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
     ldap_set_option(c->ld, LDAP_OPT_RESTART, LDAP_OPT_OFF);
@@ -651,6 +745,13 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
         c->fd = -1;
         conn_try_addrs(c); /* the name's next address, else the next server */
         break;
+    case LCONN_TLS:
+        snprintf(c->why, sizeof(c->why), "%.150s: TLS handshake: timed out after %dms",
+                 conf->uris[c->uri].text, conf->connect_timeout_ms);
+        log_limited(&c->pool->down_log, 10000, LOG_WARNING, "ldap:%s: %s", conf->name, c->why);
+        conn_drop_tls(c);
+        conn_try_addrs(c); /* the name's next address, else the next server */
+        break;
     case LCONN_BINDING:
         snprintf(why, sizeof(why), "%.150s: bind: no answer within %dms", conf->uris[c->uri].text,
                  conf->timeout_ms);
@@ -691,6 +792,7 @@ static void conn_on_kill(evutil_socket_t fd, short what, void *arg)
 
     TAILQ_REMOVE(&p->conns, c, link);
     p->nconns--;
+    conn_drop_tls(c);
     if (c->ld != NULL)
         ldap_unbind_ext(c->ld, NULL, NULL); /* closes the socket; the unbind is not waited for */
     else if (c->fd >= 0)
@@ -837,7 +939,7 @@ static void pool_dispatch(struct ldap_pool *p)
         TAILQ_FOREACH(c, &p->conns, link)
         {
             if (c->state == LCONN_RESOLVING || c->state == LCONN_CONNECTING ||
-                c->state == LCONN_BINDING)
+                c->state == LCONN_TLS || c->state == LCONN_BINDING)
                 opening++;
             else if (c->state == LCONN_READY && c->ninflight < conf->max_inflight &&
                      (best == NULL || c->ninflight < best->ninflight))
@@ -933,6 +1035,7 @@ void ldap_pool_free(struct ldap_pool *p)
         TAILQ_REMOVE(&p->conns, c, link);
         if (c->dreq != NULL)
             dns_cancel(c->dreq);
+        conn_drop_tls(c); /* the job cleans up when its worker answers */
         if (c->ld != NULL)
             ldap_unbind_ext(c->ld, NULL, NULL);
         else if (c->fd >= 0)
@@ -1007,7 +1110,7 @@ void ldap_pool_get_stats(const struct ldap_pool *p, struct ldap_pool_stats *out)
         if (c->state == LCONN_READY)
             out->conns_ready++;
         else if (c->state == LCONN_RESOLVING || c->state == LCONN_CONNECTING ||
-                 c->state == LCONN_BINDING)
+                 c->state == LCONN_TLS || c->state == LCONN_BINDING)
             out->conns_connecting++;
         if (c->state != LCONN_CLOSING)
             out->inflight += c->ninflight;

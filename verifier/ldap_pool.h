@@ -19,7 +19,10 @@
  *     keeps a request whose write would block and finishes it on the next
  *     ldap_result (XXX: not watched for EV_WRITE; max_inflight keeps the
  *     amount written per connection far below a socket buffer).
- *   - TLS: not supported (ldap_conf refuses it).
+ *   - TLS (ldaps://, start_tls): libldap 2.5 only has blocking handshakes,
+ *     so the connected socket goes to a worker thread for ldap_init_fd and
+ *     the handshake, bounded by the rest of connect_timeout (ldap_tls.h);
+ *     the bind and everything after it are on the loop as without TLS.
  * libldap writes with write(2): like every socket user in the daemons, this
  * relies on SIGPIPE being ignored (policyd's main does).
  *

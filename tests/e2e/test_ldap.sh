@@ -124,10 +124,10 @@ e2e_assert_eq "$(e2e_unknown_reply bob@example.test)" "$(e2e_smtp_rcpt bob@examp
 e2e_assert_eq '250 2.1.5 Ok' "$(e2e_smtp_rcpt robert@example.test)" "alias after the reload"
 
 # -t names the file and line of a parameter it cannot accept
-echo "ldap_corp_start_tls = yes" >>"$CONF"
+echo "ldap_corp_chase_referrals = yes" >>"$CONF"
 line=$(wc -l <"$CONF")
-out=$("$POLICYD" -c "$CONF" -t 2>&1) && e2e_fail "-t accepted start_tls = yes"
-grep -qF "$CONF:$line: ldap_corp_start_tls: must be no" <<<"$out" ||
+out=$("$POLICYD" -c "$CONF" -t 2>&1) && e2e_fail "-t accepted chase_referrals = yes"
+grep -qF "$CONF:$line: ldap_corp_chase_referrals: must be no" <<<"$out" ||
     e2e_fail "-t said [$out]"
-e2e_log "ok: -t refuses start_tls with file:line"
+e2e_log "ok: -t refuses chase_referrals with file:line"
 e2e_stop_policyd

@@ -719,11 +719,12 @@ Test(ldap, bad_parameters)
     struct {
         const char *name, *value, *want;
     } bad[] = {
-        {"start_tls", "yes", "TLS is not supported"},
-        {"server_host", "ldaps://127.0.0.1", "ldaps:// is not supported"},
+        {"start_tls", "maybe", "yes or no"},
+        {"tls_require_cert", "demand", "yes or no"},
         {"server_host", "ldap://-ldap.example.test", "neither a numeric address nor a host name"},
         {"server_host", "ldap://ldap..example.test", "neither a numeric address nor a host name"},
-        {"tls_ca_cert_file", "/etc/ssl/ca.pem", "TLS is not supported"},
+        {"tls_ca_cert_file", "ca.pem", "an absolute path"},
+        {"tls_ca_cert_file", "/nonexistent/ca.pem", "not a readable file"},
         {"chase_referrals", "yes", "referrals"},
         {"version", "2", "only 3"},
         {"query_filter", "(mail=%S)", "unsupported expansion"},
@@ -778,4 +779,197 @@ Test(ldap, filter_libldap_refuses)
     cr_assert_str_eq(v.text, "4.3.0 Directory lookup failed");
     cr_assert_lt(ms, 1000, "answered only at the deadline (%ldms)", ms);
     cr_assert_eq(v.flags & VERDICT_DEST_FAILURE, 0);
+}
+
+/* --- TLS: ldaps:// and start_tls, the handshake on a worker thread --- */
+
+static int tls_port; /* ldaps:// of the TLS slapd; slapd_port is its ldap:// */
+static char ca_pem[PATH_MAX], wrong_ca_pem[PATH_MAX];
+
+/* sh - run a shell command in tmpdir; fail the test when it fails */
+static void sh(const char *cmd)
+{
+    char full[4096];
+    snprintf(full, sizeof(full), "cd '%s' && { %s; } >>openssl.log 2>&1", tmpdir, cmd);
+    cr_assert_eq(system(full), 0, "failed: %s (see %s/openssl.log)", cmd, tmpdir);
+}
+
+/*
+ * start_slapd_tls - a CA, a server certificate it signs for 127.0.0.1 (an IP
+ * subjectAltName), a second CA that signed nothing, and slapd with that
+ * certificate on ldap:// (StartTLS) and ldaps://
+ */
+static void start_slapd_tls(void)
+{
+    char extra[2 * PATH_MAX], url[160], log[PATH_MAX], conf[PATH_MAX];
+
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key "
+       "-out ca.pem");
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=wrong-ca -keyout wrong.key "
+       "-out wrong.pem");
+    sh("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out "
+       "server.csr");
+    sh("printf 'subjectAltName=IP:127.0.0.1\\n' >san.ext && openssl x509 -req -in server.csr -CA "
+       "ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem");
+    snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", tmpdir);
+    snprintf(wrong_ca_pem, sizeof(wrong_ca_pem), "%s/wrong.pem", tmpdir);
+    snprintf(extra, sizeof(extra),
+             "TLSCertificateFile %s/server.pem\nTLSCertificateKeyFile %s/server.key", tmpdir,
+             tmpdir);
+    cr_assert_eq(ts_slapd_prepare(tmpdir, TEST_SRCDIR "/tests/ldap/users.ldif", extra), 0,
+                 "slapadd failed: see %s/slapadd.log", tmpdir);
+    slapd_port = ts_free_port();
+    do
+        tls_port = ts_free_port();
+    while (tls_port == slapd_port);
+    cr_assert_gt(slapd_port, 0);
+    cr_assert_gt(tls_port, 0);
+    snprintf(conf, sizeof(conf), "%s/slapd.conf", tmpdir);
+    snprintf(log, sizeof(log), "%s/slapd.log", tmpdir);
+    snprintf(url, sizeof(url), "ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/", slapd_port, tls_port);
+    char *const argv[] = {TS_SLAPD, "-d", "0", "-f", conf, "-h", url, NULL};
+    slapd_pid = ts_spawn(argv, log, log);
+    cr_assert_gt(slapd_pid, 0);
+    cr_assert_eq(ts_wait_tcp(&slapd_pid, slapd_port, 10000), 0, "slapd: see %s", log);
+    cr_assert_eq(ts_wait_tcp(&slapd_pid, tls_port, 10000), 0, "slapd: see %s", log);
+}
+
+/* tls_params - base_params over TLS: ldaps:// (start_tls 0) or ldap:// + StartTLS */
+static void tls_params(int start_tls, const char *ca, const char *require)
+{
+    base_params();
+    if (start_tls) {
+        param("start_tls", "%s", "yes");
+    } else {
+        for (size_t i = 0; i < nparams; i++)
+            if (strcmp(params[i].name, "server_host") == 0)
+                snprintf(param_values[i], sizeof(param_values[i]), "ldaps://127.0.0.1:%d",
+                         tls_port);
+    }
+    param("tls_ca_cert_file", "%s", ca);
+    param("tls_require_cert", "%s", require);
+}
+
+/* tls_verdicts - the answers of the verdicts test, through the source now open */
+static void tls_verdicts(void)
+{
+    expect("alice", "example.test", VERDICT_VALID, NULL);
+    expect("carol", "example.test", VERDICT_INVALID, "5.2.1 Mailbox disabled");
+    expect("nobody", "example.test", VERDICT_INVALID, "5.1.1 User unknown");
+    struct ldap_pool_stats st;
+    backend_ldap_pool_stats(state, &st);
+    cr_expect_geq(st.connects, 1);
+    cr_expect_eq(st.connect_fails, 0);
+}
+
+Test(ldap, tls_ldaps)
+{
+    start_slapd_tls();
+    tls_params(0, ca_pem, "yes");
+    open_source();
+    tls_verdicts();
+}
+
+Test(ldap, tls_start_tls)
+{
+    start_slapd_tls();
+    tls_params(1, ca_pem, "yes");
+    open_source();
+    tls_verdicts();
+}
+
+static void tls_failing_lookup(void)
+{
+    struct verdict v = lookup("alice", "example.test");
+    cr_expect_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
+}
+
+/* a CA that did not sign the server's certificate: tempfail, and the log says why */
+Test(ldap, tls_wrong_ca)
+{
+    start_slapd_tls();
+    tls_params(0, wrong_ca_pem, "yes");
+    open_source();
+    const char *log = with_stderr_captured(tls_failing_lookup);
+    cr_assert(strstr(log, "TLS handshake") != NULL &&
+                  strstr(log, "certificate verify failed") != NULL,
+              "log: %s", log);
+    backend_ldap_ops.close(state);
+    state = NULL;
+    /* the same with StartTLS */
+    nparams = 0;
+    tls_params(1, wrong_ca_pem, "yes");
+    open_source();
+    log = with_stderr_captured(tls_failing_lookup);
+    cr_assert(strstr(log, "StartTLS") != NULL && strstr(log, "certificate verify failed") != NULL,
+              "log: %s", log);
+}
+
+/*
+ * slapd stopped before the handshake: the lookup answers tempfail at
+ * connect_timeout, and meanwhile the loop runs and another source (plain
+ * ldap:// to a second slapd) answers at once
+ */
+Test(ldap, tls_stopped_handshake)
+{
+    char dir2[256];
+    pid_t plain_pid = -1;
+    int plain_port;
+
+    /* the second, plain directory */
+    snprintf(dir2, sizeof(dir2), "%s/plain", tmpdir);
+    cr_assert_eq(mkdir(dir2, 0700), 0);
+    cr_assert_eq(ts_slapd_prepare(dir2, TEST_SRCDIR "/tests/ldap/users.ldif", NULL), 0);
+    plain_port = ts_free_port();
+    cr_assert_eq(ts_slapd_start(dir2, plain_port, &plain_pid), 0, "see %s/slapd.log", dir2);
+
+    start_slapd_tls();
+    base_params();
+    for (size_t i = 0; i < nparams; i++)
+        if (strcmp(params[i].name, "server_host") == 0)
+            snprintf(param_values[i], sizeof(param_values[i]), "ldap://127.0.0.1:%d", plain_port);
+    open_source();
+    void *plain = state;
+    nparams = 0;
+    tls_params(0, ca_pem, "yes");
+    param("connect_timeout", "%s", "800ms");
+    open_source();
+    void *tls = state;
+
+    stop_server();
+    struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 50000};
+    event_add(tick, &tv);
+    ticks = 0;
+    struct timeval t0, t1, t2;
+    gettimeofday(&t0, NULL);
+    struct result r;
+    struct backend_req *req;
+    start("alice", "example.test", &r, &req); /* its handshake hangs */
+    run_for(150);
+    cr_assert_eq(r.calls, 0, "answered before the handshake could hang: %s", r.v.text);
+    /* the other source answers while that handshake hangs */
+    state = plain;
+    gettimeofday(&t1, NULL);
+    struct verdict v = lookup("bob", "example.test");
+    gettimeofday(&t2, NULL);
+    state = tls;
+    long plain_ms = (t2.tv_sec - t1.tv_sec) * 1000 + (t2.tv_usec - t1.tv_usec) / 1000;
+    cr_expect_eq(v.kind, VERDICT_VALID, "%s", v.text);
+    cr_expect_lt(plain_ms, 300, "the plain source waited %ldms", plain_ms);
+    cr_expect_eq(r.calls, 0, "the TLS lookup answered too early");
+    run_until(&r.calls, 1, 5000);
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    event_free(tick);
+    cr_expect_eq(r.calls, 1);
+    cr_expect_eq(r.v.kind, VERDICT_TEMPFAIL, "%s", r.v.text);
+    cr_expect_geq(ms, 700, "answered before connect_timeout: %ldms", ms);
+    cr_expect_lt(ms, 2000, "connect_timeout not kept: %ldms", ms);
+    cr_expect_geq(ticks, 10, "the loop was blocked: %d ticks in %ldms", ticks, ms);
+    /* the worker gives up by itself too: let the abandoned job come back and be freed */
+    run_for(600);
+    kill(slapd_pid, SIGCONT);
+    backend_ldap_ops.close(plain);
+    ts_stop(&plain_pid);
 }
