@@ -8,7 +8,13 @@
  *
  * Fields under "worker" are written by the worker only, before it writes
  * the byte, and read by the loop only after it has read the byte (the pipe
- * orders them). abandoned and the event belong to the loop only. The queue
+ * orders them). abandoned and the event belong to the loop only.
+ *
+ * The hard bound: libldap 2.5 does not keep LDAP_OPT_NETWORK_TIMEOUT in
+ * every case (GnuTLS builds retry a read that SO_RCVTIMEO ended), so when
+ * the connection gives up at its deadline, ldap_tls_abandon shuts the
+ * socket down (shutdown(2), under fd_mu, never after the worker closed
+ * it): any read or poll of the worker returns at once and it fails. The queue
  * is under the mutex. A hung handshake holds its worker for at most its
  * timeout; at most two run at once, the others wait in the queue (within
  * their own connection's connect_timeout, after which the loop abandons
@@ -40,6 +46,9 @@ struct ldap_tls_job {
     int require_cert;
     struct timespec deadline; /* CLOCK_MONOTONIC */
     int pipe_r, pipe_w;
+    /* the socket while the worker may block on it: the loop shuts it down on abandon */
+    pthread_mutex_t fd_mu;
+    int fd_closed; /* under fd_mu: the worker closed fd (its number may be reused) */
     /* worker */
     LDAP *ld;
     char why[1024];
@@ -97,6 +106,20 @@ static void diag(struct ldap_tls_job *j, const char *what, int rc)
     ldap_memfree(msg);
 }
 
+/* close_fd - the worker closes the socket (through ld when set), so that abandon no longer shuts it
+ */
+static void close_fd(struct ldap_tls_job *j, LDAP *ld)
+{
+    pthread_mutex_lock(&j->fd_mu);
+    if (ld != NULL)
+        ldap_unbind_ext(ld, NULL, NULL);
+    else
+        close(j->fd);
+    j->fd_closed = 1;
+    j->ld = NULL;
+    pthread_mutex_unlock(&j->fd_mu);
+}
+
 /*
  * handshake - the worker's whole job, bounded by j->deadline; sets j->ld,
  * or j->why with the socket closed
@@ -114,8 +137,7 @@ static void handshake(struct ldap_tls_job *j)
     rc = ldap_init_fd(j->fd, LDAP_PROTO_TCP, j->uri, &j->ld);
     if (rc != LDAP_SUCCESS) {
         snprintf(j->why, sizeof(j->why), "%.150s: ldap_init_fd: %s", j->uri, ldap_err2string(rc));
-        close(j->fd);
-        j->ld = NULL;
+        close_fd(j, NULL);
         return;
     }
     int version = LDAP_VERSION3, zero = 0;
@@ -139,8 +161,7 @@ static void handshake(struct ldap_tls_job *j)
             diag(j, "TLS handshake", rc);
     }
     if (rc != LDAP_SUCCESS) {
-        ldap_unbind_ext(j->ld, NULL, NULL); /* closes the socket */
-        j->ld = NULL;
+        close_fd(j, j->ld); /* unbinding closes the socket */
         return;
     }
     /* the loop's timeouts from here on: no socket-level ones, non-blocking again */
@@ -169,7 +190,7 @@ static void *worker(void *unused)
             (now.tv_sec == j->deadline.tv_sec && now.tv_nsec >= j->deadline.tv_nsec)) {
             snprintf(j->why, sizeof(j->why), "%.150s: TLS handshake: no worker free in time",
                      j->uri);
-            close(j->fd);
+            close_fd(j, NULL);
         } else {
             handshake(j);
         }
@@ -186,6 +207,7 @@ static void *worker(void *unused)
 static void job_free(struct ldap_tls_job *j)
 {
     event_free(j->ev);
+    pthread_mutex_destroy(&j->fd_mu);
     close(j->pipe_r);
     close(j->pipe_w);
     free(j);
@@ -252,6 +274,7 @@ struct ldap_tls_job *ldap_tls_start(struct event_base *base, int fd, const char 
         return NULL;
     }
     j->fd = fd;
+    pthread_mutex_init(&j->fd_mu, NULL);
     snprintf(j->uri, sizeof(j->uri), "%s", uri);
     j->mode = mode;
     snprintf(j->ca_file, sizeof(j->ca_file), "%s", ca_file != NULL ? ca_file : "");
@@ -271,6 +294,7 @@ struct ldap_tls_job *ldap_tls_start(struct event_base *base, int fd, const char 
     if (j->ev == NULL || event_add(j->ev, NULL) < 0) {
         if (j->ev != NULL)
             event_free(j->ev);
+        pthread_mutex_destroy(&j->fd_mu);
         close(p[0]);
         close(p[1]);
         close(fd);
@@ -290,6 +314,12 @@ struct ldap_tls_job *ldap_tls_start(struct event_base *base, int fd, const char 
 
 void ldap_tls_abandon(struct ldap_tls_job *j)
 {
-    if (j != NULL)
-        j->abandoned = 1;
+    if (j == NULL)
+        return;
+    j->abandoned = 1;
+    /* wake a worker blocked on the socket; it fails and answers, and the loop cleans up */
+    pthread_mutex_lock(&j->fd_mu);
+    if (!j->fd_closed)
+        shutdown(j->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&j->fd_mu);
 }

@@ -5,12 +5,13 @@
  * ldap_start_tls_s block until the handshake ends. So the pool connects
  * the socket on the loop as for plain LDAP, then hands it to one of two
  * worker threads that does ONLY ldap_init_fd and the handshake (the
- * StartTLS exchange first for start_tls), bounded three ways by the time
- * left of connect_timeout: SO_RCVTIMEO/SO_SNDTIMEO on the socket (put in
- * blocking mode for the worker), LDAP_OPT_NETWORK_TIMEOUT and
- * LDAP_OPT_TIMEOUT. The worker switches the socket back to non-blocking
- * and hands the LDAP handle (or a one-line reason) back through a pipe
- * watched by the loop. The workers never touch the event base or a pool.
+ * StartTLS exchange first for start_tls), bounded by the time left of
+ * connect_timeout: SO_RCVTIMEO/SO_SNDTIMEO on the socket (put in blocking
+ * mode for the worker), LDAP_OPT_NETWORK_TIMEOUT and LDAP_OPT_TIMEOUT, and,
+ * since libldap does not always keep those, shutdown(2) of the socket by
+ * ldap_tls_abandon when the loop gives up at the deadline. The worker switches the socket back to
+ * non-blocking and hands the LDAP handle (or a one-line reason) back through a pipe watched by the
+ * loop. The workers never touch the event base or a pool.
  *
  * Ownership: from ldap_tls_start until done runs, the job owns the socket;
  * on success done receives the LDAP handle (which owns the socket), on
@@ -44,7 +45,11 @@ struct ldap_tls_job *ldap_tls_start(struct event_base *base, int fd, const char 
                                     enum ldap_tls_mode mode, const char *ca_file, int require_cert,
                                     int timeout_ms, ldap_tls_done_fn done, void *arg);
 
-/* ldap_tls_abandon - done will not run; the job cleans up when the worker answers */
+/*
+ * ldap_tls_abandon - done will not run; the socket is shut down so that a
+ * worker blocked on it fails at once, and the job cleans up on the loop
+ * when the worker answers
+ */
 void ldap_tls_abandon(struct ldap_tls_job *j);
 
 #endif
