@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/e2e/lib_milter.sh - helpers for the callahead-milter scenarios, sourced
 # after lib.sh: start the milter, drive it with miltertest, and run a private
 # Sendmail 8.17 unpacked from the Debian packages beside Postfix.
