@@ -327,7 +327,9 @@ static const struct config_param config_params[] = {
      "Longest wait between Redis reconnect attempts (backoff starts at 100ms and doubles).",
      RESTART},
     {"cache_l1_size", CONFIG_INT, "100000", OFF(cache_l1_size), 1, 100000000, CHECK_NONE,
-     "Most addresses in the in-process cache; 100000 verdicts take a few tens of MB.", RESTART},
+     "Most addresses in the in-process cache; 100000 verdicts take a few tens of MB. A reload to "
+     "a smaller size evicts the least recently used verdicts at once.",
+     RELOAD},
     {"cache_l1_ttl", CONFIG_TIME, "60s", OFF(cache_l1_ttl), 1, 31 * DAY, CHECK_NONE,
      "How long the in-process cache keeps a verdict when Redis is used, so that a change in "
      "Redis (a flush) reaches every host within a minute.",

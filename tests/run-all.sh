@@ -31,7 +31,7 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 if [ "$VALGRIND_SCENARIOS" = default ]; then
     VALGRIND_SCENARIOS="test_malformed test_pipelined test_cdb_rewrite test_callout_failures
       test_callout_postfix_backend test_redis_down test_redis_verdict test_sighup
-      test_reload_restart test_control test_flush test_slow_clients test_milter_miltertest
+      test_reload_restart test_reload_l1_size test_control test_flush test_slow_clients test_milter_miltertest
       test_redis_sentinel test_callout_tls"
 elif [ "$VALGRIND_SCENARIOS" = all ]; then
     VALGRIND_SCENARIOS=""

@@ -145,6 +145,19 @@ void cache_set_ttls(struct cache *c, const struct cache_config *cfg)
     c->cfg.l1_ttl = cfg->l1_ttl;
 }
 
+int cache_set_l1_size(struct cache *c, size_t l1_max_entries, char *err, size_t errlen)
+{
+    if (c == NULL || l1_max_entries == c->cfg.l1_max_entries)
+        return 0;
+    if (cache_mem_set_max(c->l1, l1_max_entries) < 0) {
+        snprintf(err, errlen, "cache: no memory for an in-process cache of %zu entries",
+                 l1_max_entries);
+        return -1;
+    }
+    c->cfg.l1_max_entries = l1_max_entries;
+    return 0;
+}
+
 void cache_free(struct cache *c)
 {
     struct cache_req *req, *next;

@@ -56,6 +56,14 @@ void cache_free(struct cache *c);
  */
 void cache_set_ttls(struct cache *c, const struct cache_config *cfg);
 
+/*
+ * cache_set_l1_size - a reload's l1_max_entries: a smaller bound evicts the
+ * least recently used verdicts at once (they are fetched again from Redis or
+ * the backend). Returns 0, or -1 with err set when the larger table cannot
+ * be allocated; then nothing changes.
+ */
+int cache_set_l1_size(struct cache *c, size_t l1_max_entries, char *err, size_t errlen);
+
 /* cache_get - look addrkey (a normalised address) up; see enum cache_status */
 enum cache_status cache_get(struct cache *c, const char *addrkey, struct verdict *out, int *stale,
                             cache_get_cb cb, void *arg, struct cache_req **req);

@@ -202,6 +202,37 @@ static void cache_mem_evict(struct cache_mem *c)
     cache_mem_remove(c, link, e);
 }
 
+int cache_mem_set_max(struct cache_mem *c, size_t max_entries)
+{
+    size_t n = c->nbuckets;
+
+    if (max_entries < 1)
+        max_entries = 1;
+    while (n < max_entries && n < ((size_t)1 << (sizeof(size_t) * 8 - 2)))
+        n <<= 1;
+    if (n != c->nbuckets) {
+        /* rehash every entry into the larger table; the LRU order is untouched */
+        struct cache_mem_entry **nb = calloc(n, sizeof(*nb));
+        if (nb == NULL)
+            return -1;
+        for (size_t i = 0; i < c->nbuckets; i++) {
+            struct cache_mem_entry *e = c->buckets[i], *next;
+            for (; e; e = next) {
+                next = e->hnext;
+                e->hnext = nb[e->hash & (n - 1)];
+                nb[e->hash & (n - 1)] = e;
+            }
+        }
+        free(c->buckets);
+        c->buckets = nb;
+        c->nbuckets = n;
+    }
+    c->max_entries = max_entries;
+    while (c->count > c->max_entries)
+        cache_mem_evict(c);
+    return 0;
+}
+
 int cache_mem_get(struct cache_mem *c, const char *key, time_t now, struct verdict *out,
                   time_t *stored)
 {

@@ -51,6 +51,15 @@ int cache_mem_peek(const struct cache_mem *c, const char *key, time_t now, struc
 typedef int (*cache_mem_match_fn)(const char *key, const struct verdict *v, void *arg);
 size_t cache_mem_del_matching(struct cache_mem *c, cache_mem_match_fn match, void *arg);
 
+/*
+ * cache_mem_set_max - a reload's new bound: a smaller one evicts the least
+ * recently used entries down to it at once, a larger one grows the table so
+ * that there are still as many buckets as entries (O(entries), at reload
+ * only). Returns 0, or -1 when the larger table cannot be allocated (then
+ * nothing changes).
+ */
+int cache_mem_set_max(struct cache_mem *c, size_t max_entries);
+
 /* cache_mem_clear - drop everything */
 void cache_mem_clear(struct cache_mem *c);
 

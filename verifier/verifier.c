@@ -363,13 +363,18 @@ int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char 
     /*
      * XXX the cache connection and the resolver are kept (backends of
      * tables still in use point at them): changing those needs a restart.
-     * The cache's TTLs are plain numbers and apply at once; the delimiter
-     * comes with the new tables.
+     * The cache's TTLs and L1 bound are plain numbers and apply at once
+     * (the bound is the one step that can fail, so it goes before the
+     * tables are swapped); the delimiter comes with the new tables.
      */
     struct verifier_tables *t = tables_load(v, cfg, err, errlen);
 
     if (t == NULL)
         return -1;
+    if (cache_set_l1_size(v->cache, cfg->cache.l1_max_entries, err, errlen) < 0) {
+        tables_unref(t);
+        return -1;
+    }
     tables_unref(v->tables);
     v->tables = t;
     if (cfg->answer_budget_ms > 0)

@@ -262,3 +262,42 @@ Test(cache_mem, bound_of_one)
     cache_mem_free(c);
     cache_mem_free(NULL); /* like free(3) */
 }
+
+/*
+ * A reload's smaller bound evicts the least recently used entries at once; a
+ * larger one keeps every entry findable (the table is rehashed) and lets the
+ * cache hold more.
+ */
+Test(cache_mem, set_max_shrinks_and_grows)
+{
+    struct cache_mem *c = cache_mem_new(4);
+    struct verdict v = mkv(VERDICT_VALID, 250, "ok"), out;
+    char key[32];
+
+    cr_assert_not_null(c);
+    for (int i = 0; i < 4; i++) {
+        snprintf(key, sizeof(key), "u%d@example.org", i);
+        cache_mem_put(c, key, &v, 100, 1000);
+    }
+    cr_assert_eq(cache_mem_get(c, "u0@example.org", 100, &out, NULL), 1); /* u1 is now the LRU */
+    cr_assert_eq(cache_mem_set_max(c, 2), 0);
+    cr_assert_eq(cache_mem_count(c), 2);
+    cr_assert_eq(cache_mem_get(c, "u1@example.org", 100, &out, NULL), 0);
+    cr_assert_eq(cache_mem_get(c, "u2@example.org", 100, &out, NULL), 0);
+    cr_assert_eq(cache_mem_get(c, "u0@example.org", 100, &out, NULL), 1);
+    cr_assert_eq(cache_mem_get(c, "u3@example.org", 100, &out, NULL), 1);
+
+    cr_assert_eq(cache_mem_set_max(c, 1000), 0);
+    for (int i = 4; i < 1000; i++) {
+        snprintf(key, sizeof(key), "u%d@example.org", i);
+        cache_mem_put(c, key, &v, 100, 1000);
+    }
+    cr_assert_eq(cache_mem_count(c), 998);
+    cr_assert_eq(cache_mem_get(c, "u0@example.org", 100, &out, NULL), 1);
+    cr_assert_eq(cache_mem_get(c, "u3@example.org", 100, &out, NULL), 1);
+    for (int i = 4; i < 1000; i++) {
+        snprintf(key, sizeof(key), "u%d@example.org", i);
+        cr_assert_eq(cache_mem_get(c, key, 100, &out, NULL), 1, "%s lost", key);
+    }
+    cache_mem_free(c);
+}
