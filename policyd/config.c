@@ -928,6 +928,18 @@ static int config_logical(struct config *c, const char *text, size_t len, unsign
         return config_seterr(err, errlen, "unknown parameter \"%s\"", safe);
     }
     if (lp != NULL) {
+        /* the source's name is echoed in messages and matched by ldap:NAME routes */
+        for (size_t i = 0; i < srclen; i++) {
+            unsigned char ch = (unsigned char)src[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.')) {
+                config_safe_name(safe, sizeof(safe), name, nlen);
+                return config_seterr(err, errlen,
+                                     "bad LDAP source name in \"%s\": letters, digits, '_', '-' "
+                                     "and '.' only",
+                                     safe);
+            }
+        }
         if (vlen > CONFIG_MAX_VALUE)
             return config_seterr(err, errlen, "value too long (at most %d bytes)",
                                  CONFIG_MAX_VALUE);

@@ -7,7 +7,8 @@
 # into a static archive, so a harness for any
 # parser builds with this one script and pulls in only the objects it uses.
 #
-#   FUZZ_BUILD    build and scratch dir     (default /tmp/callahead-fuzz)
+#   FUZZ_BUILD    build and scratch dir     (default a new /tmp/callahead-fuzz.XXXXXX,
+#                 removed when every harness passed)
 #   FUZZ_SECONDS  run time per harness, s   (default 10)
 #   FUZZ_ONLY     run only this harness, e.g. "address" (optional)
 #
@@ -17,7 +18,14 @@ set -u
 
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
-BUILD=${FUZZ_BUILD:-/tmp/callahead-fuzz}
+if [ -n "${FUZZ_BUILD:-}" ]; then
+    BUILD=$FUZZ_BUILD
+    own_build=0
+else
+    # a private directory, so two suites running at once never share objects or artifacts
+    BUILD=$(mktemp -d /tmp/callahead-fuzz.XXXXXX) || exit 1
+    own_build=1
+fi
 SECONDS_EACH=${FUZZ_SECONDS:-10}
 CC=${FUZZ_CC:-clang}
 
@@ -93,4 +101,9 @@ done
 
 [ -n "$failed_names" ] && echo "fuzz: failing:$failed_names" >&2
 echo "fuzz: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+if [ "$failed" -eq 0 ]; then
+    [ "$own_build" = 1 ] && rm -rf "$BUILD"
+    exit 0
+fi
+echo "fuzz: crash inputs are in $BUILD/artifacts/" >&2
+exit 1

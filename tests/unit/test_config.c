@@ -805,3 +805,15 @@ Test(config, ldap_doc)
     cr_assert_not_null(strstr(buf, "ldap_NAME_disabled_attribute (default: empty)"));
     free(buf);
 }
+
+/* an LDAP source's name is echoed in messages: odd bytes are refused, never printed raw */
+Test(config, ldap_source_name_is_checked)
+{
+    parse_err_prefix("ldap_c\x17orp\x9d_server_host = ldap://127.0.0.1\n",
+                     "test.conf:1: bad LDAP source name in \"ldap_c");
+    parse_err_prefix("ldap_c(orp_connect_timeout = 1s\n",
+                     "test.conf:1: bad LDAP source name in \"ldap_c");
+    struct config c;
+    parse_ok("ldap_Corp-1.x_server_host = ldap://127.0.0.1\n", &c);
+    config_free(&c);
+}
