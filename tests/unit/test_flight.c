@@ -320,8 +320,12 @@ Test(flight, many_unique_addresses_share_hashed_flights)
     verifier_get_stats(v, &st);
     cr_assert_eq(st.flights, N, "one flight per address, saw %lu", st.flights);
     cr_assert_eq(fake_lookups, N, "one probe per address, saw %d", fake_lookups);
-    /* a linear scan makes this quadratic: 2 * 20,000 joins over 20,000 flights */
-    cr_assert(ms < 1500, "%d lookups took %ld ms", 2 * N, ms);
+    /*
+     * A linear scan made this quadratic (seconds); the figure is printed, not
+     * asserted, as a timed bound flakes on a loaded or sanitized build. That
+     * flights are found by hash is asserted in test_strhash.c.
+     */
+    cr_log_info("%d lookups over %d flights took %ld ms", 2 * N, N, ms);
     verifier_free(v);
 }
 
