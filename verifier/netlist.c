@@ -3,6 +3,7 @@
  * harvest_exempt_networks (see netlist.h).
  */
 #include "netlist.h"
+#include "verdict.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -77,8 +78,9 @@ int netlist_parse(const char *s, struct netlist *nl, char *err, size_t errlen)
             return -1;
         }
         if (netlist_entry_parse(p, len, &nl->e[nl->n]) < 0) {
-            snprintf(err, errlen, "bad network \"%.*s\" (want ADDRESS or ADDRESS/BITS)",
-                     (int)(len > 64 ? 64 : len), p);
+            char safe[72]; /* the token as written, made printable: it goes to a terminal */
+            verdict_sanitize(safe, sizeof(safe), p, len > 64 ? 64 : len);
+            snprintf(err, errlen, "bad network \"%s\" (want ADDRESS or ADDRESS/BITS)", safe);
             return -1;
         }
         nl->n++;

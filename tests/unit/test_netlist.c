@@ -91,3 +91,15 @@ Test(netlist, too_many)
         n += (size_t)snprintf(buf + n, sizeof(buf) - n, "10.0.%d.0/24 ", i);
     cr_assert_eq(netlist_parse(buf, &nl, err, sizeof(err)), -1);
 }
+
+/* a bad entry is named in the message, its bytes made printable (it reaches a terminal) */
+Test(netlist, error_text_is_printable)
+{
+    struct netlist nl;
+    char err[128];
+
+    cr_assert_eq(netlist_parse("10.0.0.0/8, \x99\xa4\x01", &nl, err, sizeof(err)), -1);
+    for (const char *s = err; *s; s++)
+        cr_assert((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f, "raw byte in: %s", err);
+    cr_assert(strstr(err, "bad network \"???\"") != NULL, "%s", err);
+}
