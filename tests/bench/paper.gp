@@ -3,7 +3,7 @@
 # One line per configuration against the invalid share: goodput and all messages handled
 # per second (the shape of the original figure), then what a message costs the front:
 # CPU, disk writes, and the RCPT reply time. SVG, so the plots of record diff as text.
-if (!exists("configs")) configs = "a b bw c d"
+if (!exists("configs")) configs = "a b bw c d e"
 set datafile separator ","
 set terminal svg size 760,460 dynamic font "sans,12"
 set key outside right top
@@ -17,7 +17,7 @@ name(c) = c eq "a" ? "(a) no verification" : \
           c eq "b" ? "(b) reject_unverified_recipient, cold" : \
           c eq "bw" ? "(b) reject_unverified_recipient, warm" : \
           c eq "c" ? "(c) callahead, cold cache" : \
-          c eq "d" ? "(d) callahead, warm cache" : "(e) Sendmail + callahead-milter"
+          c eq "d" ? "(d) callahead, warm cache" : "(e) Sendmail + callahead-milter, cold"
 # the column's value on a row of configuration c, NaN on the others (skipped)
 pick(c, col) = strcol(1) eq c ? column(col) : NaN
 

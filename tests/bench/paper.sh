@@ -21,6 +21,13 @@
 #   front-b       (b) reject_unverified_recipient (verify(8) probes back; Postfix defaults
 #                 but unverified_recipient_reject_code = 550)
 #   front-c       (c, d) check_policy_service -> policyd
+#   sendmail      (e) Sendmail 8.17 (unpacked from the Debian
+#                 packages, tests/e2e/lib_milter.sh) with callahead-milter on a unix socket,
+#                 asking the same policyd; MaxDaemonChildren = 100 like the Postfix fronts,
+#                 RefuseLA/QueueLA raised so the shared machine's load does not make it
+#                 refuse or queue; CPU and disk are those of the daemon and its reaped
+#                 children only (a background delivery orphaned to init is not counted);
+#                 beyond MaxDaemonChildren it closes its socket: counted as refused
 # (b) runs twice: "b" as (c), every address new; "bw" with the verify(8) cache filled first.
 # Every front is Postfix with default_process_limit = 100 (its default), Postfix defaults
 # otherwise. The load: tests/bench/smtp_load (C, one libevent loop) keeping CONNS sessions,
@@ -41,25 +48,25 @@
 # (without postlogd: logging goes to syslog in production).
 #
 # Environment (all optional):
-#   DURATION=15    seconds of load per point
+#   DURATION=12    seconds of load per point
 #   SHARES="0 10 25 50 75 90"   invalid shares, percent
-#   CONFIGS="a b bw c d"        which configurations
+#   CONFIGS="a b bw c d e"      which configurations
 #   CONNS=200      client sessions kept open
 #   BODY=2048      message body bytes
-#   DRAIN_MAX=30   seconds to wait for the front's active queue to empty after a point
+#   DRAIN_MAX=20   seconds to wait for the front's active queue to empty after a point
 #   OUT=./paper-results   where the CSV, plots and records go
 #   BUILD=DIR      a configured build dir (default ./_build-paper, configured -O2 here)
 #   KEEP=1         keep the temp dir (instances, logs)
-# Default run: 5 configurations x 6 shares x 15 s, drains and prefills: about 13 minutes.
+# Default run: 6 configurations x 6 shares x 12 s, drains and prefills: about 12 minutes.
 set -euo pipefail
 
 SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
-DURATION=${DURATION:-15}
+DURATION=${DURATION:-12}
 SHARES=${SHARES:-0 10 25 50 75 90}
-CONFIGS=${CONFIGS:-a b bw c d}
+CONFIGS=${CONFIGS:-a b bw c d e}
 CONNS=${CONNS:-200}
 BODY=${BODY:-2048}
-DRAIN_MAX=${DRAIN_MAX:-30}
+DRAIN_MAX=${DRAIN_MAX:-20}
 OUT=${OUT:-$PWD/paper-results}
 BUILD=${BUILD:-$SRCDIR/_build-paper}
 VALID_POOL=1000
@@ -84,16 +91,20 @@ if [ ! -f "$BUILD/Makefile" ]; then
     (cd "$BUILD" && rec "$SRCDIR/configure" --disable-tests CFLAGS="-O2 -g" >/dev/null) ||
         { echo "paper: configure failed in $BUILD" >&2 && exit 1; }
 fi
-rec make -C "$BUILD" -j2 callahead-policyd tests/bench/smtp_load >/dev/null ||
+TARGETS="callahead-policyd tests/bench/smtp_load"
+case " $CONFIGS " in *" e "*) TARGETS="$TARGETS callahead-milter" ;; esac
+# shellcheck disable=SC2086 # a list of targets
+rec make -C "$BUILD" -j2 $TARGETS >/dev/null ||
     { echo "paper: build failed in $BUILD" >&2 && exit 1; }
 LOAD=$BUILD/tests/bench/smtp_load
 export E2E_BUILD=$BUILD
 export E2E_KEEP=${KEEP:-0}
 command -v gnuplot >/dev/null || echo "paper: gnuplot not found (Debian: gnuplot-nox): no plots" >&2
 
-# shellcheck source=../e2e/lib.sh
+# shellcheck source=tests/e2e/lib.sh
 . "$SRCDIR/tests/e2e/lib.sh"
-E2E_NAME=paper
+# shellcheck source=tests/e2e/lib_milter.sh
+. "$SRCDIR/tests/e2e/lib_milter.sh"
 e2e_need postfix smtp-sink redis-server redis-cli script
 
 # --- servers
@@ -157,32 +168,53 @@ declare -A FRONT_PORT
 for c in $CONFIGS; do
     case $c in
     a)
-        e2e_free_port "FRONT_PORT_a"
-        pf_instance front-a "$FRONT_PORT_a" 100 "$FRONT_COMMON
+        e2e_free_port port
+        pf_instance front-a "$port" 100 "$FRONT_COMMON
 smtpd_recipient_restrictions = reject_unauth_destination"
-        FRONT_PORT[a]=$FRONT_PORT_a
+        FRONT_PORT[a]=$port
         ;;
     b | bw)
         if [ -z "${FRONT_PORT[b]:-}" ]; then
-            e2e_free_port "FRONT_PORT_b"
-            pf_instance front-b "$FRONT_PORT_b" 100 "$FRONT_COMMON
+            e2e_free_port port
+            pf_instance front-b "$port" 100 "$FRONT_COMMON
 unverified_recipient_reject_code = 550
 smtpd_recipient_restrictions = reject_unauth_destination, reject_unverified_recipient"
-            FRONT_PORT[b]=$FRONT_PORT_b
+            FRONT_PORT[b]=$port
         fi
         FRONT_PORT[bw]=${FRONT_PORT[b]}
         ;;
     c | d)
         if [ -z "${FRONT_PORT[c]:-}" ]; then
-            e2e_free_port "FRONT_PORT_c"
-            pf_instance front-c "$FRONT_PORT_c" 100 "$FRONT_COMMON
+            e2e_free_port port
+            pf_instance front-c "$port" 100 "$FRONT_COMMON
 smtpd_recipient_restrictions = reject_unauth_destination,
     check_policy_service { inet:127.0.0.1:$POLICYD_PORT, timeout=30s, default_action=DEFER_IF_PERMIT }"
-            FRONT_PORT[c]=$FRONT_PORT_c
+            FRONT_PORT[c]=$port
         fi
         FRONT_PORT[d]=${FRONT_PORT[c]}
         ;;
-    *) e2e_fail "unknown configuration $c (a b bw c d)" ;;
+    e)
+        # Sendmail refuses a milter socket below a world-writable directory (/tmp)
+        SOCKDIR=$(mktemp -d /run/callahead-paper.XXXXXX) || e2e_fail "mktemp in /run failed"
+        trap 'rm -rf "$SOCKDIR"; e2e_cleanup' EXIT
+        cp "$E2E_TMP/policyd.conf" "$E2E_TMP/milter.conf"
+        printf '%s\n' "milter_listen = unix:$SOCKDIR/milter.sock" \
+            "milter_policy_service = inet:127.0.0.1:$POLICYD_PORT" >>"$E2E_TMP/milter.conf"
+        cp "$E2E_TMP/milter.conf" "$OUT/config/"
+        printf '%s\n' "$MILTER -f -c milter.conf  # config/milter.conf" >>"$CMDS"
+        MILTER_DEBUG=0 e2e_start_milter "$E2E_TMP/milter.conf" "$SOCKDIR/milter.sock"
+        # dept.test and everything else (bounces) go to the back end: lib_milter.sh
+        # points Sendmail's mailers at $SINK_PORT
+        SINK_PORT=$BACK_PORT SM_LISTEN_QUEUE=100 SM_EXTRA_MC="RELAY_DOMAIN(\`dept.test')dnl
+define(\`confMAX_DAEMON_CHILDREN', \`100')dnl
+define(\`confREFUSE_LA', \`1000')dnl
+define(\`confQUEUE_LA', \`1000')dnl
+define(\`confMIN_FREE_BLOCKS', \`0')dnl" e2e_start_sendmail "local:$SOCKDIR/milter.sock"
+        cp "$SM_DIR/e2e.mc" "$OUT/config/sendmail.mc"
+        printf '%s\n' "sendmail -C sendmail.cf -bD  # config/sendmail.mc (m4 -> .cf)" >>"$CMDS"
+        FRONT_PORT[e]=$SM_PORT
+        ;;
+    *) e2e_fail "unknown configuration $c (a b bw c d e)" ;;
     esac
 done
 
@@ -193,6 +225,7 @@ front_dir() {
     case $1 in
     d) echo "$E2E_TMP/front-c" ;;
     bw) echo "$E2E_TMP/front-b" ;;
+    e) echo "$SM_DIR" ;;
     *) echo "$E2E_TMP/front-$1" ;;
     esac
 }
@@ -202,6 +235,11 @@ front_dir() {
 # live children is the whole instance
 pf_pids() {
     local m
+    if [ "$1" = "${SM_DIR:-}" ]; then # Sendmail: the daemon and its session children
+        echo "$SM_PID"
+        ps -o pid= --ppid "$SM_PID"
+        return 0
+    fi
     m=$(tr -dc 0-9 <"$1/queue/pid/master.pid")
     echo "$m"
     ps -o pid=,comm= --ppid "$m" | awk '$2 != "postlogd" { print $1 }'
@@ -226,10 +264,18 @@ io_write() {
 
 # queue_busy DIR - files in the queues that are being worked on (not deferred)
 queue_busy() {
+    if [ "$1" = "${SM_DIR:-}" ]; then # Sendmail delivers in the background, from mqueue
+        find "$1/mqueue" -type f -name 'qf*' 2>/dev/null | wc -l
+        return 0
+    fi
     find "$1/queue/maildrop" "$1/queue/incoming" "$1/queue/active" -type f 2>/dev/null | wc -l
 }
 # queue_all DIR - every queue file, deferred ones too
 queue_all() {
+    if [ "$1" = "${SM_DIR:-}" ]; then
+        queue_busy "$1"
+        return 0
+    fi
     find "$1/queue/maildrop" "$1/queue/incoming" "$1/queue/active" "$1/queue/deferred" \
         "$1/queue/hold" -type f 2>/dev/null | wc -l
 }
@@ -298,7 +344,9 @@ point() {
         tag=$c
         ipool=$WARM_INVALID_POOL
     fi
-    log0=$(wc -l <"$dir/log/maillog")
+    local mlog=$dir/log/maillog
+    [ "$c" != e ] || mlog=$SM_DIR/sendmail.log
+    log0=$(wc -l <"$mlog")
     # shellcheck disable=SC2046 # pid lists
     cpu0=$(cpu_ticks $(pf_pids "$dir"))
     pcpu0=$(cpu_ticks "$POLICYD_PID")
@@ -319,10 +367,12 @@ point() {
     read -r w1 x1 <<<"$io1"
     m=$(val "$out" messages) # 0 is a figure too: (b) cold can take longer than a short run
     local bounced ndr deferred
-    bounced=$(tail -n +"$((log0 + 1))" "$dir/log/maillog" | grep -c 'status=bounced' || true)
-    ndr=$(tail -n +"$((log0 + 1))" "$dir/log/maillog" | grep -c 'sender non-delivery notification' || true)
+    bounced=$(tail -n +"$((log0 + 1))" "$mlog" | grep -c 'status=bounced\|dsn=5' || true)
+    ndr=$(tail -n +"$((log0 + 1))" "$mlog" | grep -c 'sender non-delivery notification\|: DSN: ' || true)
     deferred=$(queue_all "$dir")
-    if [ "$deferred" -gt 0 ]; then # not drained in time: it must not slow the next point
+    if [ "$deferred" -gt 0 ] && [ "$c" = e ]; then
+        find "$SM_DIR/mqueue" -type f -delete
+    elif [ "$deferred" -gt 0 ]; then # not drained in time: it must not slow the next point
         script -qec "postsuper -c '$dir' -d ALL" /dev/null >/dev/null 2>&1 || true
     fi
     awk -v c="$c" -v p="$p" -v m="$m" -v tck="$TCK" \
