@@ -412,9 +412,26 @@ T_END=$(date +%s)
     echo "measuring_seconds: $((T_END - T_START))"
 } >>"$MACHINE"
 
+# summary.md: the main columns as a Markdown table (docs/BENCHMARKS.md quotes it)
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    function v(k) { return $(col[k]) }
+    BEGIN { print "| config | invalid % | goodput/s | msgs/s | RCPT p50 / p99 ms | front CPU s / 1k msgs | policyd CPU s / 1k | bytes written / msg | bounced | backlog left | RCPT 4xx | refused |"
+            print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" }
+    { printf "| %s | %s | %.0f | %.0f | %.1f / %.0f | %.2f | %.3f | %.0f | %d | %d | %d | %d |\n",
+        v("config"), v("invalid_pct"), v("goodput_per_s"), v("msgs_per_s"), v("rcpt_p50_ms"),
+        v("rcpt_p99_ms"), v("front_cpu_s_per_1k"), v("policyd_cpu_s_per_1k"),
+        v("front_write_bytes_per_msg"), v("bounced"), v("backlog_left"), v("rcpt_4xx"),
+        v("refused") }' "$CSV" >"$OUT/summary.md"
+
 if command -v gnuplot >/dev/null; then
     rec gnuplot -e "csv='$CSV'; outdir='$OUT'; configs='$CONFIGS'" "$SRCDIR/tests/bench/paper.gp" ||
         e2e_fail "gnuplot failed"
 fi
-column -s, -t <"$CSV" | cut -c 1-200 >&2 || true
+# the records name this run's directories symbolically, not by this machine's paths
+for f in "$CMDS" "$OUT"/config/*; do
+    sed -i -e "s|$OUT|\$OUT|g" -e "s|$BUILD|\$BUILD|g" -e "s|$SRCDIR|.|g" \
+        -e "s|$E2E_TMP|\$TMP|g" ${SOCKDIR:+-e "s|$SOCKDIR|\$SOCKDIR|g"} \
+        ${SENDMAIL_ROOT:+-e "s|$SENDMAIL_ROOT|\$SENDMAIL_ROOT|g"} "$f"
+done
+cat "$OUT/summary.md" >&2
 e2e_log "done in $((T_END - T_START))s: $CSV"
