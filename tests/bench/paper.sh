@@ -301,7 +301,7 @@ lat() { sed -n "s/^latency_ms $2: n [0-9]* p50 \([0-9.]*\) p99 \([0-9.]*\) .*/\1
 
 TCK=$(getconf CLK_TCK)
 CSV=$OUT/paper.csv
-echo "config,invalid_pct,seconds,connections,sessions,messages,msgs_per_s,goodput_per_s,accepted_valid,accepted_invalid,rcpt_rejected_invalid,rcpt_rejected_valid,rcpt_4xx,other_4xx,data_5xx,refused,replies_421,bounced,ndr_sent,backlog_left,drain_s,front_cpu_s,policyd_cpu_s,redis_cpu_s,front_cpu_s_per_1k,policyd_cpu_s_per_1k,front_write_bytes_per_msg,front_cancelled_bytes_per_msg,greeting_p50_ms,greeting_p99_ms,ehlo_p50_ms,ehlo_p99_ms,mail_p50_ms,mail_p99_ms,rcpt_p50_ms,rcpt_p99_ms,data_p50_ms,data_p99_ms,dot_p50_ms,dot_p99_ms" >"$CSV"
+echo "config,invalid_pct,seconds,connections,sessions,messages,msgs_per_s,goodput_per_s,accepted_valid,accepted_invalid,rcpt_rejected_invalid,rcpt_rejected_valid,rcpt_4xx,other_4xx,data_5xx,refused,replies_421,bounced,ndr_sent,backlog_left,drain_s,front_cpu_s,policyd_cpu_s,redis_cpu_s,front_cpu_s_per_1k,policyd_cpu_s_per_1k,front_write_bytes_per_msg,front_cancelled_bytes_per_msg,greeting_p50_ms,greeting_p99_ms,ehlo_p50_ms,ehlo_p99_ms,mail_p50_ms,mail_p99_ms,rcpt_p50_ms,rcpt_p99_ms,data_p50_ms,data_p99_ms,dot_p50_ms,dot_p99_ms,back_cpu_s,client_cpu_s" >"$CSV"
 
 MACHINE=$OUT/machine.txt
 {
@@ -335,7 +335,7 @@ prefill() {
 # point CONFIG SHARE - one run of the load against a configuration; appends a CSV row
 point() {
     local c=$1 p=$2 dir port tag out ipool=0 log0 m
-    local cpu0 cpu1 pcpu0 pcpu1 rcpu0 rcpu1 io0 io1 w0 w1 x0 x1 drain_s
+    local cpu0 cpu1 pcpu0 pcpu1 rcpu0 rcpu1 bcpu0 bcpu1 io0 io1 w0 w1 x0 x1 drain_s
     dir=$(front_dir "$c")
     port=${FRONT_PORT[$c]}
     tag=$c$p
@@ -352,6 +352,8 @@ point() {
     pcpu0=$(cpu_ticks "$POLICYD_PID")
     rcpu0=$(cpu_ticks "$REDIS_PID")
     # shellcheck disable=SC2046
+    bcpu0=$(cpu_ticks $(pf_pids "$E2E_TMP/back"))
+    # shellcheck disable=SC2046
     io0=$(io_write $(pf_pids "$dir"))
     rec "$LOAD" -p "$port" -c "$CONNS" -t "$DURATION" -i "$p" -g "$tag" -V "$VALID_POOL" \
         -I "$ipool" -M "$MSGS_PER_SESSION" -b "$BODY" >"$out" 2>"$out.err" ||
@@ -361,6 +363,8 @@ point() {
     cpu1=$(cpu_ticks $(pf_pids "$dir"))
     pcpu1=$(cpu_ticks "$POLICYD_PID")
     rcpu1=$(cpu_ticks "$REDIS_PID")
+    # shellcheck disable=SC2046
+    bcpu1=$(cpu_ticks $(pf_pids "$E2E_TMP/back"))
     # shellcheck disable=SC2046
     io1=$(io_write $(pf_pids "$dir"))
     read -r w0 x0 <<<"$io0"
@@ -377,6 +381,7 @@ point() {
     fi
     awk -v c="$c" -v p="$p" -v m="$m" -v tck="$TCK" \
         -v fc=$((cpu1 - cpu0)) -v pc=$((pcpu1 - pcpu0)) -v rc=$((rcpu1 - rcpu0)) \
+        -v bc=$((bcpu1 - bcpu0)) -v cc="$(val "$out" client_cpu_s)" \
         -v wb=$((w1 - w0)) -v cb=$((x1 - x0)) -v b="$bounced" -v n="$ndr" -v q="$deferred" \
         -v d="$drain_s" -v secs="$(val "$out" seconds)" -v conns="$(val "$out" connections)" \
         -v sess="$(val "$out" sessions)" -v mps="$(val "$out" messages_per_s)" \
@@ -388,10 +393,10 @@ point() {
         -v rf="$(val "$out" refused)" -v r421="$(val "$out" replies_421)" \
         -v lats="$(lat "$out" greeting),$(lat "$out" ehlo),$(lat "$out" mail),$(lat "$out" rcpt),$(lat "$out" data),$(lat "$out" dot)" \
         'BEGIN {
-            printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%d,%d,%s,%.2f,%.2f,%.2f,%.3f,%.3f,%.0f,%.0f,%s\n",
+            printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%d,%d,%s,%.2f,%.2f,%.2f,%.3f,%.3f,%.0f,%.0f,%s,%.2f,%s\n",
                 c, p, secs, conns, sess, m, mps, gp, av, ai, ri, rv, r4, o4, d5, rf, r421, b, n, q, d,
                 fc / tck, pc / tck, rc / tck, fc / tck / (m ? m : 1) * 1000, pc / tck / (m ? m : 1) * 1000,
-                wb / (m ? m : 1), cb / (m ? m : 1), lats }' >>"$CSV"
+                wb / (m ? m : 1), cb / (m ? m : 1), lats, bc / tck, cc }' >>"$CSV"
     e2e_log "$c $p%: $(tail -1 "$CSV" | cut -d, -f6-8) (messages, msgs/s, goodput/s); drain ${drain_s}s"
 }
 

@@ -41,6 +41,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -783,6 +784,11 @@ int main(int argc, char **argv)
     printf("refused: %ld\n", cnt.refused);
     printf("replies_421: %ld\n", cnt.replies_421);
     printf("errors: %ld\n", errors);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) /* the client shares the machine with the servers */
+        printf("client_cpu_s: %.2f\n",
+               (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
     printf("goodput_per_s: %.1f\n", (double)cnt.accepted_valid / secs);
     printf("messages_per_s: %.1f\n", (double)cnt.messages / secs);
     for (int st = 0; st < STEP_N; st++) {
