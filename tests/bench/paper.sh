@@ -53,6 +53,7 @@
 #   CONFIGS="a b bw c d e"      which configurations
 #   CONNS=200      client sessions kept open
 #   BODY=2048      message body bytes
+#   BACK_IN_FLOW_DELAY=0   the back end's in_flow_delay (Postfix's default: 1s)
 #   DRAIN_MAX=20   seconds to wait for the front's active queue to empty after a point
 #   OUT=./paper-results   where the CSV, plots and records go
 #   BUILD=DIR      a configured build dir (default ./_build-paper, configured -O2 here)
@@ -67,6 +68,7 @@ CONFIGS=${CONFIGS:-a b bw c d e}
 CONNS=${CONNS:-200}
 BODY=${BODY:-2048}
 DRAIN_MAX=${DRAIN_MAX:-20}
+BACK_IN_FLOW_DELAY=${BACK_IN_FLOW_DELAY:-0}
 OUT=${OUT:-$PWD/paper-results}
 BUILD=${BUILD:-$SRCDIR/_build-paper}
 VALID_POOL=1000
@@ -145,7 +147,7 @@ printf '/^u[^@]*@/ OK\n' >"$E2E_TMP/back/users.regexp"
 # at the first accepted RCPT, so every probe of a valid address (callahead's, verify(8)'s)
 # would wait up to 1 s for a flow-control token whenever the back end is not delivering
 # (the prefills deliver nothing); that wait is the next hop's, not the front's
-pf_instance back "$BACK_PORT" 200 "in_flow_delay = 0
+pf_instance back "$BACK_PORT" 200 "in_flow_delay = $BACK_IN_FLOW_DELAY
 relay_domains = dept.test
 relay_recipient_maps = regexp:$E2E_TMP/back/users.regexp
 transport_maps = inline:{ {dept.test = discard:} }
@@ -313,7 +315,7 @@ MACHINE=$OUT/machine.txt
     echo "postfix: $(postconf -c "$E2E_TMP/back" -h mail_version 2>/dev/null); redis: $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
     echo "filesystem of the queues: $(df -T "$E2E_TMP" | awk 'NR == 2 { print $2 }')"
     echo "source: $(git -C "$SRCDIR" describe --always --dirty 2>/dev/null || echo unknown)"
-    echo "settings: DURATION=$DURATION SHARES=\"$SHARES\" CONFIGS=\"$CONFIGS\" CONNS=$CONNS BODY=$BODY DRAIN_MAX=$DRAIN_MAX"
+    echo "settings: DURATION=$DURATION SHARES=\"$SHARES\" CONFIGS=\"$CONFIGS\" CONNS=$CONNS BODY=$BODY DRAIN_MAX=$DRAIN_MAX BACK_IN_FLOW_DELAY=$BACK_IN_FLOW_DELAY"
     echo "pools: valid $VALID_POOL, warm invalid $WARM_INVALID_POOL, $MSGS_PER_SESSION messages a session"
 } >"$MACHINE"
 e2e_log "servers up (back $BACK_PORT, sink $SINK_PORT, redis $REDIS_PORT, policyd $POLICYD_PORT," \
