@@ -23,8 +23,9 @@
 #   RATE_FRACTION=0.5  at the largest N, also offer this fraction of the measured
 #                    policyd throughput (policy_bench -R) and report p99 at that load;
 #                    0 skips the paced run
-#   ROUTE=smtp       smtp: recipients are verified by callouts to local smtp-sink next hops
-#                    (alice, bob, carol@example.test accepted; nobody@invalid.test refused),
+#   ROUTE=smtp       smtp: recipients are verified by callouts to local next hops (smtp-sink
+#                    accepts alice, bob, carol@example.test; tests/e2e/smtp_testserver
+#                    answers 550 5.1.1 user unknown for nobody@invalid.test),
 #                    so after the first callout every answer is a cached verdict;
 #                    cdb: a CDB table route (the verifier asks a local table directly,
 #                    never the cache: this measures the table path)
@@ -145,13 +146,21 @@ example.test   cdb:$T/users.cdb
 *              dunno
 EOF
 else
-    # two next hops: one accepts every RCPT, one refuses every RCPT with 5xx
+    # two next hops: one accepts every RCPT, one says "user unknown" to every RCPT.
+    # Not smtp-sink -f rcpt: its "500 5.3.0 Error: command failed" is a refusal of the
+    # client, not of the address, which the daemon answers 4xx and never caches.
     INVALID="nobody@invalid.test"
     SINK_OK=$(free_port)
     SINK_NO=$(free_port)
+    # shellcheck disable=SC2046 # pkg-config prints several words on purpose
+    cc -std=c11 -D_GNU_SOURCE -O2 -o "$T/smtp_testserver" "$SRCDIR/tests/e2e/smtp_testserver.c" \
+        $(pkg-config --cflags --libs libevent) || fail "cannot compile smtp_testserver.c"
+    printf 'rcpt * 550 5.1.1 <nobody@invalid.test>: Recipient address rejected: User unknown\n' \
+        >"$T/unknown.script"
     taskset -c "$CLIENT_CPU" smtp-sink -u nobody "127.0.0.1:$SINK_OK" 64 &
     SINK_PIDS="$SINK_PIDS $!"
-    taskset -c "$CLIENT_CPU" smtp-sink -u nobody -f rcpt "127.0.0.1:$SINK_NO" 64 &
+    taskset -c "$CLIENT_CPU" "$T/smtp_testserver" -p "$SINK_NO" -s "$T/unknown.script" \
+        >"$T/testserver.log" 2>&1 &
     SINK_PIDS="$SINK_PIDS $!"
     cat >"$T/routes" <<EOF
 # benchmark routes: callouts to local next hops, everything else unknown
