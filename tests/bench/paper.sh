@@ -220,7 +220,7 @@ define(\`confMIN_FREE_BLOCKS', \`0')dnl" e2e_start_sendmail "local:$SOCKDIR/milt
     esac
 done
 
-# --- measuring helpers
+# --- measuring functions
 
 # front_dir CONFIG - the Postfix instance a configuration runs on
 front_dir() {
