@@ -84,6 +84,10 @@ struct conn {
     size_t inlen;
     /* send times of requests in flight, oldest first (a ring of pipeline slots) */
     uint64_t *sent_ns;
+    /* with -R, the times the pacer scheduled them at (same ring): latency counts from
+     * there, so a request that waited in the client for a free connection is not timed
+     * as if it had been sent on time (coordinated omission) */
+    uint64_t *sched_ns;
     int head, inflight;
     unsigned next_addr;
     int idle_queued; /* waiting in B.idleq for the rate limiter to allow a request */
@@ -171,7 +175,8 @@ static void usage(void)
                     "  -r list      comma-separated recipients, as repeated -a\n"
                     "  -s sender    envelope sender (sender@example.org)\n"
                     "  -R rate      offer this many requests/s over all connections (default:\n"
-                    "               each connection sends again as soon as it is answered)\n"
+                    "               each connection sends again as soon as it is answered);\n"
+                    "               latency then counts from each request's scheduled time\n"
                     "  -T ms        per-request timeout, counted as an error (10000)\n"
                     "  -q           no progress output\n"
                     "Exit: 0 clean run, 1 run with errors, 2 usage or setup error.\n");
@@ -385,7 +390,7 @@ static int reply_done(struct conn *c, const char *r, size_t len)
         conn_close(c, &B.errors_proto, "reply without action=");
         return -1;
     }
-    sent = c->sent_ns[c->head];
+    sent = B.o.rate > 0 ? c->sched_ns[c->head] : c->sent_ns[c->head];
     c->head = (c->head + 1) % B.o.pipeline;
     c->inflight--;
     B.completed++;
@@ -463,7 +468,11 @@ static void conn_send_more(struct conn *c)
         }
         memcpy(c->out + c->outlen, B.req[a], len);
         c->outlen += len;
-        c->sent_ns[(c->head + c->inflight) % B.o.pipeline] = now_ns();
+        int slot = (c->head + c->inflight) % B.o.pipeline;
+        c->sent_ns[slot] = now_ns();
+        /* request number B.issued was due at rate_t0 + B.issued / rate (rate_allowance) */
+        c->sched_ns[slot] =
+            B.rate_t0 + (uint64_t)((double)B.issued * 1e9 / (B.o.rate > 0 ? B.o.rate : 1));
         c->inflight++;
         B.issued++;
         queued = 1;
@@ -684,7 +693,8 @@ static int open_conn(struct conn *c, const struct sockaddr *sa, socklen_t salen)
     c->rev = event_new(B.base, c->fd, EV_READ | EV_PERSIST, conn_read_cb, c);
     c->wev = event_new(B.base, c->fd, EV_WRITE, conn_connected_cb, c);
     c->sent_ns = calloc((size_t)B.o.pipeline, sizeof(uint64_t));
-    if (c->rev == NULL || c->wev == NULL || c->sent_ns == NULL)
+    c->sched_ns = calloc((size_t)B.o.pipeline, sizeof(uint64_t));
+    if (c->rev == NULL || c->wev == NULL || c->sent_ns == NULL || c->sched_ns == NULL)
         die("out of memory");
     if (connect(c->fd, sa, salen) != 0 && errno != EINPROGRESS) {
         if (++B.errors_connect <= 5)
@@ -794,6 +804,7 @@ static void report(void)
         printf("action: %lld (other)\n", B.actions_other);
     if (B.o.rate > 0) {
         printf("offered_rate: %.0f\n", B.o.rate);
+        printf("latency_from: scheduled send time\n");
         printf("rate_behind_ms: %lld\n", B.rate_behind);
     }
 }
@@ -959,6 +970,7 @@ int main(int argc, char **argv)
             event_free(c->wev);
         free(c->out);
         free(c->sent_ns);
+        free(c->sched_ns);
     }
     free(B.conns);
     for (int i = 0; i < B.nactions; i++)

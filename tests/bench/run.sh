@@ -20,11 +20,13 @@
 #   WARMUP=20000     policy_bench warm-up requests per run
 #   REPEAT=1         runs per concurrency (one table row each)
 #   SERVER_CPU=0 CLIENT_CPU=1   cores for the servers and for the clients
-#   RATE_FRACTION=0.5  at the largest N, also offer this fraction of the measured
-#                    policyd throughput (policy_bench -R) and report p99 at that load;
-#                    0 skips the paced run
-#   ROUTE=smtp       smtp: recipients are verified by callouts to local smtp-sink next hops
-#                    (alice, bob, carol@example.test accepted; nobody@invalid.test refused),
+#   RATE_FRACTION=0.5  at N=PACED_N, also offer this fraction of the throughput measured
+#                    there (policy_bench -R) and report p99 at that load; 0 skips it
+#   PACED_N          the N of the paced run: 1000 when CONNS has it (the issue's figure),
+#                    else the largest N
+#   ROUTE=smtp       smtp: recipients are verified by callouts to local next hops (smtp-sink
+#                    accepts alice, bob, carol@example.test; tests/e2e/smtp_testserver
+#                    answers 550 5.1.1 user unknown for nobody@invalid.test),
 #                    so after the first callout every answer is a cached verdict;
 #                    cdb: a CDB table route (the verifier asks a local table directly,
 #                    never the cache: this measures the table path)
@@ -145,13 +147,21 @@ example.test   cdb:$T/users.cdb
 *              dunno
 EOF
 else
-    # two next hops: one accepts every RCPT, one refuses every RCPT with 5xx
+    # two next hops: one accepts every RCPT, one says "user unknown" to every RCPT.
+    # Not smtp-sink -f rcpt: its "500 5.3.0 Error: command failed" is a refusal of the
+    # client, not of the address, which the daemon answers 4xx and never caches.
     INVALID="nobody@invalid.test"
     SINK_OK=$(free_port)
     SINK_NO=$(free_port)
+    # shellcheck disable=SC2046 # pkg-config prints several words on purpose
+    cc -std=c11 -D_GNU_SOURCE -O2 -o "$T/smtp_testserver" "$SRCDIR/tests/e2e/smtp_testserver.c" \
+        $(pkg-config --cflags --libs libevent) || fail "cannot compile smtp_testserver.c"
+    printf 'rcpt * 550 5.1.1 <nobody@invalid.test>: Recipient address rejected: User unknown\n' \
+        >"$T/unknown.script"
     taskset -c "$CLIENT_CPU" smtp-sink -u nobody "127.0.0.1:$SINK_OK" 64 &
     SINK_PIDS="$SINK_PIDS $!"
-    taskset -c "$CLIENT_CPU" smtp-sink -u nobody -f rcpt "127.0.0.1:$SINK_NO" 64 &
+    taskset -c "$CLIENT_CPU" "$T/smtp_testserver" -p "$SINK_NO" -s "$T/unknown.script" \
+        >"$T/testserver.log" 2>&1 &
     SINK_PIDS="$SINK_PIDS $!"
     cat >"$T/routes" <<EOF
 # benchmark routes: callouts to local next hops, everything else unknown
@@ -230,6 +240,7 @@ printf '%-6s %12s %10s %10s %12s %10s %10s %7s %11s %6s\n' N policyd_rps p50_us 
 row=0
 last_n=
 last_rps=
+declare -A RPS_AT # the last measured policyd rate at each N
 for n in $CONNS; do
     for rep in $(seq 1 "$REPEAT"); do
         row=$((row + 1))
@@ -264,11 +275,20 @@ for n in $CONNS; do
                     stall }'
         last_n=$n
         last_rps=$prps
+        RPS_AT[$n]=$prps
     done
 done
 
 # the latency target is about a loaded, not a saturated, server: a closed loop at N
 # connections always waits N/throughput, so also offer a fixed fraction of the rate
+if [ -z "${PACED_N:-}" ]; then
+    PACED_N=$last_n
+    case " $CONNS " in *" 1000 "*) PACED_N=1000 ;; esac
+fi
+if [ -n "${RPS_AT[$PACED_N]:-}" ]; then
+    last_n=$PACED_N
+    last_rps=${RPS_AT[$PACED_N]}
+fi
 if [ -n "$last_n" ] && awk -v f="$RATE_FRACTION" 'BEGIN { exit !(f > 0) }'; then
     rate=$(awk -v r="$last_rps" -v f="$RATE_FRACTION" 'BEGIN { printf "%d", r * f }')
     out=$T/policy.paced.out
