@@ -155,35 +155,6 @@ static int socket_owner(const struct config *c, const char *path, char *err, siz
     return 0;
 }
 
-/* drop_privileges - become milter_user (when started as root) */
-static int drop_privileges(const char *user, char *err, size_t errlen)
-{
-    struct passwd *pw;
-
-    if (user == NULL || user[0] == '\0')
-        return 0;
-    if ((pw = getpwnam(user)) == NULL) {
-        snprintf(err, errlen, "milter_user = %s: no such user", user);
-        return -1;
-    }
-    if (geteuid() != 0) {
-        if (geteuid() == pw->pw_uid)
-            return 0;
-        snprintf(err, errlen, "milter_user = %s: must start as root to change user", user);
-        return -1;
-    }
-    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0) {
-        snprintf(err, errlen, "cannot become %s: %s", user, strerror(errno));
-        return -1;
-    }
-    if (setuid(0) == 0) {
-        snprintf(err, errlen, "privileges were not dropped");
-        return -1;
-    }
-    return 0;
-}
-
 /* ready_fd - where start-up reports to the command that started us (-1: foreground) */
 static int ready_fd = -1;
 
@@ -330,7 +301,7 @@ int main(int argc, char **argv)
         unlink(path);
         start_fail(err);
     }
-    if (drop_privileges(cfg.milter_user, err, sizeof(err)) < 0)
+    if (startup_drop_privileges("milter_user", cfg.milter_user, err, sizeof(err)) < 0)
         start_fail(err);
     log_info("callahead-milter %s listening on %s, policy service %s, timeout %dms, "
              "default action %s",

@@ -132,35 +132,6 @@ static int facility_code(const char *name)
     return LOG_MAIL;
 }
 
-/* drop_privileges - become cfg->user (with its groups) after binding */
-static int drop_privileges(const char *user, char *err, size_t errlen)
-{
-    struct passwd *pw;
-
-    if (user == NULL || user[0] == '\0')
-        return 0;
-    if ((pw = getpwnam(user)) == NULL) {
-        snprintf(err, errlen, "user = %s: no such user", user);
-        return -1;
-    }
-    if (geteuid() != 0) {
-        if (geteuid() == pw->pw_uid)
-            return 0;
-        snprintf(err, errlen, "user = %s: must start as root to change user", user);
-        return -1;
-    }
-    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0) {
-        snprintf(err, errlen, "cannot become %s: %s", user, strerror(errno));
-        return -1;
-    }
-    if (setuid(0) == 0) {
-        snprintf(err, errlen, "privileges were not dropped");
-        return -1;
-    }
-    return 0;
-}
-
 /*
  * start_fail - start-up failed after the configuration was read: say why on
  * the terminal (foreground) or to the waiting command and the log
@@ -509,7 +480,7 @@ int main(int argc, char **argv)
         start_fail(&d, err);
     if (d.stats_fd >= 0 && listener_listen(d.stats_fd, err, sizeof(err)) < 0)
         start_fail(&d, err);
-    if (drop_privileges(d.cfg->user, err, sizeof(err)) < 0)
+    if (startup_drop_privileges("user", d.cfg->user, err, sizeof(err)) < 0)
         start_fail(&d, err);
 
     d.base = event_base_new();

@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,4 +259,32 @@ long startup_raise_nofile(long need, char *err, size_t errlen)
     if (setrlimit(RLIMIT_NOFILE, &soft) < 0)
         return (long)rl.rlim_cur; /* the caller says what the limit in effect allows */
     return (long)soft.rlim_cur;
+}
+
+int startup_drop_privileges(const char *param, const char *user, char *err, size_t errlen)
+{
+    struct passwd *pw;
+
+    if (user == NULL || user[0] == '\0')
+        return 0;
+    if ((pw = getpwnam(user)) == NULL) {
+        snprintf(err, errlen, "%s = %s: no such user", param, user);
+        return -1;
+    }
+    if (geteuid() != 0) {
+        if (geteuid() == pw->pw_uid)
+            return 0;
+        snprintf(err, errlen, "%s = %s: must start as root to change user", param, user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
+        snprintf(err, errlen, "cannot become %s: %s", user, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0) {
+        snprintf(err, errlen, "privileges were not dropped");
+        return -1;
+    }
+    return 0;
 }

@@ -62,4 +62,12 @@ int startup_pidfile_lock(const char *path, char *err, size_t errlen);
  */
 long startup_raise_nofile(long need, char *err, size_t errlen);
 
+/*
+ * startup_drop_privileges - become user (with its groups) once the sockets
+ * are bound; param names the setting in messages ("user", "milter_user").
+ * An empty user, or already being that user, is a no-op. Fails when not
+ * root, or when root could be regained afterwards.
+ */
+int startup_drop_privileges(const char *param, const char *user, char *err, size_t errlen);
+
 #endif
