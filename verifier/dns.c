@@ -17,6 +17,15 @@
  * back, also with ARES_EDESTRUCTION from ares_destroy()). A request that was
  * cancelled or answered ignores late answers and is freed with its last
  * reference.
+ *
+ * Channels: the c-ares channel, its sockets and its timer form one struct
+ * dns_chan. dns_reconfigure() (a reload's new dns_servers or dns_timeout)
+ * opens a new channel for the lookups started from then on; each request
+ * keeps the channel it started on for all its queries, so lookups in
+ * progress finish where they began. The old channel is retired and
+ * destroyed once its last query has been answered, from a deferred event:
+ * never inside a c-ares callback of its own, and with nothing left for
+ * ares_destroy() to call back with ARES_EDESTRUCTION.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,18 +56,28 @@ enum { DNS_C_IN = 1, DNS_T_A = 1, DNS_T_MX = 15, DNS_T_AAAA = 28 };
 /* One socket c-ares asked us to watch. */
 struct dns_sock {
     struct dns_sock *next;
-    struct dns *dns;
+    struct dns_chan *chan;
     ares_socket_t fd;
     struct event *ev;
 };
 
-struct dns {
-    struct event_base *base;
+/* One c-ares channel: the current one, or a retired one still answering. */
+struct dns_chan {
+    struct dns *dns;
+    struct dns_chan *next; /* in dns->retired */
     ares_channel channel;
     int channel_ok;
     struct event *timer;    /* ares_timeout() driven */
     struct dns_sock *socks; /* sockets c-ares has open */
-    struct dns_req *reqs;   /* live requests (not yet answered nor cancelled) */
+    int queries;            /* c-ares queries in flight on it */
+};
+
+struct dns {
+    struct event_base *base;
+    struct dns_chan *chan;    /* new lookups start here */
+    struct dns_chan *retired; /* replaced by a reconfigure, freed when idle */
+    struct event *reap;       /* deferred: free the retired channels that are idle */
+    struct dns_req *reqs;     /* live requests (not yet answered nor cancelled) */
     int timeout_ms;
     unsigned long long rng; /* xorshift state for shuffling equal preferences */
 };
@@ -92,6 +111,8 @@ struct dns_work {
 
 struct dns_req {
     struct dns *dns;
+    struct dns_chan *chan;       /* every query of the request goes to this channel */
+    int timeout_ms;              /* its deadline, as configured when it started */
     struct dns_req *prev, *next; /* in dns->reqs while live */
     enum req_kind kind;
     enum req_state state;
@@ -116,7 +137,7 @@ struct dns_req {
     struct dns_target targets[DNS_MAX_TARGETS];
 };
 
-static void dns_rearm(struct dns *dns);
+static void dns_rearm(struct dns_chan *chan);
 
 /* dns_status_name - short name of a dns_status for logs */
 const char *dns_status_name(int status)
@@ -187,37 +208,37 @@ static unsigned long long dns_rand(struct dns *dns)
 static void dns_sock_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct dns_sock *s = arg;
-    struct dns *dns = s->dns; /* s may be freed inside ares_process_fd() */
+    struct dns_chan *chan = s->chan; /* s may be freed inside ares_process_fd() */
 
     log_debug("dns: socket %d ready:%s%s", (int)fd, (what & EV_READ) ? " read" : "",
               (what & EV_WRITE) ? " write" : "");
 
-    ares_process_fd(dns->channel, (what & EV_READ) ? (ares_socket_t)fd : ARES_SOCKET_BAD,
+    ares_process_fd(chan->channel, (what & EV_READ) ? (ares_socket_t)fd : ARES_SOCKET_BAD,
                     (what & EV_WRITE) ? (ares_socket_t)fd : ARES_SOCKET_BAD);
-    dns_rearm(dns);
+    dns_rearm(chan);
 }
 
 /* dns_timer_cb - c-ares' next timeout passed: let it retry or fail queries */
 static void dns_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct dns *dns = arg;
+    struct dns_chan *chan = arg;
 
-    ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-    dns_rearm(dns);
+    ares_process_fd(chan->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    dns_rearm(chan);
 }
 
 /* dns_rearm - set the timer to c-ares' next timeout, or stop it when idle */
-static void dns_rearm(struct dns *dns)
+static void dns_rearm(struct dns_chan *chan)
 {
     struct timeval tv, *tvp;
 
-    if (!dns->channel_ok)
+    if (!chan->channel_ok)
         return;
-    tvp = ares_timeout(dns->channel, NULL, &tv);
+    tvp = ares_timeout(chan->channel, NULL, &tv);
     if (tvp)
-        evtimer_add(dns->timer, tvp);
+        evtimer_add(chan->timer, tvp);
     else
-        evtimer_del(dns->timer);
+        evtimer_del(chan->timer);
 }
 
 /*
@@ -228,12 +249,12 @@ static void dns_rearm(struct dns *dns)
  */
 static void dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 {
-    struct dns *dns = data;
+    struct dns_chan *chan = data;
     struct dns_sock **pp, *s;
     short what;
 
     log_debug("dns: socket %d read=%d write=%d", (int)fd, readable, writable);
-    for (pp = &dns->socks; *pp && (*pp)->fd != fd; pp = &(*pp)->next)
+    for (pp = &chan->socks; *pp && (*pp)->fd != fd; pp = &(*pp)->next)
         ;
     s = *pp;
     if (s) {
@@ -254,13 +275,13 @@ static void dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int wr
             log_err("dns: out of memory watching a resolver socket");
             return;
         }
-        s->dns = dns;
+        s->chan = chan;
         s->fd = fd;
-        s->next = dns->socks;
-        dns->socks = s;
+        s->next = chan->socks;
+        chan->socks = s;
     }
     what = EV_PERSIST | (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
-    s->ev = event_new(dns->base, fd, what, dns_sock_cb, s);
+    s->ev = event_new(chan->dns->base, fd, what, dns_sock_cb, s);
     if (!s->ev || event_add(s->ev, NULL) < 0)
         log_err("dns: cannot watch resolver socket %d", (int)fd);
 }
@@ -342,7 +363,7 @@ static void dns_deadline_cb(evutil_socket_t fd, short what, void *arg)
     struct dns_req *req = arg;
 
     dns_finish(req, DNS_TEMPFAIL, "DNS lookup of %s timed out after %d ms (%s)", req->name,
-               req->dns->timeout_ms, req->state == REQ_MX_QUERY ? "MX query" : "address queries");
+               req->timeout_ms, req->state == REQ_MX_QUERY ? "MX query" : "address queries");
 }
 
 /* dns_ares_status - a c-ares failure as a status: absent name, or try later */
@@ -357,8 +378,9 @@ static void dns_query_cb(void *arg, int status, int timeouts, unsigned char *abu
 static void dns_send(struct dns_req *req, struct dns_query *q, const char *name)
 {
     req->refs++;
+    req->chan->queries++;
     /* may call dns_query_cb synchronously (e.g. ENOMEM): that path only stores a result */
-    ares_query(req->dns->channel, name, DNS_C_IN, q->type, dns_query_cb, q);
+    ares_query(req->chan->channel, name, DNS_C_IN, q->type, dns_query_cb, q);
 }
 
 /* dns_start_addr - ask A and AAAA for every target */
@@ -561,7 +583,11 @@ static void dns_query_cb(void *arg, int status, int timeouts, unsigned char *abu
 {
     struct dns_query *q = arg;
     struct dns_req *req = q->req;
+    struct dns_chan *chan = req->chan;
 
+    /* a retired channel with nothing left in flight is freed later, not inside its own c-ares */
+    if (--chan->queries == 0 && chan != chan->dns->chan && status != ARES_EDESTRUCTION)
+        event_active(chan->dns->reap, EV_TIMEOUT, 0);
     log_debug("dns: %s: answer type %d target %d: %s (%d bytes)", req->name, q->type, q->target,
               ares_strerror(status), alen);
 
@@ -602,6 +628,8 @@ static struct dns_req *dns_req_new(struct dns *dns, enum req_kind kind, dns_cb c
     if (!req)
         return NULL;
     req->dns = dns;
+    req->chan = dns->chan;
+    req->timeout_ms = dns->timeout_ms;
     req->kind = kind;
     req->state = kind == REQ_MX ? REQ_MX_QUERY : REQ_ADDR_QUERY;
     req->refs = 1;
@@ -613,8 +641,8 @@ static struct dns_req *dns_req_new(struct dns *dns, enum req_kind kind, dns_cb c
         dns_req_unref(req);
         return NULL;
     }
-    tv.tv_sec = dns->timeout_ms / 1000;
-    tv.tv_usec = (dns->timeout_ms % 1000) * 1000;
+    tv.tv_sec = req->timeout_ms / 1000;
+    tv.tv_usec = (req->timeout_ms % 1000) * 1000;
     evtimer_add(req->deadline, &tv);
     req->next = dns->reqs;
     if (dns->reqs)
@@ -642,7 +670,7 @@ struct dns_req *dns_mx_lookup(struct dns *dns, const char *domain, dns_cb cb, vo
     req->mxq.target = -1;
     req->mxq.type = DNS_T_MX;
     dns_send(req, &req->mxq, req->name);
-    dns_rearm(dns);
+    dns_rearm(req->chan);
     return req;
 }
 
@@ -692,7 +720,7 @@ struct dns_req *dns_host_lookup(struct dns *dns, const char *host, dns_cb cb, vo
     req->nwork = 1;
     memcpy(req->work[0].host, req->name, sizeof(req->name));
     dns_start_addr(req);
-    dns_rearm(dns);
+    dns_rearm(req->chan);
     return req;
 }
 
@@ -776,30 +804,137 @@ static int dns_servers_check(const char *list)
     return 0;
 }
 
-/* dns_new - a resolver on base (see dns.h) */
-struct dns *dns_new(struct event_base *base, const char *servers, int timeout_ms, char *err,
-                    size_t errlen)
+/* dns_servers_valid - the list's length and syntax, or -1 + err */
+static int dns_servers_valid(const char *servers, char *err, size_t errlen)
 {
-    struct dns *dns;
-    struct ares_options opts;
-    struct timeval now;
-    int rc, optmask;
-
-    if (!base) {
-        snprintf(err, errlen, "dns: no event base");
-        return NULL;
-    }
     if (servers && strnlen(servers, DNS_SERVERS_MAX + 1) > DNS_SERVERS_MAX) {
         snprintf(err, errlen, "dns: server list longer than %d characters", DNS_SERVERS_MAX);
-        return NULL;
+        return -1;
     }
     if (servers && servers[0] && dns_servers_check(servers) < 0) {
         snprintf(
             err, errlen,
             "dns: bad server list \"%s\" (want ADDR, ADDR:PORT or [IPV6]:PORT, comma separated)",
             servers);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * dns_chan_free - destroy a channel. Queries still in flight are called back
+ * with ARES_EDESTRUCTION (their requests only let go), so the caller must not
+ * be inside a callback of this channel.
+ */
+static void dns_chan_free(struct dns_chan *chan)
+{
+    struct dns_sock *s;
+
+    if (!chan)
+        return;
+    if (chan->channel_ok) {
+        ares_destroy(chan->channel);
+        chan->channel_ok = 0;
+    }
+    while ((s = chan->socks) != NULL) {
+        chan->socks = s->next;
+        if (s->ev)
+            event_free(s->ev);
+        free(s);
+    }
+    if (chan->timer)
+        event_free(chan->timer);
+    free(chan);
+}
+
+/*
+ * dns_chan_new - a c-ares channel asking servers ("" = resolv.conf, read
+ * now) with c-ares' own retries fitted into timeout_ms: three tries of a
+ * quarter of it (c-ares doubles the wait each round); the request deadline
+ * is the real limit. NULL + err.
+ */
+static struct dns_chan *dns_chan_new(struct dns *dns, const char *servers, int timeout_ms,
+                                     char *err, size_t errlen)
+{
+    struct dns_chan *chan = calloc(1, sizeof(*chan));
+    struct ares_options opts;
+    int rc, optmask;
+
+    if (!chan) {
+        snprintf(err, errlen, "dns: out of memory");
         return NULL;
     }
+    chan->dns = dns;
+    chan->timer = evtimer_new(dns->base, dns_timer_cb, chan);
+    if (!chan->timer) {
+        snprintf(err, errlen, "dns: cannot create timer");
+        goto fail;
+    }
+    memset(&opts, 0, sizeof(opts));
+    opts.sock_state_cb = dns_sock_state_cb;
+    opts.sock_state_cb_data = chan;
+    opts.timeout = timeout_ms / 4 > 0 ? timeout_ms / 4 : 1;
+    opts.tries = 3;
+    optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+    rc = ares_init_options(&chan->channel, &opts, optmask);
+    if (rc != ARES_SUCCESS) {
+        snprintf(err, errlen, "dns: c-ares channel: %s", ares_strerror(rc));
+        goto fail;
+    }
+    chan->channel_ok = 1;
+    if (servers && servers[0]) {
+        rc = ares_set_servers_ports_csv(chan->channel, servers);
+        if (rc != ARES_SUCCESS) {
+            snprintf(err, errlen, "dns: bad server list \"%s\": %s", servers, ares_strerror(rc));
+            goto fail;
+        }
+    }
+    log_debug("dns: resolver channel ready, servers=%s timeout=%dms",
+              servers && servers[0] ? servers : "(resolv.conf)", timeout_ms);
+    return chan;
+
+fail:
+    dns_chan_free(chan);
+    return NULL;
+}
+
+/* dns_reap_cb - deferred: free the retired channels with no query left in flight */
+static void dns_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns *dns = arg;
+    struct dns_chan **pp = &dns->retired, *c;
+
+    while ((c = *pp) != NULL) {
+        if (c->queries > 0) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        log_debug("dns: retired resolver channel freed");
+        dns_chan_free(c);
+    }
+}
+
+/* dns_timeout_of - timeout_ms as the resolver uses it */
+static int dns_timeout_of(int timeout_ms)
+{
+    return timeout_ms < DNS_MIN_TIMEOUT_MS ? DNS_MIN_TIMEOUT_MS : timeout_ms;
+}
+
+/* dns_new - a resolver on base (see dns.h) */
+struct dns *dns_new(struct event_base *base, const char *servers, int timeout_ms, char *err,
+                    size_t errlen)
+{
+    struct dns *dns;
+    struct timeval now;
+    int rc;
+
+    if (!base) {
+        snprintf(err, errlen, "dns: no event base");
+        return NULL;
+    }
+    if (dns_servers_valid(servers, err, errlen) < 0)
+        return NULL;
     rc = ares_library_init(ARES_LIB_INIT_ALL);
     if (rc != ARES_SUCCESS) {
         snprintf(err, errlen, "dns: c-ares init: %s", ares_strerror(rc));
@@ -812,44 +947,20 @@ struct dns *dns_new(struct event_base *base, const char *servers, int timeout_ms
         return NULL;
     }
     dns->base = base;
-    dns->timeout_ms = timeout_ms < DNS_MIN_TIMEOUT_MS ? DNS_MIN_TIMEOUT_MS : timeout_ms;
+    dns->timeout_ms = dns_timeout_of(timeout_ms);
     gettimeofday(&now, NULL);
     dns->rng = ((unsigned long long)now.tv_sec << 20) ^ (unsigned long long)now.tv_usec ^
                ((unsigned long long)getpid() << 40) ^ (unsigned long long)(uintptr_t)dns;
     if (dns->rng == 0)
         dns->rng = 0x9e3779b97f4a7c15ULL;
-    dns->timer = evtimer_new(base, dns_timer_cb, dns);
-    if (!dns->timer) {
+    dns->reap = event_new(base, -1, 0, dns_reap_cb, dns);
+    if (!dns->reap) {
         snprintf(err, errlen, "dns: cannot create timer");
         goto fail;
     }
-
-    /*
-     * c-ares' own retries fit inside our budget: three tries of a quarter of
-     * it (c-ares doubles the wait each round); the request deadline is the
-     * real limit.
-     */
-    memset(&opts, 0, sizeof(opts));
-    opts.sock_state_cb = dns_sock_state_cb;
-    opts.sock_state_cb_data = dns;
-    opts.timeout = dns->timeout_ms / 4 > 0 ? dns->timeout_ms / 4 : 1;
-    opts.tries = 3;
-    optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
-    rc = ares_init_options(&dns->channel, &opts, optmask);
-    if (rc != ARES_SUCCESS) {
-        snprintf(err, errlen, "dns: c-ares channel: %s", ares_strerror(rc));
+    dns->chan = dns_chan_new(dns, servers, dns->timeout_ms, err, errlen);
+    if (!dns->chan)
         goto fail;
-    }
-    dns->channel_ok = 1;
-    if (servers && servers[0]) {
-        rc = ares_set_servers_ports_csv(dns->channel, servers);
-        if (rc != ARES_SUCCESS) {
-            snprintf(err, errlen, "dns: bad server list \"%s\": %s", servers, ares_strerror(rc));
-            goto fail;
-        }
-    }
-    log_debug("dns: resolver ready, servers=%s timeout=%dms",
-              servers && servers[0] ? servers : "(resolv.conf)", dns->timeout_ms);
     return dns;
 
 fail:
@@ -857,28 +968,45 @@ fail:
     return NULL;
 }
 
+/* dns_reconfigure - new lookups on a new channel; the old one retires (see dns.h) */
+int dns_reconfigure(struct dns *dns, const char *servers, int timeout_ms, char *err, size_t errlen)
+{
+    struct dns_chan *chan, *old = dns->chan;
+
+    if (dns_servers_valid(servers, err, errlen) < 0)
+        return -1;
+    chan = dns_chan_new(dns, servers, dns_timeout_of(timeout_ms), err, errlen);
+    if (!chan)
+        return -1;
+    dns->chan = chan;
+    dns->timeout_ms = dns_timeout_of(timeout_ms);
+    if (old->queries == 0) {
+        dns_chan_free(old); /* not called from a c-ares callback: see dns.h */
+    } else {
+        log_debug("dns: %d queries finish on the old resolver channel", old->queries);
+        old->next = dns->retired;
+        dns->retired = old;
+    }
+    return 0;
+}
+
 /* dns_free - cancel all requests and free the resolver (see dns.h) */
 void dns_free(struct dns *dns)
 {
-    struct dns_sock *s;
+    struct dns_chan *c;
 
     if (!dns)
         return;
     while (dns->reqs)
         dns_cancel(dns->reqs);
-    if (dns->channel_ok) {
-        /* calls every pending query back with ARES_EDESTRUCTION: requests go with it */
-        ares_destroy(dns->channel);
-        dns->channel_ok = 0;
+    /* calls every pending query back with ARES_EDESTRUCTION: requests go with it */
+    dns_chan_free(dns->chan);
+    while ((c = dns->retired) != NULL) {
+        dns->retired = c->next;
+        dns_chan_free(c);
     }
-    while ((s = dns->socks) != NULL) {
-        dns->socks = s->next;
-        if (s->ev)
-            event_free(s->ev);
-        free(s);
-    }
-    if (dns->timer)
-        event_free(dns->timer);
+    if (dns->reap)
+        event_free(dns->reap);
     free(dns);
     ares_library_cleanup();
 }

@@ -6,7 +6,8 @@
  * libevent's evdns cannot ask for MX records, so this wraps c-ares and drives
  * it from the caller's event_base: one event per c-ares socket (through
  * ARES_OPT_SOCK_STATE_CB) and one timer from ares_timeout(). Nothing here
- * blocks the loop except dns_new() reading /etc/resolv.conf at start-up.
+ * blocks the loop except dns_new() reading /etc/resolv.conf at start-up
+ * (and dns_reconfigure() at a reload).
  *
  * Answers (struct dns_target, in the order to try them):
  *   - MX records sorted by preference, equal preferences shuffled (RFC 5321
@@ -87,6 +88,16 @@ typedef void (*dns_cb)(int status, const struct dns_target *targets, int ntarget
  */
 struct dns *dns_new(struct event_base *base, const char *servers, int timeout_ms, char *err,
                     size_t errlen);
+
+/*
+ * dns_reconfigure - lookups started from now on ask servers (as dns_new;
+ * "" reads /etc/resolv.conf again) within timeout_ms. Lookups in progress
+ * finish on the servers and deadline they started with; the old c-ares
+ * channel is freed once its last query has been answered. Returns 0, or
+ * -1 with err set and nothing changed (a bad list, or c-ares cannot make a
+ * channel).
+ */
+int dns_reconfigure(struct dns *dns, const char *servers, int timeout_ms, char *err, size_t errlen);
 
 /* dns_free - cancel every pending request (their callbacks never run), free the resolver. */
 void dns_free(struct dns *dns);

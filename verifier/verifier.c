@@ -361,16 +361,24 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err, size_t errlen)
 {
     /*
-     * XXX the cache connection and the resolver are kept (backends of
-     * tables still in use point at them): changing those needs a restart.
-     * The cache's TTLs and L1 bound are plain numbers and apply at once
-     * (the bound is the one step that can fail, so it goes before the
-     * tables are swapped); the delimiter comes with the new tables.
+     * XXX the cache connection is kept (backends of tables still in use
+     * point at it): changing it needs a restart. The resolver object stays
+     * too, but takes the new servers and deadline on a fresh channel
+     * (dns_reconfigure: lookups in progress finish on the old one). The
+     * cache's TTLs and L1 bound are plain numbers and apply at once; the
+     * steps that can fail go before the tables are swapped (after the
+     * resolver's, the L1 bound can fail only for want of memory); the
+     * delimiter comes with the new tables.
      */
     struct verifier_tables *t = tables_load(v, cfg, err, errlen);
 
     if (t == NULL)
         return -1;
+    if (dns_reconfigure(v->dns, cfg->dns_servers,
+                        cfg->dns_timeout_ms > 0 ? cfg->dns_timeout_ms : 4000, err, errlen) < 0) {
+        tables_unref(t);
+        return -1;
+    }
     if (cache_set_l1_size(v->cache, cfg->cache.l1_max_entries, err, errlen) < 0) {
         tables_unref(t);
         return -1;

@@ -818,3 +818,69 @@ Test(dns_noserver, resolv_conf_default_and_ipv6_list_accepted)
     cr_assert_str_eq(dns_status_name(DNS_TEMPFAIL), "tempfail");
     cr_assert_str_eq(dns_status_name(99), "unknown");
 }
+
+/*
+ * A reload's dns_reconfigure: a lookup in progress keeps the servers and
+ * deadline it started with (its address queries still go to the old server,
+ * its timeout is the old one); lookups started afterwards ask the new server
+ * with the new deadline; a bad list changes nothing.
+ */
+Test(dns_noserver, reconfigure_new_lookups_new_servers_old_ones_finish)
+{
+    struct script old_sc = {0}, new_sc = {0};
+    struct event *old_ev = script_start(&old_sc, 300);
+    struct dns *first = dns;
+    struct event *new_ev = script_start(&new_sc, 700); /* only to bind it: its resolver goes */
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    char servers[64], err[256];
+    struct result r_old = {0}, r_new = {0};
+
+    dns_free(dns);
+    dns = first;
+    cr_assert(getsockname(new_sc.fd, (struct sockaddr *)&sin, &len) == 0);
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", ntohs(sin.sin_port));
+
+    cr_assert_not_null(dns_mx_lookup(dns, "x.test", result_cb, &r_old));
+    run_until(&old_sc.addr_queries, 2, 1000); /* in its address phase on the old server */
+    cr_assert_eq(r_old.calls, 0);
+
+    err[0] = '\0';
+    cr_assert_eq(dns_reconfigure(dns, "300.1.1.1", 700, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "server"), "%s", err);
+    cr_assert_eq(dns_reconfigure(dns, servers, 700, err, sizeof(err)), 0, "%s", err);
+
+    cr_assert_not_null(dns_mx_lookup(dns, "y.test", result_cb, &r_new));
+    run_until(&r_old.calls, 1, 2000);
+    cr_assert_eq(r_old.calls, 1);
+    cr_assert_eq(r_old.status, DNS_TEMPFAIL, "%s", r_old.errmsg);
+    cr_assert(strstr(r_old.errmsg, "after 300 ms (address queries)"), "%s", r_old.errmsg);
+    run_until(&r_new.calls, 1, 3000);
+    cr_assert_eq(r_new.calls, 1);
+    cr_assert(strstr(r_new.errmsg, "after 700 ms (address queries)"), "%s", r_new.errmsg);
+    /* each server saw only its own lookup's MX query */
+    cr_assert_eq(old_sc.mx_queries, 1);
+    cr_assert_eq(new_sc.mx_queries, 1);
+    cr_assert_geq(new_sc.addr_queries, 2);
+    run_until(NULL, 0, 200); /* the retired channel is freed from its deferred event */
+    event_free(old_ev);
+    event_free(new_ev);
+    close(old_sc.fd);
+    close(new_sc.fd);
+}
+
+/* a reconfigure with nothing in flight frees the old channel at once; lookups go on */
+Test(dns_noserver, reconfigure_idle_and_repeatedly)
+{
+    struct script sc = {0};
+    struct event *ev = script_start(&sc, 300);
+    char err[256];
+    struct result r;
+
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(dns_reconfigure(dns, "127.0.0.1:9", 300, err, sizeof(err)), 0, "%s", err);
+    host("127.0.0.1", &r); /* a literal: no query, no server needed */
+    cr_assert_eq(r.status, DNS_OK);
+    event_free(ev);
+    close(sc.fd);
+}
