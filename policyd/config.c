@@ -73,12 +73,13 @@ struct config_param {
 };
 
 /*
- * RESTART marks a parameter that is fixed once the daemon runs: the unix
- * socket settings, control and stats sockets are bound and the privileges dropped, syslog is open,
- * the descriptor limit was sized from max_connections and max_probes, and the cache, the Redis
- * connection and the resolver are shared by every lookup in progress.
- * A reload that changes one of them is refused as a whole (the running
- * configuration stays entirely in force), rather than half applied.
+ * RESTART marks a parameter that is fixed once the daemon runs: the user it
+ * switched to and the pidfile it locked, the descriptor limit sized from
+ * max_connections, and the Redis connection shared by every lookup in
+ * progress. A reload that changes one of them is refused as a whole (the
+ * running configuration stays entirely in force, and the log names each of
+ * them), rather than half applied. Everything else a SIGHUP applies without
+ * dropping a connection (docs/OPERATIONS.md lists how).
  */
 #define RELOAD 0
 #define RESTART 1
@@ -99,13 +100,13 @@ static const struct config_param config_params[] = {
     {"unix_socket_mode", CONFIG_MODE, "0660", OFF(unix_socket_mode), 0, 0777, CHECK_NONE,
      "Octal permissions of unix: listening sockets; 0660 lets only the owner and group (give "
      "it to postfix) connect, since anyone who can connect can probe addresses.",
-     RESTART},
+     RELOAD},
     {"unix_socket_owner", CONFIG_STR, "", OFF(unix_socket_owner), 0, 0, CHECK_NONE,
-     "User that owns unix: listening sockets; empty keeps the user the daemon runs as.", RESTART},
+     "User that owns unix: listening sockets; empty keeps the user the daemon runs as.", RELOAD},
     {"unix_socket_group", CONFIG_STR, "", OFF(unix_socket_group), 0, 0, CHECK_NONE,
      "Group that owns unix: listening sockets (for example postfix); empty keeps the "
      "daemon's group.",
-     RESTART},
+     RELOAD},
     {"user", CONFIG_STR, "", OFF(user), 0, 0, CHECK_NONE,
      "User to switch to after the sockets are bound when started as root; empty stays as "
      "started (for example as a systemd unit's User=).",
@@ -116,11 +117,11 @@ static const struct config_param config_params[] = {
      "to start.",
      RESTART},
     {"syslog_name", CONFIG_STR, "callahead", OFF(syslog_name), 0, 0, CHECK_NONEMPTY,
-     "Program name in syslog lines, like Postfix's syslog_name.", RESTART},
+     "Program name in syslog lines, like Postfix's syslog_name.", RELOAD},
     {"syslog_facility", CONFIG_STR, "mail", OFF(syslog_facility), 0, 0, CHECK_FACILITY,
      "Syslog facility (mail, daemon, user or local0 to local7); mail puts the verdicts next "
      "to Postfix's own log lines.",
-     RESTART},
+     RELOAD},
     {"debug", CONFIG_BOOL, "no", OFF(debug), 0, 1, CHECK_NONE,
      "Log debug detail (state changes, cache and backend steps); off because it is one line "
      "per step of every request.",
@@ -132,19 +133,19 @@ static const struct config_param config_params[] = {
      "stats); empty opens none. Its clients can probe addresses, so only root, the daemon's user "
      "and, when "
      "control_socket_mode lets the group write, the socket's group are served.",
-     RESTART},
+     RELOAD},
     {"control_socket_mode", CONFIG_MODE, "0600", OFF(control_socket_mode), 0, 0777, CHECK_NONE,
      "Octal permissions of the control socket; 0600 lets only the daemon's user (and root) "
      "connect.",
-     RESTART},
+     RELOAD},
     {"control_socket_group", CONFIG_STR, "", OFF(control_socket_group), 0, 0, CHECK_NONE,
      "Group that owns the control socket; with control_socket_mode 0660 its members (by "
      "primary group) may use the callahead command; empty keeps the daemon's group.",
-     RESTART},
+     RELOAD},
     {"stats_listen", CONFIG_STR, "", OFF(stats_listen), 0, 0, CHECK_INET,
      "Where to serve Prometheus metrics over HTTP (GET /metrics), as inet:HOST:PORT; empty "
      "serves none. Bind it to loopback or a monitoring network: the counters show traffic.",
-     RESTART},
+     RELOAD},
 
     /* harvest limit (dictionary attacks) */
     {"max_invalid_per_client", CONFIG_INT, "0", OFF(max_invalid_per_client), 0, 1000000, CHECK_NONE,
@@ -268,7 +269,7 @@ static const struct config_param config_params[] = {
      "Most backend probes (callouts) in progress at once over all next hops; more wait in a "
      "queue within their answer budget, so a flood of new addresses cannot open thousands of "
      "connections (each smtp route also has its own max_connections).",
-     RESTART},
+     RELOAD},
     {"max_probes_per_destination", CONFIG_INT, "0", OFF(max_probes_per_destination), 0, 100000,
      CHECK_NONE,
      "Most probes in progress at once for one destination (a next hop, or one domain of an "
@@ -292,12 +293,13 @@ static const struct config_param config_params[] = {
      RELOAD},
     {"dns_servers", CONFIG_STR, "", OFF(dns_servers), 0, 0, CHECK_NONE,
      "Resolvers for smtp:mx and next hops given by name, as a comma list of ADDRESS[:PORT] or "
-     "[IPV6]:PORT; empty uses /etc/resolv.conf (read once at start-up).",
-     RESTART},
+     "[IPV6]:PORT; empty uses /etc/resolv.conf (read at start-up and at every reload). A "
+     "reload sends new lookups to the new servers; lookups in progress finish on the old ones.",
+     RELOAD},
     {"dns_timeout", CONFIG_MS, "4000ms", OFF(dns_timeout_ms), 100, 60000, CHECK_NONE,
      "Deadline for one whole MX and address lookup; below answer_budget so that a slow DNS "
      "still leaves time for the callout.",
-     RESTART},
+     RELOAD},
     {"redis_server", CONFIG_STR, "", OFF(redis_server), 0, 0, CHECK_REDIS,
      "Shared Redis cache as HOST:PORT, [IPV6]:PORT or unix:PATH; empty uses only the "
      "in-process cache, which is enough for a single MX.",

@@ -250,18 +250,26 @@ void control_accept(void *arg, int fd, const char *peer)
 struct control_server *control_new(struct event_base *base, struct stats_env *env, const char *path)
 {
     struct control_server *cs = calloc(1, sizeof(*cs));
-    struct stat st;
 
     if (cs == NULL)
         return NULL;
     cs->base = base;
     cs->env = env;
     TAILQ_INIT(&cs->conns);
-    if (stat(path, &st) == 0) {
+    control_reconfigure(cs, path);
+    return cs;
+}
+
+void control_reconfigure(struct control_server *cs, const char *path)
+{
+    struct stat st;
+
+    cs->group = (gid_t)-1;
+    cs->group_write = 0;
+    if (path != NULL && stat(path, &st) == 0) {
         cs->group = st.st_gid;
         cs->group_write = (st.st_mode & S_IWGRP) != 0;
     }
-    return cs;
 }
 
 void control_free(struct control_server *cs)

@@ -40,6 +40,16 @@ struct control_server;
 struct control_server *control_new(struct event_base *base, struct stats_env *env,
                                    const char *path);
 
+/*
+ * control_reconfigure - read the group and mode of the socket file at path
+ * again: a reload moved the control socket there, or gave it another
+ * control_socket_mode or control_socket_group. Who may connect is decided
+ * from now on by that file; connections already accepted go on to their end.
+ * path NULL: no socket any more (only root and the daemon's user are served
+ * on connections still open).
+ */
+void control_reconfigure(struct control_server *cs, const char *path);
+
 /* control_accept - a listener_accept_fn: take over fd (closed on refusal) */
 void control_accept(void *arg, int fd, const char *peer);
 

@@ -76,6 +76,44 @@ static int unix_in_use(const struct sockaddr_un *sun, char *err, size_t errlen)
 }
 
 /*
+ * listener_set_perms - give the socket file path its owner, group and mode
+ * (see listener.h). Owner first: chmod by a user who just gave the file
+ * away would fail.
+ */
+int listener_set_perms(const char *path, int mode, const char *owner, const char *group, char *err,
+                       size_t errlen)
+{
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+
+    if (owner != NULL && owner[0] != '\0') {
+        struct passwd *pw = getpwnam(owner);
+        if (pw == NULL) {
+            snprintf(err, errlen, "unix:%s: unknown user %s", path, owner);
+            return -1;
+        }
+        uid = pw->pw_uid;
+    }
+    if (group != NULL && group[0] != '\0') {
+        struct group *gr = getgrnam(group);
+        if (gr == NULL) {
+            snprintf(err, errlen, "unix:%s: unknown group %s", path, group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0) {
+        snprintf(err, errlen, "unix:%s: chown: %s", path, strerror(errno));
+        return -1;
+    }
+    if (chmod(path, (mode_t)mode) < 0) {
+        snprintf(err, errlen, "unix:%s: chmod: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * bind_unix - a UNIX socket with the given mode and owner. An existing
  * socket file is replaced only when nothing answers on it (left by a crash):
  * a live one belongs to another server, often a second callahead-policyd
@@ -123,33 +161,8 @@ static int bind_unix(const char *path, int mode, const char *owner, const char *
         close(fd);
         return -1;
     }
-    uid_t uid = (uid_t)-1;
-    gid_t gid = (gid_t)-1;
-    if (owner != NULL && owner[0] != '\0') {
-        struct passwd *pw = getpwnam(owner);
-        if (pw == NULL) {
-            snprintf(err, errlen, "unix:%s: unknown user %s", path, owner);
-            close(fd);
-            return -1;
-        }
-        uid = pw->pw_uid;
-    }
-    if (group != NULL && group[0] != '\0') {
-        struct group *gr = getgrnam(group);
-        if (gr == NULL) {
-            snprintf(err, errlen, "unix:%s: unknown group %s", path, group);
-            close(fd);
-            return -1;
-        }
-        gid = gr->gr_gid;
-    }
-    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0) {
-        snprintf(err, errlen, "unix:%s: chown: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (chmod(path, (mode_t)mode) < 0) {
-        snprintf(err, errlen, "unix:%s: chmod: %s", path, strerror(errno));
+    if (listener_set_perms(path, mode, owner, group, err, errlen) < 0) {
+        unlink(path); /* ours, just bound: nobody else can be using it */
         close(fd);
         return -1;
     }

@@ -26,6 +26,15 @@ int listener_bind(const char *spec, int mode, const char *owner, const char *gro
                   size_t errlen);
 
 /*
+ * listener_set_perms - chown (owner, group: "" = keep) then chmod the UNIX
+ * socket file path; a reload uses it to apply changed unix_socket_* and
+ * control_socket_* settings to a socket that stays open. 0, or -1 with err
+ * set (an unknown name, or EPERM once the daemon no longer runs as root).
+ */
+int listener_set_perms(const char *path, int mode, const char *owner, const char *group, char *err,
+                       size_t errlen);
+
+/*
  * listener_listen - start accepting connections on a bound fd. main.c calls
  * it only once every socket is bound and has its final owner and mode, so a
  * client that can connect to one listener finds all of them ready.

@@ -40,6 +40,7 @@
 #include "listen_swap.h"
 #include "log.h"
 #include "policy_conn.h"
+#include "sock_swap.h"
 #include "route.h"
 #include "startup.h"
 #include "stats.h"
@@ -202,6 +203,28 @@ static int raise_nofile(const struct config *cfg)
 }
 
 /*
+ * reload_apply_rest - the parts of an accepted reload that live in main.c
+ * and cannot fail: the control and stats sockets sw made ready, the syslog
+ * identity and facility, and a descriptor limit for a new max_probes.
+ */
+static void reload_apply_rest(struct daemon_state *d, const struct config *ncfg,
+                              struct sock_swap *sw)
+{
+    struct sock_swap_live live = {d->base,     &d->server,    &d->stats, &d->control_listener,
+                                  &d->control, &d->stats_http};
+
+    sock_swap_commit(sw, d->cfg, ncfg, &live);
+    if (strcmp(d->cfg->syslog_name, ncfg->syslog_name) != 0 ||
+        strcmp(d->cfg->syslog_facility, ncfg->syslog_facility) != 0) {
+        log_info("syslog_name %s, syslog_facility %s from now on", ncfg->syslog_name,
+                 ncfg->syslog_facility);
+        log_open(ncfg->syslog_name, d->foreground, facility_code(ncfg->syslog_facility));
+    }
+    if (d->cfg->max_probes != ncfg->max_probes)
+        d->server.conn_cap = raise_nofile(ncfg);
+}
+
+/*
  * reload_cb - SIGHUP: the new configuration and route table as a whole, or
  * keep the running ones and say why. Refused: a file that does not parse, a
  * route table that verifier_reload refuses (the same checks as start-up and
@@ -253,15 +276,25 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         free(ncfg);
         return;
     }
+    struct sock_swap ssw;
+    if (sock_swap_prepare(d->cfg, ncfg, &ssw, err, sizeof(err)) < 0) {
+        log_err("reload refused, keeping the running configuration: %s", err);
+        listen_swap_abort(&sw);
+        config_free(ncfg);
+        free(ncfg);
+        return;
+    }
     config_verifier(ncfg, &vc);
     if (verifier_reload(d->verifier, &vc, err, sizeof(err)) < 0) {
         log_err("reload failed, keeping the running configuration: %s", err);
+        sock_swap_abort(&ssw, d->cfg, ncfg);
         listen_swap_abort(&sw);
         config_free(ncfg);
         free(ncfg);
         return;
     }
     listen_swap_commit(&sw, d->cfg, d->listeners, &d->nlisteners, d->base, &d->server);
+    reload_apply_rest(d, ncfg, &ssw);
     log_set_debug(ncfg->debug);
     config_free(d->cfg);
     free(d->cfg);

@@ -30,6 +30,7 @@
 struct stats_http {
     struct evhttp *http;
     struct stats_env *env;
+    struct evhttp_bound_socket *bound; /* the stats_listen socket, or NULL */
 };
 
 /* metric - "# HELP" and "# TYPE" lines of one metric family */
@@ -344,14 +345,30 @@ struct stats_http *stats_http_new(struct event_base *base, int fd, struct stats_
     evhttp_set_timeout(h->http, STATS_HTTP_TIMEOUT_S);
     evhttp_set_cb(h->http, "/metrics", metrics_cb, h);
     evhttp_set_gencb(h->http, other_cb, h);
-    evutil_make_socket_nonblocking(fd);
-    if (evhttp_accept_socket(h->http, fd) != 0) {
-        snprintf(err, errlen, "stats_listen: cannot accept on the socket");
+    if (stats_http_reconfigure(h, fd, err, errlen) < 0) {
         evhttp_free(h->http);
         free(h);
         return NULL;
     }
     return h;
+}
+
+int stats_http_reconfigure(struct stats_http *h, int fd, char *err, size_t errlen)
+{
+    struct evhttp_bound_socket *bound = NULL;
+
+    if (fd >= 0) {
+        evutil_make_socket_nonblocking(fd);
+        if ((bound = evhttp_accept_socket_with_handle(h->http, fd)) == NULL) {
+            snprintf(err, errlen, "stats_listen: cannot accept on the socket");
+            return -1;
+        }
+    }
+    /* closes the old listening socket only: requests it accepted are answered */
+    if (h->bound != NULL)
+        evhttp_del_accept_socket(h->http, h->bound);
+    h->bound = bound;
+    return 0;
 }
 
 void stats_http_free(struct stats_http *h)

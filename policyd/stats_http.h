@@ -23,6 +23,14 @@ struct stats_http *stats_http_new(struct event_base *base, int fd, struct stats_
                                   size_t errlen);
 void stats_http_free(struct stats_http *h);
 
+/*
+ * stats_http_reconfigure - serve from now on the bound and listening
+ * socket fd (-1: none), and close the one served so far: a reload's new
+ * stats_listen. Requests already accepted on the old socket are answered.
+ * On failure (-1, err set) nothing changed and fd is still the caller's.
+ */
+int stats_http_reconfigure(struct stats_http *h, int fd, char *err, size_t errlen);
+
 /* stats_http_format - the exposition text of st (the scrape body), appended to out */
 void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out);
 

@@ -16,10 +16,19 @@ static char log_ident[64] = "callahead"; /* a copy: the config that named it may
 
 void log_open(const char *ident, int to_stderr, int facility)
 {
+    static int syslog_open;
+
+    /* closed first: syslog keeps a pointer to the identity, which is about to change */
+    if (syslog_open)
+        closelog();
+    syslog_open = 0;
     snprintf(log_ident, sizeof(log_ident), "%s", ident);
     log_to_stderr = to_stderr;
-    if (!to_stderr)
-        openlog(ident, LOG_PID | LOG_NDELAY, facility);
+    if (!to_stderr) {
+        /* our copy, not ident: openlog keeps the pointer, and a reload frees the config */
+        openlog(log_ident, LOG_PID | LOG_NDELAY, facility);
+        syslog_open = 1;
+    }
 }
 
 void log_set_debug(int on)

@@ -10,7 +10,11 @@
 #include <syslog.h>
 #include <time.h>
 
-/* log_open - ident for syslog; to_stderr 1 = write to stderr instead of syslog */
+/*
+ * log_open - ident for syslog (copied); to_stderr 1 = write to stderr instead
+ * of syslog. Called again (a reload's syslog_name or syslog_facility), it
+ * closes the syslog connection and opens it with the new values.
+ */
 void log_open(const char *ident, int to_stderr, int facility);
 void log_set_debug(int on);
 extern int log_debug_enabled;
