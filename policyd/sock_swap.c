@@ -25,6 +25,15 @@ static int changed(const char *a, const char *b)
     return strcmp(a, b) != 0;
 }
 
+/* list_add - append name to the comma separated list in buf */
+static void list_add(char *buf, size_t size, const char *name)
+{
+    size_t n = strlen(buf);
+
+    if (n < size)
+        snprintf(buf + n, size - n, "%s%s", n ? ", " : "", name);
+}
+
 /*
  * name_or_self - the owner (or group) name to apply when a setting goes
  * from running to next: "" (keep the file's) when unchanged, next's name
@@ -146,8 +155,14 @@ int sock_swap_prepare(const struct config *running, const struct config *next, s
             int ignored;
             char uerr[400];
             unix_perms_apply(running, next, next, running, done, &ignored, uerr, sizeof(uerr));
-            snprintf(err, errlen, "unix_socket_mode, unix_socket_owner, unix_socket_group: %s%s",
-                     why, perm_hint(why));
+            char names[80] = "";
+            if (running->unix_socket_mode != next->unix_socket_mode)
+                list_add(names, sizeof(names), "unix_socket_mode");
+            if (changed(running->unix_socket_owner, next->unix_socket_owner))
+                list_add(names, sizeof(names), "unix_socket_owner");
+            if (changed(running->unix_socket_group, next->unix_socket_group))
+                list_add(names, sizeof(names), "unix_socket_group");
+            snprintf(err, errlen, "%s: %s%s", names, why, perm_hint(why));
             return -1;
         }
         sw->unix_perms = 1;
@@ -168,8 +183,12 @@ int sock_swap_prepare(const struct config *running, const struct config *next, s
                (running->control_socket_mode != next->control_socket_mode ||
                 changed(running->control_socket_group, next->control_socket_group))) {
         if (control_perms_apply(running, next, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "control_socket_mode, control_socket_group: %s%s", why,
-                     perm_hint(why));
+            char names[80] = "";
+            if (running->control_socket_mode != next->control_socket_mode)
+                list_add(names, sizeof(names), "control_socket_mode");
+            if (changed(running->control_socket_group, next->control_socket_group))
+                list_add(names, sizeof(names), "control_socket_group");
+            snprintf(err, errlen, "%s: %s%s", names, why, perm_hint(why));
             goto fail;
         }
         sw->control_perms = 1;

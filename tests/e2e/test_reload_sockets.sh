@@ -7,7 +7,8 @@
 # a policy client connected across the reload keeps its connection. A control
 # socket that cannot be bound (an unknown control_socket_group) refuses the
 # reload by name, leaves nothing at the new path and keeps everything running;
-# so does a change of pidfile or user, which only a restart can apply.
+# so does a change of pidfile or user, which only a restart can apply, and a
+# unix_socket_owner a daemon that dropped root cannot chown to.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -124,3 +125,18 @@ e2e_alive "$POLICYD_PID" || e2e_fail "the daemon died"
 e2e_stop_policyd
 [ -e "$CTL2" ] && e2e_fail "the control socket $CTL2 is left after the daemon stopped"
 e2e_log "ok: the control socket was removed at exit"
+
+# --- a daemon that dropped root may not give its unix socket to another user: refused by
+# name and why, the file keeps its owner and mode (a chmod before the chown would not)
+SOCK3=$E2E_TMP/policy3.sock
+POLICYD_LISTEN="inet:127.0.0.1:$POLICYD_PORT unix:$SOCK3"
+e2e_policyd_conf "$CONF" "user = nobody" "unix_socket_mode = 0660"
+e2e_start_policyd "$CONF"
+e2e_assert_eq "660 root" "$(stat -c '%a %U' "$SOCK3")" "unix listener bound as root"
+e2e_policyd_conf "$CONF" "user = nobody" "unix_socket_mode = 0666" "unix_socket_owner = daemon"
+mark
+kill -HUP "$POLICYD_PID"
+wait_log "reload refused, keeping the running configuration: unix_socket_mode, unix_socket_owner: unix:$SOCK3: chown: Operation not permitted (the daemon no longer runs as root: this needs a restart)"
+e2e_assert_eq "660 root" "$(stat -c '%a %U' "$SOCK3")" "unix listener after the refusal"
+e2e_assert_match '^550 ' "$(e2e_policy_query recipient=bob@example.test)" "bob after the refusal"
+e2e_stop_policyd
