@@ -817,3 +817,29 @@ Test(config, ldap_source_name_is_checked)
     parse_ok("ldap_Corp-1.x_server_host = ldap://127.0.0.1\n", &c);
     config_free(&c);
 }
+
+/*
+ * the socket, syslog, probe and resolver settings are applied by a reload
+ * (sock_swap.c, log_open, the flight pool, dns_reconfigure): not named;
+ * user and pidfile still are
+ */
+Test(config, restart_changes_only_user_and_pidfile_of_these)
+{
+    struct config a, b;
+    char names[256];
+
+    parse_ok("route_table = /a\n", &a);
+    parse_ok("route_table = /a\nunix_socket_mode = 0666\nunix_socket_owner = postfix\n"
+             "unix_socket_group = postfix\nsyslog_name = other\nsyslog_facility = local3\n"
+             "control_socket = /run/c\ncontrol_socket_mode = 0660\ncontrol_socket_group = mail\n"
+             "stats_listen = inet:127.0.0.1:9157\nmax_probes = 7\n"
+             "dns_servers = 127.0.0.1:5353\ndns_timeout = 900ms\n",
+             &b);
+    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0, "%s", names);
+    config_free(&b);
+    parse_ok("route_table = /a\nuser = nobody\npidfile = /run/x.pid\n", &b);
+    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 2);
+    cr_assert_str_eq(names, "user, pidfile");
+    config_free(&a);
+    config_free(&b);
+}
