@@ -7,6 +7,7 @@
 # a policy client connected across the reload keeps its connection. A control
 # socket that cannot be bound (an unknown control_socket_group) refuses the
 # reload by name, leaves nothing at the new path and keeps everything running;
+# a reload refused later (a broken route table) undoes the socket changes;
 # so does a change of pidfile or user, which only a restart can apply, and a
 # unix_socket_owner a daemon that dropped root cannot chown to.
 # shellcheck source=tests/e2e/lib.sh
@@ -106,6 +107,22 @@ e2e_assert_eq 200 "$(metrics_code "$STATS2")" "GET /metrics on the running stats
 e2e_assert_eq 000 "$(metrics_code "$STATS1")" "GET /metrics on the refused stats_listen"
 e2e_assert_eq 666 "$(stat -c %a "$SOCK")" "the unix listener's mode after the refusal"
 ctl_stats "$CTL2" | grep -q '^uptime_seconds=' || e2e_fail "no stats on $CTL2 after the refusal"
+
+# --- a reload refused after the socket changes were made ready (a broken route table) undoes them
+cp "$E2E_ROUTES" "$E2E_TMP/routes.good"
+printf 'example.test   nosuchmethod:x\n' >"$E2E_ROUTES"
+e2e_policyd_conf "$CONF" "control_socket = $CTL1" "control_socket_mode = 0600" \
+    "stats_listen = inet:127.0.0.1:$STATS1" "unix_socket_mode = 0600" \
+    "pidfile = $E2E_TMP/policyd.pid" "syslog_name = callahead-reloaded"
+mark
+kill -HUP "$POLICYD_PID"
+wait_log "reload failed, keeping the running configuration: "
+e2e_assert_eq 666 "$(stat -c %a "$SOCK")" "the unix listener's mode after a failed reload"
+[ -e "$CTL1" ] && e2e_fail "the failed reload left a control socket at $CTL1"
+e2e_assert_eq 000 "$(metrics_code "$STATS1")" "the failed reload's stats_listen"
+e2e_assert_eq 200 "$(metrics_code "$STATS2")" "the running stats_listen after a failed reload"
+ctl_stats "$CTL2" | grep -q '^uptime_seconds=' || e2e_fail "no stats on $CTL2 after a failed reload"
+cp "$E2E_TMP/routes.good" "$E2E_ROUTES"
 
 # --- pidfile and user need a restart: refused by name, nothing applied
 e2e_policyd_conf "$CONF" "control_socket = $CTL2" "control_socket_mode = 0600" \
