@@ -25,14 +25,15 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 # The valgrind pass is the slowest (each scenario runs the daemon ten times
 # slower); these scenarios together reach the policy protocol, CDB, callouts
 # (Postfix and scripted next hops), Redis up and down, a Sentinel failover,
-# reload, the control socket and cross-daemon flush, slow clients, the
+# reload (with the control, stats and unix sockets it moves or changes and
+# the resolver it replaces), the control socket and cross-daemon flush, slow clients, the
 # milter's policy path and STARTTLS callouts (slowed down, TLS 1.3 session
 # tickets and the next reply arrive together).
 if [ "$VALGRIND_SCENARIOS" = default ]; then
     VALGRIND_SCENARIOS="test_malformed test_pipelined test_cdb_rewrite test_callout_failures
       test_callout_postfix_backend test_redis_down test_redis_verdict test_sighup
       test_reload_restart test_reload_l1_size test_control test_flush test_slow_clients test_milter_miltertest
-      test_redis_sentinel test_callout_tls"
+      test_redis_sentinel test_callout_tls test_reload_sockets test_reload_callout"
 elif [ "$VALGRIND_SCENARIOS" = all ]; then
     VALGRIND_SCENARIOS=""
 fi
