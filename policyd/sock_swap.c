@@ -154,7 +154,8 @@ int sock_swap_prepare(const struct config *running, const struct config *next, s
         if (failed) {
             int ignored;
             char uerr[400];
-            unix_perms_apply(running, next, next, running, done, &ignored, uerr, sizeof(uerr));
+            /* the one that failed too: its chown may have worked and its chmod not */
+            unix_perms_apply(running, next, next, running, done + 1, &ignored, uerr, sizeof(uerr));
             char names[80] = "";
             if (running->unix_socket_mode != next->unix_socket_mode)
                 list_add(names, sizeof(names), "unix_socket_mode");
