@@ -197,7 +197,7 @@ int sock_swap_prepare(const struct config *running, const struct config *next, s
     if (changed(running->stats_listen, next->stats_listen) && next->stats_listen[0] != '\0') {
         sw->stats_fd = bind_new(next->stats_listen, 0, "", "", why, sizeof(why));
         if (sw->stats_fd < 0) {
-            snprintf(err, errlen, "stats_listen: %s", why);
+            snprintf(err, errlen, "stats_listen: %s%s", why, perm_hint(why)); /* port < 1024 */
             goto fail;
         }
     }
