@@ -150,6 +150,8 @@ POLICYD_LISTEN="inet:127.0.0.1:$POLICYD_PORT unix:$SOCK3"
 e2e_policyd_conf "$CONF" "user = nobody" "unix_socket_mode = 0660"
 e2e_start_policyd "$CONF"
 e2e_assert_eq "660 root" "$(stat -c '%a %U' "$SOCK3")" "unix listener bound as root"
+# answered once the event loop runs, and with it the SIGHUP handler (the port opens before)
+e2e_assert_match '^550 ' "$(e2e_policy_query recipient=bob@example.test)" "bob as user nobody"
 e2e_policyd_conf "$CONF" "user = nobody" "unix_socket_mode = 0666" "unix_socket_owner = daemon"
 mark
 kill -HUP "$POLICYD_PID"
