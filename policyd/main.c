@@ -467,6 +467,18 @@ int main(int argc, char **argv)
     log_open(d.cfg->syslog_name, foreground, facility_code(d.cfg->syslog_facility));
     log_set_debug(debug || d.cfg->debug);
     signal(SIGPIPE, SIG_IGN);
+    /*
+     * A SIGHUP, SIGTERM or SIGINT that arrives while starting (the listeners
+     * may already accept) waits until the loop's handlers are in place instead
+     * of killing the daemon with the default action; one inherited blocked from
+     * the starting process is unblocked there too, or reload would never work.
+     */
+    sigset_t startup_signals;
+    sigemptyset(&startup_signals);
+    sigaddset(&startup_signals, SIGHUP);
+    sigaddset(&startup_signals, SIGTERM);
+    sigaddset(&startup_signals, SIGINT);
+    sigprocmask(SIG_BLOCK, &startup_signals, NULL);
 
     if (!foreground && (d.ready_fd = startup_detach(err, sizeof(err))) < 0) {
         fprintf(stderr, "callahead-policyd: %s\n", err);
@@ -578,6 +590,7 @@ int main(int argc, char **argv)
     evsignal_add(ev_hup, NULL);
     evsignal_add(ev_term, NULL);
     evsignal_add(ev_int, NULL);
+    sigprocmask(SIG_UNBLOCK, &startup_signals, NULL); /* pending ones are handled by the loop now */
     log_info("callahead-policyd " PACKAGE_VERSION " started (route table %s, cache %s%s)",
              d.cfg->route_table,
              d.cfg->redis_sentinels[0] ? "Redis master via sentinels "
