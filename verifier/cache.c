@@ -25,12 +25,29 @@
 #define CACHE_VALUE_MAX 512  /* verdict_format() output: kind code time source text */
 #define CACHE_PREFIX_MAX 128 /* bound on key_prefix */
 
+/*
+ * A store is where verdicts are shared: the key prefix and the Redis
+ * connection. A reload that changes a redis_* parameter builds a new one
+ * and swaps it in (cache_swap_store) while the L1 stays. The old one stays
+ * usable while a probe lock taken on it is held, because the lock must be
+ * released on the server and under the key it was taken with; then its
+ * connection is retired (commands in flight finish, then it closes) and
+ * the store freed when the connection is gone.
+ */
+struct cache_store {
+    int refs; /* the cache while current, plus one per lock token taken on it */
+    char prefix[CACHE_PREFIX_MAX];
+    struct cache_redis *redis; /* NULL without Redis */
+    struct cache *c;           /* set once swapped in */
+    struct cache_store *next;  /* on c->old: no longer current, not yet gone */
+};
+
 struct cache {
     struct event_base *base;
-    struct cache_config cfg; /* key_prefix points at prefix below */
-    char prefix[CACHE_PREFIX_MAX];
+    struct cache_config cfg; /* key_prefix points at store->prefix */
+    struct cache_store *store;
+    struct cache_store *old; /* replaced stores still held or draining */
     struct cache_mem *l1;
-    struct cache_redis *redis; /* NULL without Redis */
     struct cache_req *pending; /* gets waiting for Redis */
     int corrupt_logged;        /* a bad value in Redis was logged once */
     struct cache_stats stats;
@@ -45,6 +62,7 @@ struct cache_req {
     char *addrkey;                 /* the L1 key, for the L1 fill on a Redis hit */
     int ttl;                       /* TTL of this namespace's entries, 0 = by verdict kind */
     cache_lock_cb lock_cb;         /* set for a lock request instead of cb */
+    struct cache_lock_token *tok;  /* a lock request's token */
 };
 
 /* cache_ttl_of - the configured TTL for a kind (0 for a kind out of range) */
@@ -66,16 +84,110 @@ static int cache_is_stale(const struct cache *c, const struct verdict *v, time_t
     return refresh > 0 && now - v->when >= (time_t)refresh;
 }
 
-struct cache *cache_new(struct event_base *base, const struct cache_config *cfg, char *err,
-                        size_t errlen)
+struct cache_store *cache_store_new(struct event_base *base, const struct cache_config *cfg,
+                                    char *err, size_t errlen)
 {
-    struct cache *c;
+    struct cache_store *s;
     const char *prefix = cfg->key_prefix ? cfg->key_prefix : "callahead:";
 
     if (strlen(prefix) >= CACHE_PREFIX_MAX) {
         snprintf(err, errlen, "cache: key prefix longer than %d bytes", CACHE_PREFIX_MAX - 1);
         return NULL;
     }
+    if (cfg->use_redis && base == NULL) {
+        snprintf(err, errlen, "cache: Redis needs an event base");
+        return NULL;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        snprintf(err, errlen, "cache: out of memory");
+        return NULL;
+    }
+    s->refs = 1;
+    snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
+    if (cfg->use_redis && (s->redis = cache_redis_new(base, &cfg->redis, err, errlen)) == NULL) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void cache_store_free(struct cache_store *s)
+{
+    if (s == NULL)
+        return;
+    cache_redis_free(s->redis);
+    free(s);
+}
+
+/* store_key - "<prefix><kind>:<name>" of store s into buf; length or -1 if too small */
+static int store_key(const struct cache_store *s, const char *kind, const char *name, char *buf,
+                     size_t size)
+{
+    int n;
+
+    if (buf == NULL || size == 0 || kind == NULL || name == NULL)
+        return -1;
+    n = snprintf(buf, size, "%s%s:%s", s->prefix, kind, name);
+    if (n < 0 || (size_t)n >= size)
+        return -1;
+    return n;
+}
+
+/* store_unlink - take s off c->old */
+static void store_unlink(struct cache *c, struct cache_store *s)
+{
+    for (struct cache_store **pp = &c->old; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            return;
+        }
+    }
+}
+
+/* store_gone - a retired store's connection has drained and closed */
+static void store_gone(void *arg)
+{
+    struct cache_store *s = arg;
+
+    s->redis = NULL; /* freed by cache_redis.c */
+    store_unlink(s->c, s);
+    free(s);
+}
+
+/*
+ * store_unref - one holder fewer. The last one of a replaced store retires
+ * its connection; the store is freed when that is gone.
+ */
+static void store_unref(struct cache_store *s)
+{
+    if (--s->refs > 0 || s->c->store == s)
+        return;
+    if (s->redis == NULL || cache_redis_retire(s->redis, store_gone, s)) {
+        s->redis = NULL;
+        store_unlink(s->c, s);
+        free(s);
+    }
+}
+
+void cache_swap_store(struct cache *c, struct cache_store *s)
+{
+    struct cache_store *old = c->store;
+
+    s->c = c;
+    c->store = s;
+    c->cfg.key_prefix = s->prefix;
+    c->cfg.use_redis = s->redis != NULL;
+    c->corrupt_logged = 0;
+    old->next = c->old;
+    c->old = old;
+    store_unref(old);
+}
+
+struct cache *cache_new(struct event_base *base, const struct cache_config *cfg, char *err,
+                        size_t errlen)
+{
+    struct cache *c;
+
     if (cfg->l1_max_entries < 1) {
         snprintf(err, errlen, "cache: l1_max_entries must be at least 1");
         return NULL;
@@ -86,8 +198,6 @@ struct cache *cache_new(struct event_base *base, const struct cache_config *cfg,
     }
     c->base = base;
     c->cfg = *cfg;
-    snprintf(c->prefix, sizeof(c->prefix), "%s", prefix);
-    c->cfg.key_prefix = c->prefix;
     /* the redis config strings are only needed by cache_redis_new, which copies them */
     c->cfg.redis.host = NULL;
     c->cfg.redis.unix_path = NULL;
@@ -99,19 +209,13 @@ struct cache *cache_new(struct event_base *base, const struct cache_config *cfg,
         free(c);
         return NULL;
     }
-    if (cfg->use_redis) {
-        if (base == NULL) {
-            snprintf(err, errlen, "cache: Redis needs an event base");
-            cache_mem_free(c->l1);
-            free(c);
-            return NULL;
-        }
-        if ((c->redis = cache_redis_new(base, &cfg->redis, err, errlen)) == NULL) {
-            cache_mem_free(c->l1);
-            free(c);
-            return NULL;
-        }
+    if ((c->store = cache_store_new(base, cfg, err, errlen)) == NULL) {
+        cache_mem_free(c->l1);
+        free(c);
+        return NULL;
     }
+    c->store->c = c;
+    c->cfg.key_prefix = c->store->prefix;
     return c;
 }
 
@@ -165,7 +269,12 @@ void cache_free(struct cache *c)
     if (c == NULL)
         return;
     /* cache_redis_free drops pending commands without callbacks: free their requests here */
-    cache_redis_free(c->redis);
+    cache_store_free(c->store);
+    while (c->old != NULL) {
+        struct cache_store *s = c->old;
+        c->old = s->next;
+        cache_store_free(s);
+    }
     for (req = c->pending; req; req = next) {
         next = req->next;
         cache_req_free(req);
@@ -219,7 +328,7 @@ static void cache_got(int status, const char *val, size_t len, void *arg)
             verdict_sanitize(who, sizeof(who), req->addrkey, strlen(req->addrkey));
             log_warn("cache: unreadable value in Redis under %srcpt:%s (\"%s\"), treated as a "
                      "miss; further ones are not logged",
-                     c->prefix, who, shown);
+                     c->store->prefix, who, shown);
             c->corrupt_logged = 1;
         }
     } else if (status == -1) {
@@ -262,7 +371,7 @@ enum cache_status cache_get_ns(struct cache *c, const char *ns, const char *name
             *stale = cache_is_stale(c, &v, now);
         return CACHE_HIT;
     }
-    if (c->redis == NULL || cb == NULL || !cache_redis_connected(c->redis) ||
+    if (cb == NULL || !cache_redis_connected(c->store->redis) ||
         (keylen = cache_key(c, ns, name, key, sizeof(key))) < 0)
         goto miss;
     if ((req = calloc(1, sizeof(*req))) == NULL || (req->addrkey = strdup(addrkey)) == NULL) {
@@ -275,7 +384,8 @@ enum cache_status cache_get_ns(struct cache *c, const char *ns, const char *name
     req->arg = arg;
     const char *argv[2] = {"GET", key};
     size_t argvlen[2] = {3, (size_t)keylen};
-    if ((req->rreq = cache_redis_command(c->redis, 2, argv, argvlen, cache_got, req)) == NULL) {
+    if ((req->rreq = cache_redis_command(c->store->redis, 2, argv, argvlen, cache_got, req)) ==
+        NULL) {
         cache_req_free(req);
         goto miss;
     }
@@ -317,7 +427,7 @@ void cache_put_ns(struct cache *c, const char *ns, const char *name, const struc
     if (ttl <= 0 || addrkey == NULL)
         return;
     l1 = ttl;
-    if (c->redis && c->cfg.l1_ttl < ttl)
+    if (c->store->redis && c->cfg.l1_ttl < ttl)
         l1 = c->cfg.l1_ttl;
     if (l1 > 0)
         cache_mem_put(c->l1, addrkey, v, now, now + l1);
@@ -325,7 +435,7 @@ void cache_put_ns(struct cache *c, const char *ns, const char *name, const struc
         cache_mem_del(c->l1, addrkey); /* never leave an older verdict behind */
     c->stats.puts++;
 
-    if (c->redis == NULL || !cache_redis_connected(c->redis))
+    if (!cache_redis_connected(c->store->redis))
         return;
     if ((keylen = cache_key(c, ns, name, key, sizeof(key))) < 0)
         return;
@@ -334,7 +444,7 @@ void cache_put_ns(struct cache *c, const char *ns, const char *name, const struc
     ttllen = snprintf(ttlbuf, sizeof(ttlbuf), "%d", ttl);
     const char *argv[5] = {"SET", key, val, "EX", ttlbuf};
     size_t argvlen[5] = {3, (size_t)keylen, (size_t)vallen, 2, (size_t)ttllen};
-    (void)cache_redis_command(c->redis, 5, argv, argvlen, NULL, NULL);
+    (void)cache_redis_command(c->store->redis, 5, argv, argvlen, NULL, NULL);
 }
 
 void cache_put_if_changed(struct cache *c, const char *addrkey, const struct verdict *v)
@@ -349,14 +459,7 @@ void cache_put_if_changed(struct cache *c, const char *addrkey, const struct ver
 
 int cache_key(const struct cache *c, const char *kind, const char *name, char *buf, size_t size)
 {
-    int n;
-
-    if (buf == NULL || size == 0 || kind == NULL || name == NULL)
-        return -1;
-    n = snprintf(buf, size, "%s%s:%s", c->prefix, kind, name);
-    if (n < 0 || (size_t)n >= size)
-        return -1;
-    return n;
+    return store_key(c->store, kind, name, buf, size);
 }
 
 /* cache_locked - the SET NX reply: "OK" means ours; nil means someone else's */
@@ -365,9 +468,16 @@ static void cache_locked(int status, const char *val, size_t len, void *arg)
     struct cache_req *req = arg;
     cache_lock_cb cb = req->lock_cb;
     void *cbarg = req->arg;
+    struct cache_lock_token *tok = req->tok;
 
     cache_req_unlink(req->c, req);
     cache_req_free(req);
+    if (status == 0 && tok->store != NULL) {
+        /* another host's lock: there is nothing of ours to release */
+        store_unref(tok->store);
+        tok->store = NULL;
+        tok->len = 0;
+    }
     /* an error counts as acquired: probing twice is better than never probing */
     cb(status != 0, cbarg);
 }
@@ -399,26 +509,30 @@ int cache_lock(struct cache *c, const char *name, int px_ms, struct cache_lock_t
 {
     char key[CACHE_KEY_MAX], pxbuf[24];
     struct cache_req *req;
+    struct cache_redis *r = c->store->redis;
     int keylen;
 
     *reqp = NULL;
-    tok->len = 0;
-    if (c->redis == NULL || !cache_redis_connected(c->redis) ||
-        (keylen = cache_key(c, "lock", name, key, sizeof(key))) < 0 ||
+    cache_unlock(c, name, tok); /* a lock still held by this token is given up first */
+    if (!cache_redis_connected(r) || (keylen = cache_key(c, "lock", name, key, sizeof(key))) < 0 ||
         (req = calloc(1, sizeof(*req))) == NULL)
         return 1;
     req->c = c;
     req->lock_cb = cb;
     req->arg = arg;
+    req->tok = tok;
     int pxlen = snprintf(pxbuf, sizeof(pxbuf), "%d", px_ms > 0 ? px_ms : 1);
     cache_lock_token_new(tok);
     const char *argv[6] = {"SET", key, tok->s, "NX", "PX", pxbuf};
     size_t argvlen[6] = {3, (size_t)keylen, tok->len, 2, 2, (size_t)pxlen};
-    if ((req->rreq = cache_redis_command(c->redis, 6, argv, argvlen, cache_locked, req)) == NULL) {
+    if ((req->rreq = cache_redis_command(r, 6, argv, argvlen, cache_locked, req)) == NULL) {
         cache_req_free(req);
         tok->len = 0;
         return 1;
     }
+    /* the release goes where the lock went, even after a reload moved the cache */
+    tok->store = c->store;
+    tok->store->refs++;
     req->next = c->pending;
     if (c->pending)
         c->pending->prev = req;
@@ -432,17 +546,27 @@ static const char cache_unlock_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
     "return 0";
 
-void cache_unlock(struct cache *c, const char *name, const struct cache_lock_token *tok)
+void cache_unlock(struct cache *c, const char *name, struct cache_lock_token *tok)
 {
     char key[CACHE_KEY_MAX];
+    struct cache_store *s = tok->store;
     int keylen;
 
-    if (tok->len == 0 || c->redis == NULL || !cache_redis_connected(c->redis) ||
-        (keylen = cache_key(c, "lock", name, key, sizeof(key))) < 0)
+    (void)c;
+    tok->store = NULL;
+    if (tok->len == 0 || s == NULL) {
+        tok->len = 0;
         return;
-    const char *argv[5] = {"EVAL", cache_unlock_script, "1", key, tok->s};
-    size_t argvlen[5] = {4, sizeof(cache_unlock_script) - 1, 1, (size_t)keylen, tok->len};
-    (void)cache_redis_command(c->redis, 5, argv, argvlen, NULL, NULL);
+    }
+    /* the key under the prefix the lock was taken with, on the server it was taken on */
+    keylen = store_key(s, "lock", name, key, sizeof(key));
+    if (keylen >= 0 && cache_redis_connected(s->redis)) {
+        const char *argv[5] = {"EVAL", cache_unlock_script, "1", key, tok->s};
+        size_t argvlen[5] = {4, sizeof(cache_unlock_script) - 1, 1, (size_t)keylen, tok->len};
+        (void)cache_redis_command(s->redis, 5, argv, argvlen, NULL, NULL);
+    }
+    tok->len = 0;
+    store_unref(s);
 }
 
 struct cache_mem *cache_l1_handle(struct cache *c)
@@ -450,9 +574,14 @@ struct cache_mem *cache_l1_handle(struct cache *c)
     return c->l1;
 }
 
+struct cache_redis *cache_store_redis(struct cache_store *s)
+{
+    return s->redis;
+}
+
 struct cache_redis *cache_redis_handle(struct cache *c)
 {
-    return c->redis;
+    return c->store->redis;
 }
 
 void cache_get_stats(const struct cache *c, struct cache_stats *out)

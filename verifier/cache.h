@@ -50,6 +50,29 @@ struct cache *cache_new(struct event_base *base, const struct cache_config *cfg,
 void cache_free(struct cache *c);
 
 /*
+ * Reload of the Redis settings (key_prefix and redis in struct cache_config)
+ * in two steps, so that a reload stays all or nothing:
+ * cache_store_new builds the shared side of a cache from cfg - the key
+ * prefix and, with use_redis, a new Redis connection (resolving a host name
+ * or the sentinels' names now, blocking: reload only) - and fails with err
+ * on a bad setting, leaving the running cache untouched; cache_store_free
+ * drops one that is not used after all. cache_swap_store makes s the
+ * cache's (which owns it from then on): lookups, writes, locks and
+ * cache_key use it at once. The L1 stays. The replaced store's connection
+ * takes no new command; commands already sent finish on it (their callbacks
+ * run as usual), a probe lock taken on it is released on it and under its
+ * prefix (cache_unlock), and once neither is left it is closed and freed.
+ */
+struct cache_store;
+struct cache_store *cache_store_new(struct event_base *base, const struct cache_config *cfg,
+                                    char *err, size_t errlen);
+void cache_store_free(struct cache_store *s);
+void cache_swap_store(struct cache *c, struct cache_store *s);
+
+/* cache_store_redis - s's Redis connection (NULL without Redis), e.g. to see it connect */
+struct cache_redis *cache_store_redis(struct cache_store *s);
+
+/*
  * cache_set_ttls - a reload's ttl[], refresh[] and l1_ttl from cfg apply to
  * verdicts stored and read from now on; entries already cached keep the
  * expiry they were stored with (Redis and L1 alike)
@@ -110,12 +133,13 @@ typedef void (*cache_lock_cb)(int acquired, void *arg);
 struct cache_lock_token {
     size_t len; /* 0: no lock was taken in Redis, nothing to release */
     char s[CACHE_LOCK_TOKEN_MAX];
+    struct cache_store *store; /* where it was taken (held until cache_unlock); NULL if none */
 };
 
 /*
  * cache_lock - take the cross-host lock "<prefix>lock:<name>" for px_ms
  * milliseconds with SET NX PX and a fresh token (stored in *tok, which must
- * stay in place until cache_unlock), so that of several policyd hosts sharing
+ * start zeroed and stay in place until cache_unlock), so that of several policyd hosts sharing
  * a Redis only one probes an address while the others wait for its verdict
  * to appear in the cache. px_ms should be the longest the holder can take
  * (its flight deadline): a lock that expires while its holder still probes
@@ -124,7 +148,10 @@ struct cache_lock_token {
  * then 0), 0 when the answer will come through cb (*req set; cache_cancel
  * stops it). Waiters watch the cache, not the lock; the holder releases it
  * with cache_unlock once its verdict is stored, and a lock whose holder died
- * expires after px_ms.
+ * expires after px_ms. A token with len > 0 must be given to cache_unlock
+ * in the end, also when the lock request was cancelled: it holds the store
+ * the lock was taken on (see cache_swap_store). When another host holds the
+ * lock, tok->len is 0 again before cb runs.
  */
 int cache_lock(struct cache *c, const char *name, int px_ms, struct cache_lock_token *tok,
                cache_lock_cb cb, void *arg, struct cache_req **req);
@@ -134,10 +161,11 @@ int cache_lock(struct cache *c, const char *name, int px_ms, struct cache_lock_t
  * holds tok: a compare-and-delete in one Lua script (EVAL), so a lock that
  * expired and was taken by another host is never deleted by us. Fire and
  * forget, sent after the verdict's SET on the same connection, so a waiter
- * never sees the lock gone before the verdict is there. Does nothing when
- * tok->len is 0.
+ * never sees the lock gone before the verdict is there. Sent on the Redis
+ * and under the key prefix the lock was taken with, even when a reload has
+ * moved the cache since. Clears tok (len 0); does nothing when tok->len is 0.
  */
-void cache_unlock(struct cache *c, const char *name, const struct cache_lock_token *tok);
+void cache_unlock(struct cache *c, const char *name, struct cache_lock_token *tok);
 
 /* cache_key - "<prefix><kind>:<name>" into buf; returns length or -1 if too small */
 int cache_key(const struct cache *c, const char *kind, const char *name, char *buf, size_t size);

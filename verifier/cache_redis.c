@@ -100,6 +100,9 @@ struct cache_redis {
 
     int depth;          /* entries from the loop currently on the stack */
     int free_requested; /* cache_redis_free() called while depth > 0 */
+    int retiring;       /* cache_redis_retire(): no new commands, gone once pending drains */
+    void (*gone)(void *arg);
+    void *gone_arg;
     struct cache_redis_stats stats;
 };
 
@@ -157,7 +160,7 @@ static void redis_schedule_reconnect(struct cache_redis *r)
 {
     struct timeval tv = ms_to_tv(r->backoff_ms);
 
-    if (r->free_requested || evtimer_pending(r->reconnect_timer, NULL))
+    if (r->free_requested || r->retiring || evtimer_pending(r->reconnect_timer, NULL))
         return;
     evtimer_add(r->reconnect_timer, &tv);
     if (r->backoff_ms < r->reconnect_max_ms / 2)
@@ -217,11 +220,32 @@ static void redis_hold(struct cache_redis *r)
     r->depth++;
 }
 
-/* redis_release - it ends; returns 1 if r was freed (the caller must not touch r) */
+/* redis_retired - a retired connection has drained: tell its owner, then free it */
+static void redis_retired(struct cache_redis *r)
+{
+    void (*gone)(void *) = r->gone;
+    void *arg = r->gone_arg;
+
+    redis_really_free(r);
+    if (gone != NULL)
+        gone(arg);
+}
+
+/*
+ * redis_release - it ends; returns 1 if r was freed (the caller must not
+ * touch r): asked for inside a callback, or retired with nothing left in
+ * flight
+ */
 static int redis_release(struct cache_redis *r)
 {
-    if (--r->depth == 0 && r->free_requested) {
+    if (--r->depth > 0)
+        return 0;
+    if (r->free_requested) {
         redis_really_free(r);
+        return 1;
+    }
+    if (r->retiring && r->pending == NULL) {
+        redis_retired(r);
         return 1;
     }
     return 0;
@@ -606,7 +630,8 @@ static void redis_switched(const char *host, int port, void *arg)
     struct cache_redis *r = arg;
     char *copy;
 
-    if (r->free_requested || (r->host != NULL && strcmp(r->host, host) == 0 && r->port == port))
+    if (r->free_requested || r->retiring ||
+        (r->host != NULL && strcmp(r->host, host) == 0 && r->port == port))
         return;
     if ((copy = strdup(host)) == NULL)
         return;
@@ -632,7 +657,7 @@ static void redis_switched(const char *host, int port, void *arg)
  */
 static void redis_connect(struct cache_redis *r)
 {
-    if (r->ac || r->free_requested || r->state == CR_ASKING)
+    if (r->ac || r->free_requested || r->retiring || r->state == CR_ASKING)
         return;
     if (r->sentinel != NULL && !r->addr_fresh) {
         redis_enter_state(r, CR_ASKING);
@@ -816,6 +841,7 @@ void cache_redis_free(struct cache_redis *r)
 {
     if (r == NULL)
         return;
+    r->gone = NULL; /* freed on purpose: the owner knows */
     if (r->depth > 0) {
         /* inside one of our callbacks: silence everything now, free on the way out */
         r->free_requested = 1;
@@ -827,9 +853,29 @@ void cache_redis_free(struct cache_redis *r)
     redis_really_free(r);
 }
 
+int cache_redis_retire(struct cache_redis *r, void (*gone)(void *arg), void *arg)
+{
+    if (r == NULL)
+        return 1;
+    if (r->free_requested || r->retiring)
+        return 0; /* already on its way out */
+    if (r->pending == NULL || r->state != CR_UP) {
+        /* nothing of ours in flight (or no connection to finish it on) */
+        cache_redis_free(r);
+        return 1;
+    }
+    /* every command in flight has its deadline: this ends within timeout_ms */
+    r->retiring = 1;
+    r->gone = gone;
+    r->gone_arg = arg;
+    evtimer_del(r->reconnect_timer);
+    redis_sentinel_cancel(r->sentinel);
+    return 0;
+}
+
 int cache_redis_connected(const struct cache_redis *r)
 {
-    return r && r->state == CR_UP && r->ac && !r->free_requested;
+    return r && r->state == CR_UP && r->ac && !r->free_requested && !r->retiring;
 }
 
 struct cache_redis_req *cache_redis_command(struct cache_redis *r, int argc, const char **argv,

@@ -61,6 +61,20 @@ char *cache_redis_resolve(const char *host, char *err, size_t errlen);
 /* cache_redis_free - disconnect; pending callbacks do not run */
 void cache_redis_free(struct cache_redis *r);
 
+/*
+ * cache_redis_retire - r is no longer wanted (a reload moved the cache to
+ * another Redis), but commands already sent should still reach the server
+ * and be answered: fire-and-forget SETs and lock releases are not lost, and
+ * callbacks still run. From now on r takes no new command
+ * (cache_redis_connected is 0) and never reconnects; once nothing is in
+ * flight (at the latest after timeout_ms, since every command has its
+ * deadline) the connection is closed and r freed, and then gone(arg) runs,
+ * from the loop. Returns 1 when r was freed at once (nothing in flight, or
+ * not connected: gone does not run), 0 when it drains first. The owner may
+ * still cache_redis_free(r) meanwhile (at exit); gone does not run then.
+ */
+int cache_redis_retire(struct cache_redis *r, void (*gone)(void *arg), void *arg);
+
 /* cache_redis_connected - 1 when commands can be sent now */
 int cache_redis_connected(const struct cache_redis *r);
 

@@ -207,6 +207,9 @@ static void flight_free(struct flight *f)
     }
     if (f->creq != NULL)
         cache_cancel(f->creq);
+    /* a probe given up unfinished frees its lock for the other hosts (and its store, see cache.h)
+     */
+    cache_unlock(p->cache, f->key, &f->lock);
     if (f->breq != NULL && f->rb->ops->cancel != NULL)
         f->rb->ops->cancel(f->breq);
     if (f->ev_start != NULL)

@@ -988,7 +988,7 @@ static int take_lock(struct cache *c, const char *name, int px, struct cache_loc
 Test(cache_redis, lock_release_deletes_only_our_own_token)
 {
     struct cache *c1 = new_cache(), *c2 = new_cache();
-    struct cache_lock_token t1, t2, t3;
+    struct cache_lock_token t1 = {0}, t2 = {0}, t3 = {0};
     char buf[512];
 
     cr_assert_eq(take_lock(c1, "bob@example.org", 60000, &t1), 1);
@@ -1020,4 +1020,157 @@ Test(cache_redis, lock_release_deletes_only_our_own_token)
 
     cache_free(c1);
     cache_free(c2);
+}
+
+/* --- a reload moves the cache to another Redis (cache_swap_store) */
+
+/* clients_on_db - connections to srv on database db, not counting redis-cli's own */
+static int clients_on_db(int db)
+{
+    char buf[8192], want[16];
+    int n = 0;
+
+    cli(buf, sizeof(buf), "CLIENT LIST");
+    snprintf(want, sizeof(want), " db=%d ", db);
+    for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        if (strstr(line, want) != NULL && strstr(line, "cmd=client") == NULL)
+            n++;
+    return n;
+}
+
+static int no_client_on_db0(void *arg)
+{
+    (void)arg;
+    return clients_on_db(0) == 0;
+}
+
+/* store_on_db1 - the settings of a reload: database 1, prefix "b:" */
+static struct cache_store *store_on_db1(void)
+{
+    struct cache_config cfg = cache_cfg();
+    char err[256] = "";
+
+    cfg.key_prefix = "b:";
+    cfg.redis.db = 1;
+    struct cache_store *s = cache_store_new(base, &cfg, err, sizeof(err));
+    cr_assert_not_null(s, "cache_store_new: %s", err);
+    return s;
+}
+
+/*
+ * What was sent before the swap finishes on the old connection (a write and
+ * a read), what comes after goes to the new Redis under the new prefix, the
+ * L1 stays, and the old connection is closed once it has nothing in flight.
+ */
+Test(cache_redis, swap_store_moves_the_cache_and_closes_the_old_connection)
+{
+    struct cache *c = new_cache();
+    struct cache_redis *old = cache_redis_handle(c);
+    struct verdict v, out;
+    struct cache_req *req = NULL;
+    struct got g = {0};
+    char buf[512];
+    int stale;
+
+    verdict_set(&v, VERDICT_INVALID, 550, "cdb", "5.1.1 User unknown");
+    v.when = time(NULL);
+    cli(buf, sizeof(buf), "SET callahead:rcpt:a-only@example.org 'valid 250 1732458000 cdb ok'");
+    cr_assert_eq(clients_on_db(0), 1, "our one connection");
+
+    struct cache_store *s = store_on_db1();
+    cr_assert(run_until(is_connected, cache_store_redis(s), 3000), "new store never connected");
+    /* in flight on the old connection at the swap: a write and a read */
+    cache_put(c, "late@example.org", &v);
+    cr_assert_eq(cache_get(c, "a-only@example.org", &out, &stale, got_cb, &g, &req), CACHE_PENDING);
+    cache_swap_store(c, s);
+    cr_assert(cache_redis_handle(c) != old);
+    cr_assert_eq(g.done, 0);
+
+    cr_assert(run_until(flag_set, &g.done, 2000), "the read in flight was never answered");
+    cr_assert_eq(g.found, 1, "the read in flight is answered by the old Redis");
+    cr_assert(run_until(no_client_on_db0, NULL, 3000), "the old connection is still open");
+    cli(buf, sizeof(buf), "GET callahead:rcpt:late@example.org");
+    cr_assert(strncmp(buf, "invalid 550 ", 12) == 0, "the write in flight was lost: '%s'", buf);
+
+    /* from now on: database 1, prefix b: */
+    cache_put(c, "new@example.org", &v);
+    wait_replies(cache_redis_handle(c), 1);
+    cli(buf, sizeof(buf), "-n 1 GET b:rcpt:new@example.org");
+    cr_assert(strncmp(buf, "invalid 550 ", 12) == 0, "not on the new Redis: '%s'", buf);
+    cli(buf, sizeof(buf), "EXISTS callahead:rcpt:new@example.org");
+    cr_assert_str_eq(buf, "0", "written to the old Redis after the swap");
+    cr_assert_eq(clients_on_db(1), 1);
+
+    /* the L1 stays: what the old Redis answered is still known here */
+    cr_assert_eq(cache_get(c, "a-only@example.org", &out, &stale, got_cb, &g, &req), CACHE_HIT);
+    cr_assert_eq(out.kind, VERDICT_VALID);
+    cache_free(c);
+}
+
+/*
+ * A probe lock taken before the swap is released on the Redis and under the
+ * prefix it was taken with; the old connection stays until then.
+ */
+Test(cache_redis, lock_taken_before_a_swap_is_released_where_it_was_taken)
+{
+    struct cache *c = new_cache();
+    struct cache_lock_token t = {0}, t2 = {0};
+    char buf[512];
+
+    cr_assert_eq(take_lock(c, "bob@example.org", 60000, &t), 1);
+    struct cache_store *s = store_on_db1();
+    cr_assert(run_until(is_connected, cache_store_redis(s), 3000), "new store never connected");
+    cache_swap_store(c, s);
+    pump(200);
+    cr_assert_eq(clients_on_db(0), 1, "the old connection went away with a lock held on it");
+
+    /* a new lock goes to the new Redis */
+    cr_assert_eq(take_lock(c, "carol@example.org", 60000, &t2), 1);
+    cli(buf, sizeof(buf), "-n 1 EXISTS b:lock:carol@example.org");
+    cr_assert_str_eq(buf, "1");
+
+    cache_unlock(c, "bob@example.org", &t);
+    cr_assert_eq(t.len, 0);
+    cr_assert(run_until(no_client_on_db0, NULL, 3000), "the old connection is still open");
+    cli(buf, sizeof(buf), "EXISTS callahead:lock:bob@example.org");
+    cr_assert_str_eq(buf, "0", "the lock taken before the swap was not released");
+    cache_unlock(c, "carol@example.org", &t2);
+    pump(150);
+    cli(buf, sizeof(buf), "-n 1 EXISTS b:lock:carol@example.org");
+    cr_assert_str_eq(buf, "0");
+    cache_free(c);
+}
+
+/* a lock request cancelled across a swap still releases its store, and the cache frees cleanly */
+Test(cache_redis, lock_cancelled_across_a_swap)
+{
+    struct cache *c = new_cache();
+    struct cache_lock_token t = {0};
+    struct cache_req *req = NULL;
+    struct lock_got g = {0, -1};
+
+    cr_assert_eq(cache_lock(c, "dave@example.org", 60000, &t, lock_cb, &g, &req), 0);
+    cache_swap_store(c, store_on_db1());
+    cache_cancel(req);
+    cache_unlock(c, "dave@example.org", &t);
+    cr_assert(run_until(no_client_on_db0, NULL, 3000), "the old connection is still open");
+    cr_assert_eq(g.done, 0, "cancelled, yet called back");
+    cache_free(c);
+}
+
+/* new settings that cannot work are refused before anything changes */
+Test(cache_redis, store_with_an_unresolvable_name_is_refused)
+{
+    struct cache_config cfg = cache_cfg();
+    char err[256] = "";
+
+    cfg.redis.host = "no-such-host.invalid";
+    cr_assert_null(cache_store_new(base, &cfg, err, sizeof(err)));
+    cr_assert(strstr(err, "cannot resolve no-such-host.invalid") != NULL, "%s", err);
+    cfg.redis.host = "127.0.0.1";
+    cfg.redis.sentinels = "127.0.0.1:1, no-such-host.invalid:26379";
+    cfg.redis.master_name = "m";
+    err[0] = '\0';
+    cr_assert_null(cache_store_new(base, &cfg, err, sizeof(err)));
+    cr_assert(err[0] != '\0');
 }
