@@ -73,7 +73,7 @@ struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *
     }
     fl->v = v;
     fl->harvest = harvest;
-    if (cache_flush_channel(verifier_cache(v), channel, sizeof(channel)) < 0) {
+    if (cache_flush_channel_of(vc->cache.key_prefix, channel, sizeof(channel)) < 0) {
         snprintf(err, errlen, "redis_key_prefix too long for the flush channel");
         free(fl);
         return NULL;

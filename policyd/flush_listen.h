@@ -18,8 +18,10 @@ struct verifier_config;
 struct flush_listen;
 
 /*
- * flush_listen_new - subscribe to v's flush channel on the Redis of vc
- * (NULL + no error when vc has no Redis). NULL + err on failure.
+ * flush_listen_new - subscribe to the flush channel of vc's key prefix on
+ * the Redis of vc (NULL + no error when vc has no Redis), for v's cache:
+ * vc may be the next configuration of a reload, not yet v's (cache_swap.h).
+ * NULL + err on failure.
  */
 struct harvest;
 struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *v,

@@ -217,7 +217,12 @@ int cache_flush_channel(const struct cache *c, char *buf, size_t size)
 
     if (key_prefix(c, prefix, sizeof(prefix)) < 0)
         return -1;
-    int n = snprintf(buf, size, "%sflush", prefix);
+    return cache_flush_channel_of(prefix, buf, size);
+}
+
+int cache_flush_channel_of(const char *prefix, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%sflush", prefix != NULL ? prefix : "callahead:");
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
 

@@ -85,4 +85,10 @@ void cache_flush_cancel(struct cache_flush_op *op);
 /* cache_flush_channel - "<prefix>flush" into buf; length or -1 */
 int cache_flush_channel(const struct cache *c, char *buf, size_t size);
 
+/*
+ * cache_flush_channel_of - the same for a key prefix that is not (yet) the
+ * cache's: a reload subscribes to the new channel before it swaps the cache
+ */
+int cache_flush_channel_of(const char *prefix, char *buf, size_t size);
+
 #endif
