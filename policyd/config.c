@@ -74,12 +74,12 @@ struct config_param {
 
 /*
  * RESTART marks a parameter that is fixed once the daemon runs: the user it
- * switched to and the pidfile it locked, the descriptor limit sized from
- * max_connections, and the Redis connection shared by every lookup in
- * progress. A reload that changes one of them is refused as a whole (the
- * running configuration stays entirely in force, and the log names each of
- * them), rather than half applied. Everything else a SIGHUP applies without
- * dropping a connection (docs/OPERATIONS.md lists how).
+ * switched to and the pidfile it locked, and the descriptor limit sized from
+ * max_connections. A reload that changes one of them is refused as a whole
+ * (the running configuration stays entirely in force, and the log names each
+ * of them), rather than half applied. Everything else a SIGHUP applies
+ * without dropping a connection (docs/OPERATIONS.md lists how; the Redis
+ * settings through cache_swap.c).
  */
 #define RELOAD 0
 #define RESTART 1
@@ -303,31 +303,31 @@ static const struct config_param config_params[] = {
     {"redis_server", CONFIG_STR, "", OFF(redis_server), 0, 0, CHECK_REDIS,
      "Shared Redis cache as HOST:PORT, [IPV6]:PORT or unix:PATH; empty uses only the "
      "in-process cache, which is enough for a single MX.",
-     RESTART},
+     RELOAD},
     {"redis_sentinels", CONFIG_STR, "", OFF(redis_sentinels), 0, 0, CHECK_SENTINELS,
      "Redis Sentinel instances as a list of HOST:PORT or [IPV6]:PORT (at most 16), to find "
      "and follow the master named redis_master_name instead of using redis_server; empty uses "
-     "redis_server. Names are resolved once at start-up.",
-     RESTART},
+     "redis_server. Names are resolved at start-up and by a reload that changes them.",
+     RELOAD},
     {"redis_master_name", CONFIG_STR, "", OFF(redis_master_name), 0, 0, CHECK_MASTER_NAME,
      "Name of the master the sentinels watch (the name in sentinel.conf's \"sentinel monitor\" "
      "line); required with redis_sentinels.",
-     RESTART},
+     RELOAD},
     {"redis_password", CONFIG_STR, "", OFF(redis_password), 0, 0, CHECK_NONE,
      "Password sent with AUTH to Redis and to the sentinels on every connect; empty sends "
      "none. Keep the file readable only by root and the daemon's group when it is set.",
-     RESTART},
+     RELOAD},
     {"redis_db", CONFIG_INT, "0", OFF(redis_db), 0, 1000000, CHECK_NONE,
-     "Redis database number to SELECT after connecting; 0 is Redis's default.", RESTART},
+     "Redis database number to SELECT after connecting; 0 is Redis's default.", RELOAD},
     {"redis_key_prefix", CONFIG_STR, "callahead:", OFF(redis_key_prefix), 0, 0, CHECK_NONE,
-     "Prefix of every Redis key, so one Redis can serve other applications too.", RESTART},
+     "Prefix of every Redis key, so one Redis can serve other applications too.", RELOAD},
     {"redis_timeout", CONFIG_MS, "250ms", OFF(redis_timeout_ms), 1, 60000, CHECK_NONE,
      "Deadline for connecting to Redis and for each command; a slow Redis costs a cache miss, "
      "not a slow answer.",
-     RESTART},
+     RELOAD},
     {"redis_reconnect_max", CONFIG_MS, "10s", OFF(redis_reconnect_max_ms), 100, 3600000, CHECK_NONE,
      "Longest wait between Redis reconnect attempts (backoff starts at 100ms and doubles).",
-     RESTART},
+     RELOAD},
     {"cache_l1_size", CONFIG_INT, "100000", OFF(cache_l1_size), 1, 100000000, CHECK_NONE,
      "Most addresses in the in-process cache; 100000 verdicts take a few tens of MB. A reload to "
      "a smaller size evicts the least recently used verdicts at once.",
@@ -1271,6 +1271,23 @@ int config_restart_changes(const struct config *running, const struct config *ne
         n++;
     }
     return n;
+}
+
+/*
+ * config_changed - 1 when parameter name has another value in next than in
+ * running (compared as -n prints them), 0 when not, -1 for an unknown name
+ */
+int config_changed(const struct config *running, const struct config *next, const char *name)
+{
+    char a[CONFIG_MAX_LINE + 1], b[CONFIG_MAX_LINE + 1];
+
+    for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
+        const struct config_param *p = &config_params[i];
+        if (strcmp(p->name, name) == 0)
+            return strcmp(config_format(running, p, a, sizeof(a)),
+                          config_format(next, p, b, sizeof(b))) != 0;
+    }
+    return -1;
 }
 
 /* config_troff_text - s with troff's escape character and line-start controls made literal */

@@ -139,12 +139,15 @@ void config_verifier(const struct config *c, struct verifier_config *vc);
 
 /*
  * config_restart_changes - how many parameters that only a restart can
- * change (listen, the cache, Redis, TTLs, ...; callahead.conf(5) marks them)
+ * change (callahead.conf(5) marks them)
  * differ between the running configuration and next; their names, comma
  * separated, in buf. A reload with any such change is refused as a whole.
  */
 int config_restart_changes(const struct config *running, const struct config *next, char *buf,
                            size_t size);
+
+/* config_changed - 1 if parameter name differs between running and next, 0 if not, -1 unknown */
+int config_changed(const struct config *running, const struct config *next, const char *name);
 
 /* config_print - "name = value" lines; only_changed: only those differing from the default */
 void config_print(FILE *fp, const struct config *c, int only_changed);

@@ -31,6 +31,7 @@
 #include <event2/event.h>
 
 #include "autoconf.h" /* PACKAGE_VERSION */
+#include "cache_swap.h"
 #include "config.h"
 #include "control.h"
 #include "flush_listen.h"
@@ -228,7 +229,8 @@ static void reload_apply_rest(struct daemon_state *d, const struct config *ncfg,
  * reload_cb - SIGHUP: the new configuration and route table as a whole, or
  * keep the running ones and say why. Refused: a file that does not parse, a
  * route table that verifier_reload refuses (the same checks as start-up and
- * -t), and any change of a parameter only a restart can apply.
+ * -t), a new Redis that cannot be set up (cache_swap.h), and any change of a
+ * parameter only a restart can apply.
  */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -284,15 +286,29 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         free(ncfg);
         return;
     }
-    config_verifier(ncfg, &vc);
-    if (verifier_reload(d->verifier, &vc, err, sizeof(err)) < 0) {
-        log_err("reload failed, keeping the running configuration: %s", err);
+    /* so is a new Redis connection that cannot be made (a name that does not resolve) */
+    struct cache_swap cs;
+    if (cache_swap_prepare(d->cfg, ncfg, d->base, d->verifier, d->harvest, &cs, err, sizeof(err)) <
+        0) {
+        log_err("reload refused, keeping the running configuration: %s", err);
         sock_swap_abort(&ssw, d->cfg, ncfg);
         listen_swap_abort(&sw);
         config_free(ncfg);
         free(ncfg);
         return;
     }
+    config_verifier(ncfg, &vc);
+    if (verifier_reload(d->verifier, &vc, err, sizeof(err)) < 0) {
+        log_err("reload failed, keeping the running configuration: %s", err);
+        cache_swap_abort(&cs);
+        sock_swap_abort(&ssw, d->cfg, ncfg);
+        listen_swap_abort(&sw);
+        config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    cache_swap_commit(&cs, d->verifier, &d->flush);
+    d->stats.flush = d->flush;
     listen_swap_commit(&sw, d->cfg, d->listeners, &d->nlisteners, d->base, &d->server);
     reload_apply_rest(d, ncfg, &ssw);
     log_set_debug(ncfg->debug);

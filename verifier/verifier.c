@@ -361,10 +361,11 @@ struct verifier *verifier_new(struct event_base *base, const struct verifier_con
 int verifier_reload(struct verifier *v, const struct verifier_config *cfg, char *err, size_t errlen)
 {
     /*
-     * XXX the cache connection is kept (backends of tables still in use
-     * point at it): changing it needs a restart. The resolver object stays
-     * too, but takes the new servers and deadline on a fresh channel
-     * (dns_reconfigure: lookups in progress finish on the old one). The
+     * The cache object stays (backends of tables still in use point at
+     * it); its Redis side is swapped by the caller (cache_swap_store), not
+     * here. The resolver object stays too, but takes the new servers and
+     * deadline on a fresh channel (dns_reconfigure: lookups in progress
+     * finish on the old one). The
      * cache's TTLs and L1 bound are plain numbers and apply at once; the
      * steps that can fail go before the tables are swapped (after the
      * resolver's, the L1 bound can fail only for want of memory); the

@@ -10,6 +10,7 @@
 #include <string.h>
 
 /* by path, so it can never be confused with an autoconf-generated config.h */
+#include "../../policyd/cache_swap.h"
 #include "../../policyd/config.h"
 #include "backend.h"
 
@@ -525,8 +526,9 @@ Test(config, print_doc)
 
     config_print_doc(fp, 1);
     fclose(fp);
+    cr_assert_not_null(strstr(buf, ".TP\n.B redis_timeout\n(default: 250ms)\n"), "Redis reloads");
     cr_assert_not_null(
-        strstr(buf, ".TP\n.B redis_timeout\n(default: 250ms; a change needs a restart)\n"));
+        strstr(buf, ".TP\n.B pidfile\n(default: empty; a change needs a restart)\n"));
     cr_assert_not_null(strstr(buf, ".TP\n.B ttl_valid\n(default: 31d)\n"), "TTLs reload");
     cr_assert_not_null(strstr(buf, ".TP\n.B dry_run\n(default: no)\n"));
     cr_assert_not_null(strstr(buf, ".B listen\n"));
@@ -654,21 +656,22 @@ Test(config, restart_changes)
 
     parse_ok("redis_server = 127.0.0.1:6390\nredis_timeout = 1s\nredis_key_prefix = x:\n"
              "recipient_delimiter = -\nlisten = inet:127.0.0.1:1\ndry_run = yes\n"
-             "route_table = /a\n",
+             "user = nobody\npidfile = /run/x.pid\nroute_table = /a\n",
              &b);
-    /* listen and recipient_delimiter are applied by a reload: not named */
-    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 3);
-    cr_assert_str_eq(names, "redis_server, redis_key_prefix, redis_timeout");
+    /* listen, recipient_delimiter and the Redis settings are applied by a reload: not named */
+    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 2);
+    cr_assert_str_eq(names, "user, pidfile");
     /* the same value written differently is no change */
     config_free(&a);
     parse_ok("redis_server = 127.0.0.1:6390\nredis_timeout = 1000ms\nredis_key_prefix = x:\n"
-             "recipient_delimiter = -\nlisten = inet:127.0.0.1:1\n",
+             "recipient_delimiter = -\nlisten = inet:127.0.0.1:1\nuser = nobody\n"
+             "pidfile = /run/x.pid\n",
              &a);
     cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0, "%s", names);
     /* a short buffer is cut, the count stays right */
     config_free(&a);
     config_defaults(&a);
-    cr_assert_eq(config_restart_changes(&a, &b, names, 8), 3);
+    cr_assert_eq(config_restart_changes(&a, &b, names, 8), 2);
     cr_assert_eq(strlen(names), 7);
     config_free(&a);
     config_free(&b);
@@ -840,6 +843,37 @@ Test(config, restart_changes_only_user_and_pidfile_of_these)
     parse_ok("route_table = /a\nuser = nobody\npidfile = /run/x.pid\n", &b);
     cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 2);
     cr_assert_str_eq(names, "user, pidfile");
+    config_free(&a);
+    config_free(&b);
+}
+
+/* a reload applies the Redis settings (cache_swap.c): which of them changed, as -n shows them */
+Test(config, redis_changes_are_swapped_not_refused)
+{
+    struct config a, b;
+    char names[256];
+
+    parse_ok("redis_server = 127.0.0.1:6390\nredis_timeout = 1000ms\n", &a);
+    parse_ok("redis_server = 127.0.0.1:6390\nredis_timeout = 1s\nttl_valid = 2d\n", &b);
+    cr_assert_eq(cache_swap_changes(&a, &b, names, sizeof(names)), 0, "%s", names);
+    cr_assert_str_eq(names, "");
+    config_free(&b);
+    parse_ok("redis_server = 127.0.0.1:6391\nredis_timeout = 1s\nredis_db = 2\n"
+             "redis_key_prefix = b:\nredis_password = s3cret\nredis_reconnect_max = 2s\n",
+             &b);
+    cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0, "%s", names);
+    cr_assert_eq(cache_swap_changes(&a, &b, names, sizeof(names)), 5);
+    cr_assert_str_eq(names, "redis_server, redis_password, redis_db, redis_key_prefix, "
+                            "redis_reconnect_max");
+    config_free(&b);
+    /* from a single server to sentinels, and to no Redis at all */
+    parse_ok("redis_sentinels = 127.0.0.1:26379\nredis_master_name = m\nredis_timeout = 1s\n", &b);
+    cr_assert_eq(cache_swap_changes(&a, &b, names, sizeof(names)), 3);
+    cr_assert_str_eq(names, "redis_server, redis_sentinels, redis_master_name");
+    config_free(&b);
+    parse_ok("redis_timeout = 1s\n", &b);
+    cr_assert_eq(cache_swap_changes(&a, &b, names, sizeof(names)), 1);
+    cr_assert_eq(config_changed(&a, &b, "no_such_parameter"), -1);
     config_free(&a);
     config_free(&b);
 }
