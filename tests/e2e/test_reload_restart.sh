@@ -1,11 +1,11 @@
 #!/bin/bash
 # test_reload_restart.sh - a SIGHUP that changes a parameter only a restart can
-# apply (redis_server, redis_key_prefix, ...)
-# is refused as a whole with one log line naming each such parameter: the
-# running configuration stays entirely in force (the old Redis, prefix, a TTL
-# and delimiter keep being used, and a route change in the same file is not
-# applied either). Once those parameters are back, the same route change
-# and the delimiter change (which a SIGHUP applies) reload. Real redis-server instances, one per "before" and "after".
+# apply (pidfile) is refused as a whole with one log line naming it: the
+# running configuration stays entirely in force (the old Redis and prefix, a
+# TTL and delimiter keep being used, and a route change in the same file is
+# not applied either, although a reload alone would apply each of them). Once
+# pidfile is back, the same route change and the delimiter change reload.
+# Real redis-server instances, one per "before" and "after".
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -57,10 +57,10 @@ printf '%s\n' "example.test   cdb:$E2E_CDB" "other.test     reject" "*          
     >"$E2E_TMP/routes.new"
 printf '%s\n' "listen = inet:127.0.0.1:$OTHER_PORT" "route_table = $E2E_TMP/routes.new" \
     "redis_server = 127.0.0.1:$B_PORT" "redis_key_prefix = other:" "ttl_invalid = 1h" \
-    "recipient_delimiter = -" >"$CONF"
+    "recipient_delimiter = -" "pidfile = $E2E_TMP/other.pid" >"$CONF"
 mark
 kill -HUP "$POLICYD_PID"
-wait_log "reload refused, keeping the running configuration: redis_server, redis_key_prefix changed in $CONF"
+wait_log "reload refused, keeping the running configuration: pidfile changed in $CONF, and this takes effect only at a restart"
 if tail -c +"$MARK" "$POLICYD_LOG" | grep -q 'reloaded'; then
     e2e_fail "the daemon logged \"reloaded\" for a refused reload"
 fi
@@ -78,7 +78,7 @@ e2e_assert_eq DUNNO "$(e2e_policy_query recipient=carol@other.test)" \
     "carol@other.test (the route change in the refused file is not applied)"
 e2e_port_open "$OTHER_PORT" && e2e_fail "the daemon listens on the new port $OTHER_PORT"
 
-# The restart-only parameters back as they run: the route and delimiter changes now reload.
+# The restart-only parameter back as it runs: the route and delimiter changes now reload.
 REDIS_PORT=$A_PORT
 e2e_policyd_conf "$CONF" "recipient_delimiter = -"
 sed -i "s|^route_table = .*|route_table = $E2E_TMP/routes.new|" "$CONF"
