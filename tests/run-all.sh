@@ -33,7 +33,8 @@ if [ "$VALGRIND_SCENARIOS" = default ]; then
     VALGRIND_SCENARIOS="test_malformed test_pipelined test_cdb_rewrite test_callout_failures
       test_callout_postfix_backend test_redis_down test_redis_verdict test_sighup
       test_reload_restart test_reload_l1_size test_control test_flush test_slow_clients test_milter_miltertest
-      test_redis_sentinel test_callout_tls test_reload_sockets test_reload_callout"
+      test_redis_sentinel test_callout_tls test_reload_sockets test_reload_callout
+      test_reload_redis"
 elif [ "$VALGRIND_SCENARIOS" = all ]; then
     VALGRIND_SCENARIOS=""
 fi

@@ -205,11 +205,24 @@ wait_key "$B_PORT" 0 'callahead:rcpt:t*@example.test'
 wait_ours "$B_PORT" 2
 e2e_log "ok: no Redis and back"
 
+# --- a Redis that cannot be set up refuses the reload as a whole: B stays in use
+b_before=$(nkeys "$B_PORT" 0 'callahead:rcpt:t*')
+REDIS_PORT=
+e2e_policyd_conf "$CONF" "${COMMON[@]}" "redis_server = no-such-host.invalid:6379" \
+    "ttl_invalid = 1h"
+mark
+kill -HUP "$POLICYD_PID"
+wait_log 'reload refused, keeping the running configuration: redis: cannot resolve no-such-host.invalid'
+wait_more 10
+[ "$(nkeys "$B_PORT" 0 'callahead:rcpt:t*')" -gt "$b_before" ] || e2e_fail "no new verdicts in B"
+ttl=$(redis-cli -p "$B_PORT" TTL "callahead:rcpt:t$(answered)@example.test")
+[ "$ttl" -gt 3600 ] || e2e_fail "the refused file's ttl_invalid was applied (TTL $ttl)"
+e2e_assert_eq 2 "$(ours "$B_PORT")" "connections to B after the refused reload"
+e2e_log "ok: an unresolvable redis_server refused the reload, B kept"
+
 touch "$E2E_TMP/trickle.stop"
 wait "$TRICKLE_PID" || e2e_fail "the trickle client failed (see above)"
 e2e_untrack "$TRICKLE_PID"
 [ "$(answered)" -ge 60 ] || e2e_fail "only $(answered) requests answered"
-if grep -q 'reload refused\|reload failed' "$POLICYD_LOG"; then
-    e2e_fail "a reload was refused: $(grep 'reload refused\|reload failed' "$POLICYD_LOG")"
-fi
+e2e_assert_eq 1 "$(grep -c 'reload refused\|reload failed' "$POLICYD_LOG")" "refused reloads"
 e2e_stop_policyd
