@@ -753,7 +753,7 @@ char *cache_redis_resolve(const char *host, char *err, size_t errlen)
         return NULL;
     }
     freeaddrinfo(res);
-    log_info("redis: %s resolved to %s (once, at start-up)", host, buf);
+    log_info("redis: %s resolved to %s (once, for this configuration)", host, buf);
     pick_str = buf;
 copy:
     if ((copy = strdup(pick_str)) == NULL)

@@ -53,7 +53,8 @@ struct cache_redis *cache_redis_new(struct event_base *base, const struct cache_
 
 /*
  * cache_redis_resolve - host as a numeric address, resolved now (blocking:
- * start-up only; hiredis would resolve on every connect, on the loop).
+ * start-up, or a reload that changes the Redis settings; never per connect,
+ * which hiredis would do on the loop).
  * malloc'ed, or NULL + err.
  */
 char *cache_redis_resolve(const char *host, char *err, size_t errlen);

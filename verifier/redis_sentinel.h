@@ -10,7 +10,8 @@
  * redis_sentinel_watch() subscribes to +switch-master on every sentinel, so
  * that a failover is followed as soon as a sentinel announces it instead of
  * only when the old master's connection fails. Nothing here blocks: the
- * sentinels' names are resolved once, in redis_sentinel_new (start-up).
+ * sentinels' names are resolved once, in redis_sentinel_new (start-up, or a
+ * reload that changes them).
  */
 #ifndef CALLAHEAD_REDIS_SENTINEL_H
 #define CALLAHEAD_REDIS_SENTINEL_H
