@@ -2,10 +2,13 @@
  * cache_swap.c - the Redis settings a reload changes (cache_swap.h).
  *
  * The in-process cache (L1) is kept: a verdict stays a verdict wherever it
- * is shared. The new flush subscription drops it once it is confirmed, as
- * every (re)subscription does (flush_listen.h), because flushes published
- * on the new Redis before we listened cannot be known; a switch to no
- * Redis at all keeps it. Names are resolved here, on the loop (XXX: a
+ * is shared. When the flush channel moves (another server, sentinel set or
+ * key prefix), the new subscription drops it once it is confirmed, as every
+ * (re)subscription does (flush_listen.h), because flushes published there
+ * before we listened cannot be known. When the channel stays (only the
+ * database, password or timeouts changed) the old subscription listens on
+ * until the new one is up, so nothing is missed and the L1 stays; a switch
+ * to no Redis at all keeps it too. Names are resolved here, on the loop (XXX: a
  * blocking getaddrinfo, as at start-up; numeric addresses avoid it).
  */
 #include "cache_swap.h"
@@ -24,6 +27,11 @@ static const char *const redis_params[] = {
     "redis_db",     "redis_key_prefix", "redis_timeout",     "redis_reconnect_max",
 };
 #define NREDIS_PARAMS (sizeof(redis_params) / sizeof(redis_params[0]))
+
+/* where the flush channel is: unchanged, the old subscription hands over without a gap */
+static const char *const same_channel[] = {"redis_server", "redis_sentinels", "redis_master_name",
+                                           "redis_key_prefix"};
+#define NSAME_CHANNEL (sizeof(same_channel) / sizeof(same_channel[0]))
 
 int cache_swap_changes(const struct config *running, const struct config *next, char *buf,
                        size_t size)
@@ -65,6 +73,10 @@ int cache_swap_prepare(const struct config *running, const struct config *next,
         return -1;
     }
     sw->changed = 1;
+    sw->same_channel = next->redis_server[0] != '\0' || next->redis_sentinels[0] != '\0';
+    for (size_t i = 0; i < NSAME_CHANNEL; i++)
+        if (config_changed(running, next, same_channel[i]) != 0)
+            sw->same_channel = 0;
     log_info("reload: %s changed: the cache moves to %s%s", names,
              next->redis_sentinels[0] ? "the master of sentinels "
              : next->redis_server[0]  ? next->redis_server
@@ -85,7 +97,10 @@ void cache_swap_commit(struct cache_swap *sw, struct verifier *v, struct flush_l
     if (!sw->changed)
         return;
     cache_swap_store(verifier_cache(v), sw->store);
-    flush_listen_free(*flush);
+    if (sw->same_channel)
+        flush_listen_take_over(sw->flush, *flush);
+    else
+        flush_listen_free(*flush);
     *flush = sw->flush;
     memset(sw, 0, sizeof(*sw));
 }

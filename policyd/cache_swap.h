@@ -27,6 +27,7 @@ struct cache_store;
 
 struct cache_swap {
     int changed;                /* a Redis setting differs: commit swaps */
+    int same_channel;           /* same server (or sentinels) and prefix: the flush channel stays */
     struct cache_store *store;  /* the new prefix and Redis connection, until commit */
     struct flush_listen *flush; /* its flush-channel subscription (NULL without Redis) */
 };
@@ -53,8 +54,10 @@ void cache_swap_abort(struct cache_swap *sw);
 
 /*
  * cache_swap_commit - v's cache uses the new store from now on; *flush (the
- * running flush listener, or NULL) is freed and replaced by the new one.
- * Nothing to do when nothing changed.
+ * running flush listener, or NULL) is replaced by the new one. It is freed
+ * at once, or, when the channel stays the same, once the new subscription is
+ * up (flush_listen_take_over), so that no flush is missed and the
+ * in-process cache need not be dropped. Nothing to do when nothing changed.
  */
 void cache_swap_commit(struct cache_swap *sw, struct verifier *v, struct flush_listen **flush);
 

@@ -22,6 +22,7 @@ struct flush_listen {
     struct harvest *harvest;
     struct redis_sub *sub;
     struct log_limit log_bad;
+    struct flush_listen *prev; /* the subscription this one replaces, until this one is up */
 };
 
 /* on_message - a flush from some daemon (maybe us): the text is untrusted */
@@ -49,6 +50,18 @@ static void on_resync(void *arg)
 {
     struct flush_listen *fl = arg;
     struct cache_flush_sel all = {.kind = CACHE_FLUSH_ALL};
+
+    if (fl->prev != NULL) {
+        /* the one replaced heard the channel until now: nothing was missed */
+        int gapless = flush_listen_subscribed(fl->prev);
+        flush_listen_free(fl->prev);
+        fl->prev = NULL;
+        if (gapless) {
+            log_info("flush channel subscribed on the new Redis connection, the old one closed; "
+                     "no flush was missed, the in-process cache is kept");
+            return;
+        }
+    }
     unsigned long n = cache_flush_l1(verifier_cache(fl->v), &all);
 
     if (n > 0)
@@ -87,10 +100,21 @@ struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *
     return fl;
 }
 
+void flush_listen_take_over(struct flush_listen *fl, struct flush_listen *prev)
+{
+    if (fl == NULL || prev == NULL) {
+        flush_listen_free(prev);
+        return;
+    }
+    flush_listen_free(fl->prev);
+    fl->prev = prev;
+}
+
 void flush_listen_free(struct flush_listen *fl)
 {
     if (fl == NULL)
         return;
+    flush_listen_free(fl->prev);
     redis_sub_free(fl->sub);
     free(fl);
 }

@@ -29,6 +29,16 @@ struct flush_listen *flush_listen_new(struct event_base *base, struct verifier *
                                       char *err, size_t errlen);
 void flush_listen_free(struct flush_listen *fl);
 
+/*
+ * flush_listen_take_over - a reload replaced prev by fl on the same channel
+ * of the same Redis (only e.g. redis_timeout or redis_password changed): fl
+ * owns prev and keeps it subscribed until fl's own subscription is
+ * confirmed, and when prev is still subscribed then, nothing was missed, so
+ * that first subscription does not drop the in-process cache. prev is
+ * freed at once when fl is NULL.
+ */
+void flush_listen_take_over(struct flush_listen *fl, struct flush_listen *prev);
+
 /* flush_listen_subscribed - 1 while subscribed (for stats) */
 int flush_listen_subscribed(const struct flush_listen *fl);
 

@@ -170,6 +170,20 @@ e2e_log "ok: a flush on B reached the daemon, one on A did not"
 e2e_assert_eq 0 "$(redis-cli -p "$B_PORT" -n 3 EXISTS rr:rcpt:carol@example.test)" \
     "carol in B after callahead flush"
 
+# --- only a timeout changes: new connections, but the flush channel stays, so the old
+# subscription listens until the new one is up and the in-process cache is kept
+redis-cli -p "$B_PORT" -n 3 SET rr:rcpt:kept@cached.test "valid 250 $now smtp ok" EX 600 >/dev/null
+e2e_assert_eq redis "$(cached kept@cached.test)" "kept, first asked"
+redis-cli -p "$B_PORT" -n 3 DEL rr:rcpt:kept@cached.test >/dev/null
+e2e_policyd_conf "$CONF" "${COMMON[@]/redis_timeout = 500ms/redis_timeout = 400ms}" \
+    "redis_key_prefix = rr:" "redis_db = 3"
+reload
+wait_log 'no flush was missed, the in-process cache is kept'
+e2e_assert_eq l1 "$(cached kept@cached.test)" "kept, after a reload of redis_timeout"
+wait_ours "$B_PORT" 2
+wait_more 5
+e2e_log "ok: a timeout change kept the L1 and closed the old connections"
+
 # --- to a Redis that is down: answers go on; once it is up the daemon connects
 REDIS_PORT=$C_PORT
 e2e_policyd_conf "$CONF" "${COMMON[@]}"
