@@ -77,7 +77,7 @@ int cache_swap_prepare(const struct config *running, const struct config *next,
     for (size_t i = 0; i < NSAME_CHANNEL; i++)
         if (config_changed(running, next, same_channel[i]) != 0)
             sw->same_channel = 0;
-    log_info("reload: %s changed: the cache moves to %s%s", names,
+    snprintf(sw->what, sizeof(sw->what), "%s changed: the cache moves to %s%s", names,
              next->redis_sentinels[0] ? "the master of sentinels "
              : next->redis_server[0]  ? next->redis_server
                                       : "the in-process cache only",
@@ -96,6 +96,7 @@ void cache_swap_commit(struct cache_swap *sw, struct verifier *v, struct flush_l
 {
     if (!sw->changed)
         return;
+    log_info("reload: %s", sw->what);
     cache_swap_store(verifier_cache(v), sw->store);
     if (sw->same_channel)
         flush_listen_take_over(sw->flush, *flush);

@@ -30,6 +30,7 @@ struct cache_swap {
     int same_channel;           /* same server (or sentinels) and prefix: the flush channel stays */
     struct cache_store *store;  /* the new prefix and Redis connection, until commit */
     struct flush_listen *flush; /* its flush-channel subscription (NULL without Redis) */
+    char what[512];             /* for the log line at commit: what changed, where to */
 };
 
 /*
