@@ -859,12 +859,15 @@ int cache_redis_retire(struct cache_redis *r, void (*gone)(void *arg), void *arg
         return 1;
     if (r->free_requested || r->retiring)
         return 0; /* already on its way out */
-    if (r->pending == NULL || r->state != CR_UP) {
-        /* nothing of ours in flight (or no connection to finish it on) */
-        cache_redis_free(r);
+    if (r->pending == NULL) {
+        cache_redis_free(r); /* nothing of ours in flight */
         return 1;
     }
-    /* every command in flight has its deadline: this ends within timeout_ms */
+    /*
+     * Every command in flight has its deadline, and a connection going down
+     * hands them all back: this ends within timeout_ms, with every callback
+     * run (also when retired from inside one, while hiredis tears down).
+     */
     r->retiring = 1;
     r->gone = gone;
     r->gone_arg = arg;

@@ -70,8 +70,8 @@ void cache_redis_free(struct cache_redis *r);
  * (cache_redis_connected is 0) and never reconnects; once nothing is in
  * flight (at the latest after timeout_ms, since every command has its
  * deadline) the connection is closed and r freed, and then gone(arg) runs,
- * from the loop. Returns 1 when r was freed at once (nothing in flight, or
- * not connected: gone does not run), 0 when it drains first. The owner may
+ * from the loop. Returns 1 when r was freed at once (nothing in flight:
+ * gone does not run), 0 when it drains first. The owner may
  * still cache_redis_free(r) meanwhile (at exit); gone does not run then.
  */
 int cache_redis_retire(struct cache_redis *r, void (*gone)(void *arg), void *arg);

@@ -1174,3 +1174,68 @@ Test(cache_redis, store_with_an_unresolvable_name_is_refused)
     cr_assert_null(cache_store_new(base, &cfg, err, sizeof(err)));
     cr_assert(err[0] != '\0');
 }
+
+/* --- cache_redis_retire on its own */
+
+struct retire_ctx {
+    struct cache_redis *r;
+    int first_done, gone, freed_at_once;
+};
+
+static void retire_gone(void *arg)
+{
+    ((struct retire_ctx *)arg)->gone++;
+}
+
+/* the first reply retires the connection from inside its callback */
+static void retire_in_cb(int status, const char *val, size_t len, void *arg)
+{
+    struct retire_ctx *x = arg;
+
+    (void)status;
+    (void)val;
+    (void)len;
+    x->first_done++;
+    x->freed_at_once = cache_redis_retire(x->r, retire_gone, x);
+}
+
+static int retire_gone_set(void *arg)
+{
+    return ((struct retire_ctx *)arg)->gone > 0;
+}
+
+/*
+ * Retired from inside a reply's callback with more commands in flight: they
+ * are still answered (with their replies, not errors), nothing new is
+ * accepted, then the connection closes and gone runs once. With nothing in
+ * flight, retiring frees at once and gone does not run.
+ */
+Test(cache_redis, retire_lets_commands_in_flight_finish_then_closes)
+{
+    struct retire_ctx x = {0};
+    struct cmd second = {0};
+    const char *ping[1] = {"PING"};
+    size_t pinglen[1] = {4};
+    const char *echo[2] = {"ECHO", "still answered"};
+
+    x.r = new_redis();
+    cr_assert_eq(clients_on_db(0), 1);
+    cr_assert_not_null(cache_redis_command(x.r, 1, ping, pinglen, retire_in_cb, &x));
+    cr_assert_not_null(command(x.r, &second, 2, echo));
+    cr_assert(run_until(retire_gone_set, &x, 3000), "the retired connection was never freed");
+    cr_assert_eq(x.first_done, 1);
+    cr_assert_eq(x.freed_at_once, 0, "a command was still in flight");
+    cr_assert_eq(second.done, 1);
+    cr_assert_eq(second.status, 1, "the command in flight failed: %s", second.val);
+    cr_assert_str_eq(second.val, "still answered");
+    pump(100);
+    cr_assert_eq(x.gone, 1);
+    cr_assert(run_until(no_client_on_db0, NULL, 3000), "the connection is still open");
+
+    struct retire_ctx idle = {0};
+    idle.r = new_redis();
+    cr_assert_eq(cache_redis_retire(idle.r, retire_gone, &idle), 1);
+    pump(100);
+    cr_assert_eq(idle.gone, 0);
+    cr_assert(run_until(no_client_on_db0, NULL, 3000), "the idle connection is still open");
+}
