@@ -10,28 +10,42 @@
  */
 #include "policy_proto.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* the attributes we keep, and where in struct policy_request they go */
+/*
+ * the attributes we keep, and where in struct policy_request they go. The
+ * name's length is stored beside it: every line of every request is looked
+ * up here, and comparing a length first rejects most names without reading
+ * them.
+ */
+#define POLICY_ATTR(name, field)                                                                   \
+    {                                                                                              \
+        name, sizeof(name) - 1, offsetof(struct policy_request, field)                             \
+    }
 static const struct {
     const char *name;
+    size_t len;
     size_t offset;
 } policy_attrs[] = {
-    {"request", offsetof(struct policy_request, request)},
-    {"protocol_state", offsetof(struct policy_request, protocol_state)},
-    {"protocol_name", offsetof(struct policy_request, protocol_name)},
-    {"recipient", offsetof(struct policy_request, recipient)},
-    {"sender", offsetof(struct policy_request, sender)},
-    {"client_address", offsetof(struct policy_request, client_address)},
-    {"client_name", offsetof(struct policy_request, client_name)},
-    {"helo_name", offsetof(struct policy_request, helo_name)},
-    {"queue_id", offsetof(struct policy_request, queue_id)},
-    {"sasl_username", offsetof(struct policy_request, sasl_username)},
-    {"instance", offsetof(struct policy_request, instance)},
+    POLICY_ATTR("request", request),
+    POLICY_ATTR("protocol_state", protocol_state),
+    POLICY_ATTR("protocol_name", protocol_name),
+    POLICY_ATTR("recipient", recipient),
+    POLICY_ATTR("sender", sender),
+    POLICY_ATTR("client_address", client_address),
+    POLICY_ATTR("client_name", client_name),
+    POLICY_ATTR("helo_name", helo_name),
+    POLICY_ATTR("queue_id", queue_id),
+    POLICY_ATTR("sasl_username", sasl_username),
+    POLICY_ATTR("instance", instance),
 };
 #define POLICY_NATTRS (sizeof(policy_attrs) / sizeof(policy_attrs[0]))
+
+/* first block for a request's values: what Postfix sends for the kept attributes fits */
+#define POLICY_VALUES_MIN 512
 
 /* policy_attr_slot - the field for one of our attributes */
 static char **policy_attr_slot(struct policy_request *r, size_t i)
@@ -46,13 +60,51 @@ void policy_request_init(struct policy_request *r)
 
 void policy_request_reset(struct policy_request *r)
 {
-    for (size_t i = 0; i < POLICY_NATTRS; i++) {
-        char **slot = policy_attr_slot(r, i);
-        free(*slot);
-        *slot = NULL;
-    }
+    for (size_t i = 0; i < POLICY_NATTRS; i++)
+        *policy_attr_slot(r, i) = NULL;
+    free(r->values);
+    r->values = NULL;
+    r->values_used = 0;
+    r->values_size = 0;
     r->nattributes = 0;
     r->size = 0;
+}
+
+/*
+ * policy_store_value - copy vlen bytes and a NUL into the request's value
+ * block and return the copy, or NULL when out of memory. One block per
+ * request instead of one allocation per attribute; when it grows, the
+ * fields already set are moved along with it. Its size is bounded by the
+ * request's, which the caller has already checked against max_request.
+ */
+static char *policy_store_value(struct policy_request *r, const char *val, size_t vlen)
+{
+    size_t need = r->values_used + vlen + 1;
+
+    if (need > r->values_size) {
+        size_t size = r->values_size ? r->values_size : POLICY_VALUES_MIN;
+        while (size < need)
+            size *= 2;
+        /* offsets, not old pointers: those may not be used once realloc has moved the block */
+        size_t offset[POLICY_NATTRS];
+        for (size_t i = 0; i < POLICY_NATTRS; i++) {
+            char *slot = *policy_attr_slot(r, i);
+            offset[i] = slot != NULL ? (size_t)(slot - r->values) : SIZE_MAX;
+        }
+        char *grown = realloc(r->values, size);
+        if (grown == NULL)
+            return NULL;
+        for (size_t i = 0; i < POLICY_NATTRS; i++)
+            if (offset[i] != SIZE_MAX)
+                *policy_attr_slot(r, i) = grown + offset[i];
+        r->values = grown;
+        r->values_size = size;
+    }
+    char *copy = r->values + r->values_used;
+    memcpy(copy, val, vlen);
+    copy[vlen] = '\0';
+    r->values_used = need;
+    return copy;
 }
 
 /*
@@ -102,8 +154,7 @@ enum policy_line_status policy_request_add_line(struct policy_request *r, const 
     r->nattributes++;
 
     for (size_t i = 0; i < POLICY_NATTRS; i++) {
-        if (strlen(policy_attrs[i].name) != namelen ||
-            memcmp(policy_attrs[i].name, line, namelen) != 0)
+        if (policy_attrs[i].len != namelen || memcmp(policy_attrs[i].name, line, namelen) != 0)
             continue;
         char **slot = policy_attr_slot(r, i);
         if (*slot != NULL) {
@@ -112,13 +163,9 @@ enum policy_line_status policy_request_add_line(struct policy_request *r, const 
                 snprintf(err, errlen, "duplicate attribute %s", policy_attrs[i].name);
             return POLICY_LINE_ERROR;
         }
-        const char *val = eq + 1;
-        size_t vlen = len - namelen - 1;
-        char *copy = malloc(vlen + 1);
+        char *copy = policy_store_value(r, eq + 1, len - namelen - 1);
         if (copy == NULL)
             return policy_error(err, errlen, "out of memory");
-        memcpy(copy, val, vlen);
-        copy[vlen] = '\0';
         *slot = copy;
         break;
     }

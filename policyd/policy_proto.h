@@ -32,6 +32,9 @@ struct policy_request {
     char *queue_id;
     char *sasl_username; /* set when the client authenticated (harvest exemption) */
     char *instance;
+    /* the values above point into this one block (policy_proto.c owns it) */
+    char *values;
+    size_t values_used, values_size;
     int nattributes;
     size_t size;
 };

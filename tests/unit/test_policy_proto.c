@@ -332,6 +332,81 @@ Test(policy_proto, reset_and_reuse)
     policy_request_reset(&r); /* twice is harmless */
 }
 
+/* names one byte off a kept one (length, case, a prefix, a suffix) are ignored, never kept */
+Test(policy_proto, near_miss_names_ignored)
+{
+    struct policy_request r;
+    char err[128] = "";
+
+    policy_request_init(&r);
+    cr_assert_eq(feed_str(&r,
+                          "recipien=a@x\nrecipientt=b@x\nRecipient=c@x\nrecipient =d@x\n"
+                          "senderrecipient=e@x\nsender_x=s@x\nqueue_i=Q\n\n",
+                          err, sizeof(err)),
+                 POLICY_LINE_END, "%s", err);
+    cr_assert_null(r.recipient);
+    cr_assert_null(r.sender);
+    cr_assert_null(r.queue_id);
+    cr_assert_eq(r.nattributes, 7);
+    policy_request_reset(&r);
+}
+
+/*
+ * Kept values that outgrow the first block of value storage: every value
+ * set before the block moved must still read back whole, and a duplicate
+ * found after the move is still refused.
+ */
+Test(policy_proto, values_survive_growth)
+{
+    static const char *const names[] = {"request",  "protocol_state", "protocol_name", "recipient",
+                                        "sender",   "client_address", "client_name",   "helo_name",
+                                        "queue_id", "sasl_username",  "instance"};
+    struct policy_request r;
+    char err[128] = "", line[4200], want[11][4100];
+
+    policy_request_init(&r);
+    for (int i = 0; i < 11; i++) {
+        size_t vlen =
+            100 + (size_t)i * 377; /* up to 3,870 bytes: the block doubles several times */
+        for (size_t k = 0; k < vlen; k++)
+            want[i][k] = (char)('a' + (k + (size_t)i) % 26);
+        want[i][vlen] = '\0';
+        int n = snprintf(line, sizeof(line), "%s=%s", names[i], want[i]);
+        cr_assert_eq(policy_request_add_line(&r, line, (size_t)n, &lim, err, sizeof(err)),
+                     POLICY_LINE_MORE, "%s: %s", names[i], err);
+    }
+    const char *got[11] = {r.request,  r.protocol_state, r.protocol_name, r.recipient,
+                           r.sender,   r.client_address, r.client_name,   r.helo_name,
+                           r.queue_id, r.sasl_username,  r.instance};
+    for (int i = 0; i < 11; i++)
+        cr_assert_str_eq(got[i], want[i], "%s changed when the block grew", names[i]);
+    cr_assert_eq(policy_request_add_line(&r, "sender=again", 12, &lim, err, sizeof(err)),
+                 POLICY_LINE_ERROR);
+    cr_assert_str_eq(err, "duplicate attribute sender");
+    policy_request_reset(&r);
+    cr_assert_null(r.sender);
+    cr_assert_eq(feed_str(&r, "recipient=after@example.org\n\n", err, sizeof(err)),
+                 POLICY_LINE_END);
+    cr_assert_str_eq(r.recipient, "after@example.org");
+    policy_request_reset(&r);
+}
+
+/* an empty value is kept as "" (not NULL), also as the first thing in the block */
+Test(policy_proto, empty_value_first_in_block)
+{
+    struct policy_request r;
+    char err[128] = "";
+
+    policy_request_init(&r);
+    cr_assert_eq(feed_str(&r, "queue_id=\nrecipient=x@y\nsender=\n\n", err, sizeof(err)),
+                 POLICY_LINE_END);
+    cr_assert_not_null(r.queue_id);
+    cr_assert_str_eq(r.queue_id, "");
+    cr_assert_str_eq(r.sender, "");
+    cr_assert_str_eq(r.recipient, "x@y");
+    policy_request_reset(&r);
+}
+
 Test(policy_proto, format_reply)
 {
     char buf[128];
