@@ -389,3 +389,79 @@ Test(policy_conn, full_table_makes_room_for_a_new_client)
     close(legit);
     close(another);
 }
+
+/* a request written one byte at a time: every line crosses the reads it arrives in */
+Test(policy_conn, request_one_byte_at_a_time)
+{
+    int fd = connect_client(0), eof;
+    char buf[512];
+    const char *req = "request=smtpd_access_policy\r\nprotocol_state=RCPT\n"
+                      "recipient=x@reject.test\n\n";
+
+    for (const char *p = req; *p != '\0'; p++) {
+        cr_assert_eq(write(fd, p, 1), 1);
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    read_all(fd, buf, sizeof(buf), 500, &eof);
+    cr_assert(strncmp(buf, "action=550 5.1.1 ", 17) == 0, "reply: [%s]", buf);
+    cr_assert_eq(srv.requests, 1);
+    cr_assert_eq(srv.protocol_errors, 0);
+    close(fd);
+}
+
+/*
+ * Hostile input after a complete request in the same write: the request is
+ * answered, the bad line then closes the connection, and nothing after it
+ * is taken as a request.
+ */
+Test(policy_conn, bad_line_after_a_request_in_one_write)
+{
+    int fd = connect_client(0), eof;
+    char buf[512];
+    const char *reqs = "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                       "recipient=x@reject.test\n\n"
+                       "=no name\n"
+                       "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                       "recipient=y@ok.test\n\n";
+
+    cr_assert_eq(write(fd, reqs, strlen(reqs)), (ssize_t)strlen(reqs));
+    read_all(fd, buf, sizeof(buf), 500, &eof);
+    cr_assert(strncmp(buf, "action=550 5.1.1 ", 17) == 0, "reply: [%s]", buf);
+    cr_assert_null(strstr(buf, "DUNNO"), "the request after the bad line is not answered");
+    cr_assert(eof, "the bad line closes the connection");
+    cr_assert_eq(srv.requests, 1);
+    cr_assert_eq(srv.protocol_errors, 1);
+    close(fd);
+}
+
+/* a line one byte over max_line_length, whole in one write with its LF and more after it */
+Test(policy_conn, over_long_line_with_its_end_in_one_write)
+{
+    int fd = connect_client(0), eof;
+    size_t n = cfg.limits.max_line + 1;
+    char *msg = malloc(n + 64), buf[256];
+
+    memcpy(msg, "recipient=", 10);
+    memset(msg + 10, 'x', n - 10);
+    memcpy(msg + n, "\nsender=a@b\n\n", 14);
+    cr_assert_eq(write(fd, msg, n + 13), (ssize_t)(n + 13));
+    size_t got = read_all(fd, buf, sizeof(buf), 500, &eof);
+    cr_assert_eq(got, 0, "no reply: [%s]", buf);
+    cr_assert(eof);
+    cr_assert_eq(srv.protocol_errors, 1);
+    cr_assert_eq(srv.requests, 0);
+    /* exactly max_line_length is still a line */
+    fd = connect_client(0);
+    memcpy(msg, "instance=", 9);
+    memset(msg + 9, 'y', n - 1 - 9);
+    memcpy(msg + n - 1,
+           "\nrequest=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=z@ok.test\n\n", 71);
+    cr_assert_eq(write(fd, msg, n - 1 + 70), (ssize_t)(n - 1 + 70));
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    read_all(fd, buf, sizeof(buf), 500, &eof);
+    cr_assert_str_eq(buf, "action=DUNNO\n\n");
+    free(msg);
+    close(fd);
+}
