@@ -117,12 +117,13 @@ void policy_conn_free(struct policy_conn *c)
     free(c);
 }
 
-static double ms_since(const struct timespec *t0)
+/* ns_since - nanoseconds since t0 (CLOCK_MONOTONIC) */
+static long long ns_since(const struct timespec *t0)
 {
     struct timespec now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+    return (long long)(now.tv_sec - t0->tv_sec) * 1000000000LL + (now.tv_nsec - t0->tv_nsec);
 }
 
 /*
@@ -199,10 +200,11 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
     struct reply_policy policy;
     struct reply reply;
     const char *rcpt = c->req.recipient ? c->req.recipient : "";
-    double ms = ms_since(&c->started);
+    long long ns = ns_since(&c->started);
+    struct log_ms ms = log_ms_of_ns(ns);
 
     c->lookup = NULL;
-    metrics_observe(c->s->metrics, metrics_classify(v, res->cached), ms / 1000.0);
+    metrics_observe(c->s->metrics, metrics_classify(v, res->cached), (double)ns / 1e9);
     policy_reply_policy(c->s->cfg, &policy);
     reply_policy_decide(&policy, v, res->key[0] == '\0', res->key[0] ? res->key : rcpt, &reply);
     char hlog[128];
@@ -215,12 +217,12 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
 
     char safe_rcpt[300];
     verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));
-    log_info("%s: recipient=<%s> verdict=%s source=%s code=%d cached=%s route=%s ms=%.1f "
+    log_info("%s: recipient=<%s> verdict=%s source=%s code=%d cached=%s route=%s ms=%lld.%d "
              "reason=\"%s\"%s action=%s%s",
              c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE", safe_rcpt,
              res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source, v->code,
-             res->cached, res->route[0] ? res->route : "-", ms, v->text, hlog, reply.decided,
-             reply.dry_run ? " (dry_run: answering DUNNO)" : "");
+             res->cached, res->route[0] ? res->route : "-", ms.whole, ms.tenth, v->text, hlog,
+             reply.decided, reply.dry_run ? " (dry_run: answering DUNNO)" : "");
     if (conn_reply(c, reply.action) == 0)
         conn_process(c); /* a request that arrived meanwhile */
 }

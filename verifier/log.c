@@ -45,9 +45,34 @@ void log_vmsg(int prio, const char *fmt, va_list ap)
         vsyslog(prio, fmt, ap);
         return;
     }
-    char line[2048];
-    vsnprintf(line, sizeof(line), fmt, ap);
-    fprintf(stderr, "%s: %s: %s\n", log_ident, names[prio & 7], line);
+    /*
+     * "ident: level: message\n" formatted into one buffer and written with
+     * one fwrite: stderr is unbuffered, and fprintf's own formatting of the
+     * finished message into it cost as much again as the message. The
+     * message is cut at LOG_LINE_MAX - 1 bytes, as it always was.
+     */
+    char line[sizeof(log_ident) + 16 + LOG_LINE_MAX];
+    int head = snprintf(line, sizeof(line), "%s: %s: ", log_ident, names[prio & 7]);
+    if (head < 0)
+        return;
+    int n = vsnprintf(line + head, LOG_LINE_MAX, fmt, ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)head + ((size_t)n < LOG_LINE_MAX ? (size_t)n : LOG_LINE_MAX - 1);
+    line[len++] = '\n';
+    fwrite(line, 1, len, stderr);
+}
+
+struct log_ms log_ms_of_ns(long long ns)
+{
+    struct log_ms ms = {0, 0};
+
+    if (ns <= 0)
+        return ms;
+    long long tenths = (ns + 50000) / 100000; /* 0.1 ms = 100,000 ns, rounded half up */
+    ms.whole = tenths / 10;
+    ms.tenth = (int)(tenths % 10);
+    return ms;
 }
 
 void log_msg(int prio, const char *fmt, ...)

@@ -43,6 +43,21 @@ struct log_limit {
 int log_limited(struct log_limit *l, long interval_ms, int prio, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* LOG_LINE_MAX - the longest message, without the "ident: level: " prefix and the line end */
+#define LOG_LINE_MAX 2048
+
+/*
+ * log_ms - a duration in milliseconds with one decimal, for "ms=%lld.%d".
+ * Integers, so a per-request log line needs no floating-point formatting.
+ */
+struct log_ms {
+    long long whole;
+    int tenth;
+};
+
+/* log_ms_of_ns - ns nanoseconds as milliseconds rounded half up to 0.1 ms; 0.0 when ns <= 0 */
+struct log_ms log_ms_of_ns(long long ns);
+
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

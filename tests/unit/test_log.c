@@ -84,3 +84,49 @@ Test(log, kinds_are_limited_separately)
     cr_assert_eq(count_lines(out, "kind B"), 1, "%s", out);
     free(out);
 }
+
+/* the per-decision line's ms= figure: integers only, rounded half up to 0.1 ms */
+Test(log, ms_of_ns)
+{
+    static const struct {
+        long long ns;
+        long long whole;
+        int tenth;
+    } cases[] = {
+        {-5, 0, 0},           {0, 0, 0},
+        {49999, 0, 0},        {50000, 0, 1},
+        {149999, 0, 1},       {150000, 0, 2},
+        {1234567, 1, 2},      {999949999, 999, 9},
+        {999950000, 1000, 0}, {12345678901LL, 12345, 7},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct log_ms ms = log_ms_of_ns(cases[i].ns);
+        cr_assert(ms.whole == cases[i].whole && ms.tenth == cases[i].tenth,
+                  "%lld ns: %lld.%d, want %lld.%d", cases[i].ns, ms.whole, ms.tenth, cases[i].whole,
+                  cases[i].tenth);
+    }
+}
+
+/* one line as "ident: level: message\n", the message cut at LOG_LINE_MAX - 1 bytes */
+Test(log, line_shape_and_cut)
+{
+    int saved;
+    char *big = malloc(LOG_LINE_MAX + 100);
+
+    memset(big, 'm', LOG_LINE_MAX + 99);
+    big[LOG_LINE_MAX + 99] = '\0';
+    log_open("shape", 1, 0);
+    FILE *fp = capture_start(&saved);
+    log_info("a=%d b=%s ms=%lld.%d", 7, "x y", 12LL, 3);
+    log_msg(LOG_WARNING, "%s", big);
+    char *out = capture_end(fp, saved);
+    const char *want1 = "shape: info: a=7 b=x y ms=12.3\n";
+    cr_assert(strncmp(out, want1, strlen(want1)) == 0, "[%s]", out);
+    const char *second = out + strlen(want1);
+    cr_assert(strncmp(second, "shape: warning: mmm", 19) == 0);
+    cr_assert_eq(strlen(second), strlen("shape: warning: ") + LOG_LINE_MAX - 1 + 1);
+    cr_assert_eq(second[strlen(second) - 1], '\n');
+    free(out);
+    free(big);
+}
