@@ -281,9 +281,20 @@ static size_t status_len(const char *p, size_t n)
     return (i == n || p[i] == ' ') ? i : 0;
 }
 
+/*
+ * reply_action_parse - see reply_action.h. The parts are collected in a
+ * small struct and the text is copied straight into out at the end, so an
+ * answer costs no clearing and copying of the 1 KiB text buffer beyond the
+ * text itself.
+ */
 int reply_action_parse(const char *line, size_t len, struct reply_action *out)
 {
-    struct reply_action r;
+    struct {
+        enum reply_class cls;
+        char keyword[sizeof(out->keyword)];
+        int code;
+        char dsn[sizeof(out->dsn)];
+    } r;
     size_t head, i;
 
     if (line == NULL || len == 0)
@@ -322,9 +333,13 @@ int reply_action_parse(const char *line, size_t len, struct reply_action *out)
                 ;
         }
     }
-    if (len - i >= sizeof(r.text))
+    if (len - i >= sizeof(out->text))
         return -1;
-    memcpy(r.text, line + i, len - i);
-    *out = r;
+    out->cls = r.cls;
+    memcpy(out->keyword, r.keyword, sizeof(out->keyword));
+    out->code = r.code;
+    memcpy(out->dsn, r.dsn, sizeof(out->dsn));
+    memmove(out->text, line + i, len - i); /* line may be out's own text */
+    out->text[len - i] = '\0';
     return 0;
 }

@@ -76,7 +76,8 @@ struct reply_action {
  * Postfix reads it. Returns 0 and fills out, or -1 (out untouched) for
  * anything else: an unknown keyword, a 2xx/3xx code, an empty line, a byte
  * outside printable ASCII (a CR or LF would split the reply), or text longer
- * than REPLY_TEXT_MAX - 1.
+ * than REPLY_TEXT_MAX - 1. Filling out writes its fields and the text up to
+ * its NUL, not the unused rest of the text buffer. line may point into out.
  */
 int reply_action_parse(const char *line, size_t len, struct reply_action *out);
 

@@ -67,27 +67,42 @@ static const char *choose_template(const struct reply_policy *p, const struct ve
 }
 
 /*
- * finish - take out->action apart and fill in rejects. An action that does
- * not parse (a template whose status has another class than its code passes
- * the configuration check) is judged by its first word, as before there was
- * a parser.
+ * finish - take out->decided apart, fill in rejects, and take out->action
+ * apart into out->parsed. The two are the same line unless dry_run replaced
+ * the action, so the line is parsed once in the usual case (this runs for
+ * every answer). An action that does not parse (a template whose status
+ * has another class than its code passes the configuration check) is
+ * judged by its first word, as before there was a parser.
  */
-static void finish(struct reply *out, const char *decided)
+static void finish(struct reply *out)
 {
-    struct reply_action parsed;
+    const char *decided = out->decided;
+    bool ok = reply_action_parse(decided, strlen(decided), &out->parsed) == 0;
 
-    if (reply_action_parse(decided, strlen(decided), &parsed) == 0)
-        out->rejects = parsed.cls == REPLY_CLASS_REJECT || parsed.cls == REPLY_CLASS_TEMPFAIL;
+    if (ok)
+        out->rejects =
+            out->parsed.cls == REPLY_CLASS_REJECT || out->parsed.cls == REPLY_CLASS_TEMPFAIL;
     else
         out->rejects = decided[0] == '4' || decided[0] == '5' ||
                        strncasecmp(decided, "REJECT", 6) == 0 ||
                        strncasecmp(decided, "DEFER", 5) == 0;
-    if (reply_action_parse(out->action, strlen(out->action), &out->parsed) < 0) {
+    if (strcmp(out->action, decided) != 0)
+        ok = reply_action_parse(out->action, strlen(out->action), &out->parsed) == 0;
+    if (!ok) {
         memset(&out->parsed, 0, sizeof(out->parsed));
         out->parsed.cls = out->rejects ? REPLY_CLASS_TEMPFAIL : REPLY_CLASS_CONTINUE;
         out->parsed.code = out->rejects ? 450 : 0;
         snprintf(out->parsed.text, sizeof(out->parsed.text), "%s", out->action);
     }
+}
+
+/* reply_start - an empty decision: no memset of the whole struct (4 KiB, per answer) */
+static void reply_start(struct reply *out)
+{
+    out->action[0] = '\0';
+    out->decided[0] = '\0';
+    out->rejects = false;
+    out->dry_run = false;
 }
 
 void reply_policy_decide(const struct reply_policy *p, const struct verdict *v, bool malformed,
@@ -96,25 +111,25 @@ void reply_policy_decide(const struct reply_policy *p, const struct verdict *v, 
     struct verdict copy;
     const char *tmpl = choose_template(p, v, malformed);
 
-    memset(out, 0, sizeof(*out));
+    reply_start(out);
     reply_action_expand(tmpl ? tmpl : "DUNNO", v ? public_verdict(p, v, &copy) : NULL, addr,
                         out->decided, sizeof(out->decided));
-    snprintf(out->action, sizeof(out->action), "%s", out->decided);
-    finish(out, out->decided);
+    memcpy(out->action, out->decided, strlen(out->decided) + 1);
+    finish(out);
     if (p->dry_run && out->rejects) {
         snprintf(out->action, sizeof(out->action), "DUNNO");
         out->dry_run = true;
-        finish(out, out->decided);
+        finish(out);
     }
 }
 
 void reply_policy_internal_error(const struct reply_policy *p, struct reply *out)
 {
-    memset(out, 0, sizeof(*out));
+    reply_start(out);
     snprintf(out->decided, sizeof(out->decided), "%s",
              p->fail_open && p->action[VERDICT_VALID]
                  ? p->action[VERDICT_VALID]
                  : "DEFER_IF_PERMIT 4.3.0 Server out of memory");
     snprintf(out->action, sizeof(out->action), "%s", out->decided);
-    finish(out, out->decided);
+    finish(out);
 }

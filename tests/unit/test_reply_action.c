@@ -3,6 +3,7 @@
  * addresses and next-hop texts that try to add lines to the reply.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "reply_action.h"
@@ -360,4 +361,32 @@ Test(reply_action, expanded_templates_parse)
         size_t n = reply_action_expand(templates[i], &v, "x@y\r\nDUNNO", buf, sizeof(buf));
         cr_assert_eq(reply_action_parse(buf, n, &a), 0, "%s -> %s", templates[i], buf);
     }
+}
+
+/* parsing into a struct that held a longer action, and from out's own text, leaves no trace */
+Test(reply_action, parse_reuses_and_aliases_out)
+{
+    struct reply_action a;
+
+    memset(&a, 0x7f, sizeof(a));
+    const char *long_line = "DEFER_IF_PERMIT 4.1.1 a long reason that fills the text buffer well";
+    cr_assert_eq(reply_action_parse(long_line, strlen(long_line), &a), 0);
+    cr_assert_str_eq(a.keyword, "DEFER_IF_PERMIT");
+    cr_assert_str_eq(a.dsn, "4.1.1");
+    cr_assert_str_eq(a.text, "a long reason that fills the text buffer well");
+    cr_assert_eq(reply_action_parse("550 x", 5, &a), 0);
+    cr_assert_str_eq(a.keyword, "");
+    cr_assert_str_eq(a.dsn, "");
+    cr_assert_str_eq(a.text, "x");
+    cr_assert_eq(a.code, 550);
+    /* the line is out's own text: "REJECT 5.1.1 gone" read from a.text into a */
+    snprintf(a.text, sizeof(a.text), "REJECT 5.1.1 gone");
+    cr_assert_eq(reply_action_parse(a.text, strlen(a.text), &a), 0);
+    cr_assert_eq(a.cls, REPLY_CLASS_REJECT);
+    cr_assert_str_eq(a.keyword, "REJECT");
+    cr_assert_str_eq(a.dsn, "5.1.1");
+    cr_assert_str_eq(a.text, "gone");
+    /* a refused line leaves out as it was */
+    cr_assert_eq(reply_action_parse("250 ok", 6, &a), -1);
+    cr_assert_str_eq(a.text, "gone");
 }

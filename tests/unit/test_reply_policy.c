@@ -229,3 +229,31 @@ Test(reply_policy, origin_comes_from_flags_not_source)
     v.flags = VERDICT_OWN_TEXT;
     cr_assert(reply_text_is_public(&v, false, NULL));
 }
+
+/* a struct reply reused for the next answer (as callers' stack slots are) carries nothing over */
+Test(reply_policy, reused_reply_carries_nothing_over)
+{
+    struct reply_policy p = defaults();
+    struct reply r;
+    struct verdict v;
+
+    memset(&r, 0x5a, sizeof(r));
+    verdict_set(&v, VERDICT_INVALID, 550, "cdb", "5.1.2 no such domain");
+    reply_policy_decide(&p, &v, false, "bob@example.test", &r);
+    cr_assert_str_eq(r.action, "550 5.1.2 no such domain");
+    cr_assert_str_eq(r.parsed.dsn, "5.1.2");
+    cr_assert(r.rejects && !r.dry_run);
+    verdict_set(&v, VERDICT_VALID, 250, "cdb", "");
+    reply_policy_decide(&p, &v, false, "bob@example.test", &r);
+    cr_assert_str_eq(r.action, "DUNNO");
+    cr_assert_str_eq(r.decided, "DUNNO");
+    cr_assert_eq(r.parsed.cls, REPLY_CLASS_CONTINUE);
+    cr_assert_str_eq(r.parsed.keyword, "DUNNO");
+    cr_assert_str_eq(r.parsed.dsn, "");
+    cr_assert_str_eq(r.parsed.text, "");
+    cr_assert(!r.rejects && !r.dry_run);
+    reply_policy_internal_error(&p, &r);
+    cr_assert_str_eq(r.action, "DEFER_IF_PERMIT 4.3.0 Server out of memory");
+    cr_assert(r.rejects && !r.dry_run);
+    cr_assert_str_eq(r.parsed.dsn, "4.3.0");
+}
