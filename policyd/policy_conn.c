@@ -217,12 +217,36 @@ static void conn_verified(const struct verdict *v, const struct verifier_result 
 
     char safe_rcpt[300];
     verdict_sanitize(safe_rcpt, sizeof(safe_rcpt), rcpt, strlen(rcpt));
-    log_info("%s: recipient=<%s> verdict=%s source=%s code=%d cached=%s route=%s ms=%lld.%d "
-             "reason=\"%s\"%s action=%s%s",
-             c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE", safe_rcpt,
-             res->key[0] ? verdict_kind_name(v->kind) : "malformed", v->source, v->code,
-             res->cached, res->route[0] ? res->route : "-", ms.whole, ms.tenth, v->text, hlog,
-             reply.decided, reply.dry_run ? " (dry_run: answering DUNNO)" : "");
+    /*
+     * The decision line, appended piece by piece (log_buf): the same bytes as
+     * "%s: recipient=<%s> verdict=%s source=%s code=%d cached=%s route=%s
+     * ms=%lld.%d reason=\"%s\"%s action=%s%s", at a fraction of printf's cost.
+     */
+    struct log_buf line;
+    log_buf_init(&line);
+    log_buf_str(&line, c->req.queue_id && c->req.queue_id[0] ? c->req.queue_id : "NOQUEUE");
+    log_buf_str(&line, ": recipient=<");
+    log_buf_str(&line, safe_rcpt);
+    log_buf_str(&line, "> verdict=");
+    log_buf_str(&line, res->key[0] ? verdict_kind_name(v->kind) : "malformed");
+    log_buf_str(&line, " source=");
+    log_buf_str(&line, v->source);
+    log_buf_str(&line, " code=");
+    log_buf_int(&line, v->code);
+    log_buf_str(&line, " cached=");
+    log_buf_str(&line, res->cached);
+    log_buf_str(&line, " route=");
+    log_buf_str(&line, res->route[0] ? res->route : "-");
+    log_buf_str(&line, " ms=");
+    log_buf_ms(&line, ms);
+    log_buf_str(&line, " reason=\"");
+    log_buf_str(&line, v->text);
+    log_buf_str(&line, "\"");
+    log_buf_str(&line, hlog);
+    log_buf_str(&line, " action=");
+    log_buf_str(&line, reply.decided);
+    log_buf_str(&line, reply.dry_run ? " (dry_run: answering DUNNO)" : "");
+    log_line(LOG_INFO, &line);
     if (conn_reply(c, reply.action) == 0)
         conn_process(c); /* a request that arrived meanwhile */
 }

@@ -36,31 +36,103 @@ void log_set_debug(int on)
     log_debug_enabled = on;
 }
 
+static const char *const log_level_names[] = {"emerg",   "alert",  "crit", "error",
+                                              "warning", "notice", "info", "debug"};
+
+/*
+ * log_stderr - "ident: level: message\n" in one buffer, written with one
+ * fwrite: stderr is unbuffered, and fprintf's own formatting of the
+ * finished message into it cost as much again as the message. The message
+ * (len bytes) is cut at LOG_LINE_MAX - 1 bytes, as it always was.
+ */
+static void log_stderr(int prio, const char *msg, size_t len)
+{
+    char line[sizeof(log_ident) + 16 + LOG_LINE_MAX];
+    const char *level = log_level_names[prio & 7];
+    size_t ilen = strnlen(log_ident, sizeof(log_ident) - 1), llen = strlen(level), head = 0;
+
+    memcpy(line, log_ident, ilen);
+    head += ilen;
+    line[head++] = ':';
+    line[head++] = ' ';
+    memcpy(line + head, level, llen);
+    head += llen;
+    line[head++] = ':';
+    line[head++] = ' ';
+    if (len > LOG_LINE_MAX - 1)
+        len = LOG_LINE_MAX - 1;
+    memcpy(line + head, msg, len);
+    len += head;
+    line[len++] = '\n';
+    fwrite(line, 1, len, stderr);
+}
+
 void log_vmsg(int prio, const char *fmt, va_list ap)
 {
-    static const char *names[] = {"emerg",   "alert",  "crit", "error",
-                                  "warning", "notice", "info", "debug"};
-
     if (!log_to_stderr) {
         vsyslog(prio, fmt, ap);
         return;
     }
-    /*
-     * "ident: level: message\n" formatted into one buffer and written with
-     * one fwrite: stderr is unbuffered, and fprintf's own formatting of the
-     * finished message into it cost as much again as the message. The
-     * message is cut at LOG_LINE_MAX - 1 bytes, as it always was.
-     */
-    char line[sizeof(log_ident) + 16 + LOG_LINE_MAX];
-    int head = snprintf(line, sizeof(line), "%s: %s: ", log_ident, names[prio & 7]);
-    if (head < 0)
-        return;
-    int n = vsnprintf(line + head, LOG_LINE_MAX, fmt, ap);
+    char msg[LOG_LINE_MAX];
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     if (n < 0)
         return;
-    size_t len = (size_t)head + ((size_t)n < LOG_LINE_MAX ? (size_t)n : LOG_LINE_MAX - 1);
-    line[len++] = '\n';
-    fwrite(line, 1, len, stderr);
+    log_stderr(prio, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+}
+
+void log_line(int prio, const struct log_buf *b)
+{
+    if (!log_to_stderr) {
+        syslog(prio, "%s", b->s);
+        return;
+    }
+    log_stderr(prio, b->s, b->len);
+}
+
+void log_buf_init(struct log_buf *b)
+{
+    b->s[0] = '\0';
+    b->len = 0;
+}
+
+/* log_buf_put - append n bytes, cut at the end of the buffer; always NUL-terminated */
+static void log_buf_put(struct log_buf *b, const char *s, size_t n)
+{
+    size_t room = sizeof(b->s) - 1 - b->len;
+
+    if (n > room)
+        n = room;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void log_buf_str(struct log_buf *b, const char *s)
+{
+    log_buf_put(b, s, strlen(s));
+}
+
+void log_buf_int(struct log_buf *b, long long v)
+{
+    char digits[24], *p = digits + sizeof(digits);
+    /* negate as unsigned: -LLONG_MIN does not fit in a long long */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    log_buf_put(b, p, (size_t)(digits + sizeof(digits) - p));
+}
+
+void log_buf_ms(struct log_buf *b, struct log_ms ms)
+{
+    char tenth[2] = {'.', (char)('0' + (ms.tenth >= 0 && ms.tenth <= 9 ? ms.tenth : 0))};
+
+    log_buf_int(b, ms.whole);
+    log_buf_put(b, tenth, 2);
 }
 
 struct log_ms log_ms_of_ns(long long ns)

@@ -58,6 +58,30 @@ struct log_ms {
 /* log_ms_of_ns - ns nanoseconds as milliseconds rounded half up to 0.1 ms; 0.0 when ns <= 0 */
 struct log_ms log_ms_of_ns(long long ns);
 
+/*
+ * log_buf - a line built by appending strings and integers, for the one
+ * line per decision: glibc's printf machinery cost more per request than
+ * parsing the request did. Appends past the end are cut, as vsnprintf
+ * cuts. Zero-initialise it or call log_buf_init.
+ */
+struct log_buf {
+    char s[2 * LOG_LINE_MAX];
+    size_t len;
+};
+
+void log_buf_init(struct log_buf *b);
+/* log_buf_str - append the string s */
+void log_buf_str(struct log_buf *b, const char *s);
+/* log_buf_int - append v in decimal, as %lld prints it */
+void log_buf_int(struct log_buf *b, long long v);
+/* log_buf_ms - append ms as "W.T", as "%lld.%d" prints a struct log_ms */
+void log_buf_ms(struct log_buf *b, struct log_ms ms);
+/*
+ * log_line - log b at prio: the same bytes log_msg(prio, "%s", b->s) would
+ * write (on stderr the message is cut at LOG_LINE_MAX - 1 bytes).
+ */
+void log_line(int prio, const struct log_buf *b);
+
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -130,3 +130,54 @@ Test(log, line_shape_and_cut)
     free(out);
     free(big);
 }
+
+/* log_buf gives the bytes snprintf gives for the same pieces, and cuts where it is full */
+Test(log, log_buf_matches_snprintf)
+{
+    static const long long ints[] = {
+        0, 7, -1, 550, -2147483648LL, 9223372036854775807LL, -9223372036854775807LL - 1};
+    struct log_buf b;
+    char want[128];
+
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        log_buf_init(&b);
+        log_buf_str(&b, "code=");
+        log_buf_int(&b, ints[i]);
+        log_buf_str(&b, " ms=");
+        log_buf_ms(&b, log_ms_of_ns(ints[i] > 0 ? ints[i] : 1234567));
+        struct log_ms ms = log_ms_of_ns(ints[i] > 0 ? ints[i] : 1234567);
+        snprintf(want, sizeof(want), "code=%lld ms=%lld.%d", ints[i], ms.whole, ms.tenth);
+        cr_assert_str_eq(b.s, want);
+        cr_assert_eq(b.len, strlen(want));
+    }
+    /* full: cut, NUL-terminated, later appends change nothing */
+    log_buf_init(&b);
+    char *big = malloc(sizeof(b.s) + 10);
+    memset(big, 'z', sizeof(b.s) + 9);
+    big[sizeof(b.s) + 9] = '\0';
+    log_buf_str(&b, big);
+    cr_assert_eq(b.len, sizeof(b.s) - 1);
+    cr_assert_eq(strlen(b.s), sizeof(b.s) - 1);
+    log_buf_int(&b, 12345);
+    log_buf_str(&b, "more");
+    cr_assert_eq(b.len, sizeof(b.s) - 1);
+    cr_assert_eq(b.s[b.len - 1], 'z');
+
+    /* on stderr: the same bytes as log_msg("%s"), cut at LOG_LINE_MAX - 1 */
+    int saved;
+    log_open("buf", 1, 0);
+    FILE *fp = capture_start(&saved);
+    log_line(LOG_INFO, &b);
+    log_msg(LOG_INFO, "%s", b.s);
+    log_buf_init(&b);
+    log_buf_str(&b, "short ");
+    log_buf_int(&b, -3);
+    log_line(LOG_NOTICE, &b);
+    char *out = capture_end(fp, saved);
+    size_t one = strlen("buf: info: ") + LOG_LINE_MAX - 1 + 1;
+    cr_assert_eq(strlen(out), 2 * one + strlen("buf: notice: short -3\n"));
+    cr_assert_eq(memcmp(out, out + one, one), 0, "log_line and log_msg differ");
+    cr_assert_str_eq(out + 2 * one, "buf: notice: short -3\n");
+    free(out);
+    free(big);
+}

@@ -465,3 +465,44 @@ Test(policy_conn, over_long_line_with_its_end_in_one_write)
     free(msg);
     close(fd);
 }
+
+/* the decision line, byte for byte (ms= aside, which depends on the machine) */
+Test(policy_conn, decision_line_bytes)
+{
+    int fd = connect_client(0), eof, saved = dup(2);
+    char buf[512], log[2048], want[1024];
+    FILE *cap = tmpfile();
+    const char *req = "request=smtpd_access_policy\nprotocol_state=RCPT\nqueue_id=4Xyz1\n"
+                      "recipient=Bad\x01User@reject.test\n\n";
+
+    cr_assert_not_null(cap);
+    fflush(stderr);
+    dup2(fileno(cap), 2);
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    read_all(fd, buf, sizeof(buf), 500, &eof);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(cap);
+    size_t n = fread(log, 1, sizeof(log) - 1, cap);
+    log[n] = '\0';
+    fclose(cap);
+    cr_assert(strncmp(buf, "action=", 7) == 0, "reply: [%s]", buf);
+    const char *line = strstr(log, "test: info: 4Xyz1: ");
+    cr_assert_not_null(line, "log: [%s]", log);
+    const char *ms = strstr(line, " ms=");
+    cr_assert_not_null(ms);
+    snprintf(want, sizeof(want),
+             "test: info: 4Xyz1: recipient=<Bad?User@reject.test> verdict=malformed source=syntax "
+             "code=501 cached=no route=- ms=");
+    cr_assert_eq(strncmp(line, want, strlen(want)), 0, "line: [%s]", line);
+    const char *p = ms + 4;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    cr_assert(*p == '.' && p[1] >= '0' && p[1] <= '9' && p[2] == ' ', "ms: [%s]", ms);
+    const char *rest = "reason=\"5.1.3 ";
+    cr_assert_eq(strncmp(p + 3, rest, strlen(rest)), 0, "after ms: [%s]", p + 3);
+    cr_assert_not_null(strstr(p, "\" action=DUNNO\n"), "end: [%s]", p);
+    close(fd);
+}
