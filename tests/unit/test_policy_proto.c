@@ -339,15 +339,18 @@ Test(policy_proto, near_miss_names_ignored)
     char err[128] = "";
 
     policy_request_init(&r);
-    cr_assert_eq(feed_str(&r,
-                          "recipien=a@x\nrecipientt=b@x\nRecipient=c@x\nrecipient =d@x\n"
-                          "senderrecipient=e@x\nsender_x=s@x\nqueue_i=Q\n\n",
-                          err, sizeof(err)),
-                 POLICY_LINE_END, "%s", err);
+    cr_assert_eq(
+        feed_str(&r,
+                 "recipien=a@x\nrecipientt=b@x\nRecipient=c@x\nrecipient =d@x\n"
+                 "senderrecipient=e@x\nsender_x=s@x\nqueue_i=Q\n"
+                 "recipient_recipient_recipient_recipient_recipient_recipient_recipient=z\n"
+                 "size=1\nr=1\n\n",
+                 err, sizeof(err)),
+        POLICY_LINE_END, "%s", err);
     cr_assert_null(r.recipient);
     cr_assert_null(r.sender);
     cr_assert_null(r.queue_id);
-    cr_assert_eq(r.nattributes, 7);
+    cr_assert_eq(r.nattributes, 10);
     policy_request_reset(&r);
 }
 
