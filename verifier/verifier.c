@@ -492,11 +492,26 @@ static void req_flight_done(const struct verdict *fv, void *arg)
     req_finish(r, &vd, "no");
 }
 
+/*
+ * req_arm_budget - start the answer budget unless it runs already (a Redis
+ * miss arrives with it running). An L1 hit is answered without it: the
+ * budget is armed only on the paths that wait, which saves two timer-heap
+ * operations on every cached verdict.
+ */
+static void req_arm_budget(struct verifier_req *r)
+{
+    if (!evtimer_pending(r->ev_budget, NULL)) {
+        struct timeval tv = {r->v->budget_ms / 1000, (r->v->budget_ms % 1000) * 1000};
+        evtimer_add(r->ev_budget, &tv);
+    }
+}
+
 /* req_backend - wait for the route's backend through a flight (shared, queued, bounded) */
 static void req_backend(struct verifier_req *r)
 {
     struct verdict vd;
 
+    req_arm_budget(r);
     r->waiter.cb = req_flight_done;
     r->waiter.arg = r;
     r->t->refs++; /* the flight's own reference: flight_join always consumes it */
@@ -637,8 +652,6 @@ static void req_start(struct verifier_req *r)
         return;
     }
 
-    struct timeval tv = {v->budget_ms / 1000, (v->budget_ms % 1000) * 1000};
-    evtimer_add(r->ev_budget, &tv);
     if (r->flags & VERIFIER_REFRESH) {
         req_backend(r);
         return;
@@ -649,6 +662,7 @@ static void req_start(struct verifier_req *r)
         req_cached(r, &vd, stale, "l1");
         return;
     case CACHE_PENDING:
+        req_arm_budget(r);
         r->state = REQ_CACHE;
         return;
     case CACHE_MISS:

@@ -714,3 +714,29 @@ Test(verifier, named_sources_reach_backend_open)
     cr_assert_str_eq(fake_source_base, "dc=example,dc=test");
     verifier_free(v);
 }
+
+/*
+ * A stale invalid in L1 waits for re-verification; the answer budget is
+ * armed on that path too (an L1 hit that is answered at once has none), so
+ * a slow backend still gets tempfail within the budget.
+ */
+Test(verifier, stale_invalid_waits_within_the_budget)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    refresh_secs = 1;
+    fake_kind = VERDICT_INVALID;
+    struct verifier *v = make_verifier(100);
+    struct result r;
+
+    lookup_wait(v, "gone@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID);
+    sleep(2);
+    fake_delay_ms = 400;
+    lookup_wait(v, "gone@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL, "budget passed while re-verifying: tempfail");
+    struct verifier_stats st;
+    verifier_get_stats(v, &st);
+    cr_assert_eq(st.budget_expired, 1);
+    run_for_ms(500);
+    verifier_free(v);
+}
