@@ -47,6 +47,8 @@ struct policy_conn {
     struct evbuffer *in, *out;
     int read_paused;
     struct event *deadline;
+    long long deadline_ms; /* when the current state times out (conn_now_ms); 0: no deadline */
+    long long timer_ms;    /* when the armed deadline timer fires; 0: not armed */
     enum conn_state state;
     char peer[64];
     struct policy_request req;
@@ -74,7 +76,35 @@ static void conn_enter_state(struct policy_conn *c, enum conn_state st)
     c->state = st;
 }
 
-/* conn_arm_deadline - (re)start the timer for the current state; none while verifying */
+/* conn_now_ms - a cheap monotonic clock for deadlines (a few ms of resolution is plenty) */
+static long long conn_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* conn_timer_in - arm the deadline timer to fire in ms milliseconds, at c->deadline_ms */
+static void conn_timer_in(struct policy_conn *c, long long ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    event_add(c->deadline, &tv);
+    c->timer_ms = c->deadline_ms;
+}
+
+/*
+ * conn_arm_deadline - set the deadline of the current state; none while
+ * verifying (the verifier's answer budget bounds that wait).
+ *
+ * The timer is not moved for every state change: a request passes through
+ * four states, and adding and deleting a timer for each cost two to four
+ * timer-heap operations per request. The timer stays armed; it is re-armed
+ * only when the new deadline is earlier than the moment it fires. When it
+ * fires early (the deadline moved later meanwhile, or there is none now),
+ * conn_deadline_cb re-arms it for what is left, or leaves it off.
+ */
 static void conn_arm_deadline(struct policy_conn *c)
 {
     const struct config *cfg = c->s->cfg;
@@ -88,11 +118,13 @@ static void conn_arm_deadline(struct policy_conn *c)
         secs = cfg->request_timeout;
         break;
     default:
-        event_del(c->deadline);
+        c->deadline_ms = 0;
         return;
     }
-    struct timeval tv = {secs, 0};
-    event_add(c->deadline, &tv);
+    c->deadline_ms = conn_now_ms() + (long long)secs * 1000;
+    if (c->timer_ms != 0 && c->timer_ms <= c->deadline_ms)
+        return; /* the armed timer fires in time and looks again then */
+    conn_timer_in(c, (long long)secs * 1000);
 }
 
 void policy_conn_free(struct policy_conn *c)
@@ -502,9 +534,24 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
         conn_process(c);
 }
 
+/*
+ * conn_deadline_cb - the timer fired: the deadline has passed (close), or it
+ * has moved later since the timer was armed (re-arm for the rest), or the
+ * connection is verifying and has none (leave the timer off until
+ * conn_arm_deadline sets one).
+ */
 static void conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct policy_conn *c = arg;
+
+    c->timer_ms = 0;
+    if (c->deadline_ms == 0)
+        return;
+    long long left = c->deadline_ms - conn_now_ms();
+    if (left > 0) {
+        conn_timer_in(c, left);
+        return;
+    }
 
     if (c->state == CONN_READING && !c->request_started)
         log_debug("policy %s: idle timeout", c->peer);

@@ -506,3 +506,54 @@ Test(policy_conn, decision_line_bytes)
     cr_assert_not_null(strstr(p, "\" action=DUNNO\n"), "end: [%s]", p);
     close(fd);
 }
+
+/* wait_closed - run the loop until the daemon has no connection, at most ms; 1 if closed */
+static int wait_closed(int ms)
+{
+    for (int i = 0; i < ms && srv.nconns > 0; i += 10)
+        run_ms(10);
+    return srv.nconns == 0;
+}
+
+/*
+ * The deadline timer stays armed across a request and is moved only when a
+ * deadline comes earlier: after an answer, the idle deadline (1 s, shorter
+ * than request_timeout's 30 s, whose timer is the one armed) still closes.
+ */
+Test(policy_conn, idle_deadline_after_an_answer)
+{
+    cfg.idle_timeout = 1;
+    cfg.request_timeout = 30;
+    int fd = connect_client(0), eof;
+    char buf[256];
+    const char *req = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=y@ok.test\n\n";
+
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    read_all(fd, buf, sizeof(buf), 200, &eof);
+    cr_assert_str_eq(buf, "action=DUNNO\n\n");
+    cr_assert(wait_closed(10000), "idle after an answer: closed at idle_timeout");
+    close(fd);
+}
+
+/*
+ * The other way round: an answer, then the start of a request that never
+ * ends. Its deadline (request_timeout 1 s) is earlier than the idle one
+ * (30 s) the timer was last armed for, so the timer must be moved.
+ */
+Test(policy_conn, request_deadline_after_an_answer)
+{
+    cfg.idle_timeout = 30;
+    cfg.request_timeout = 1;
+    int fd = connect_client(0), eof;
+    char buf[256];
+    const char *req = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=y@ok.test\n\n";
+
+    run_ms(20);
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    read_all(fd, buf, sizeof(buf), 200, &eof);
+    cr_assert_str_eq(buf, "action=DUNNO\n\n");
+    cr_assert_eq(write(fd, "request=smtpd", 13), 13);
+    cr_assert(wait_closed(10000), "half a request after an answer: closed at request_timeout");
+    cr_assert_eq(srv.requests, 1);
+    close(fd);
+}
