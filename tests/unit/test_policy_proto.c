@@ -433,4 +433,9 @@ Test(policy_proto, format_reply_refuses_crlf_and_overflow)
     cr_assert_eq(policy_format_reply("0123456789abcdef0123456789abcd", buf, sizeof(buf)), -1);
     cr_assert_eq(policy_format_reply("x", buf, 10), -1, "exactly full (no room for NUL)");
     cr_assert_eq(policy_format_reply("x", buf, 11), 10);
+    cr_assert_str_eq(buf, "action=x\n\n");
+    cr_assert_eq(policy_format_reply("", buf, 10), 9);
+    cr_assert_str_eq(buf, "action=\n\n");
+    cr_assert_eq(policy_format_reply("", buf, 9), -1);
+    cr_assert_eq(policy_format_reply("x", buf, 0), -1);
 }
