@@ -12,6 +12,7 @@
 
 struct route_backend {
     const struct route *route;
+    char where[64];                /* "table:line" for the decision log, formatted once */
     const struct backend_ops *ops; /* NULL when the method has no backend in this build */
     void *state;
     int fold_local;       /* fold_local=: lower-case the local part in the cache key */

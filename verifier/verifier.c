@@ -245,6 +245,7 @@ static struct verifier_tables *tables_open(struct verifier *v, const char *path,
         struct route_backend *rb = &t->backends[i];
 
         rb->route = r;
+        snprintf(rb->where, sizeof(rb->where), "%s:%d", path, r->lineno);
         char oerr[256];
         if (r->method != ROUTE_CDB && r->method != ROUTE_SMTP && r->method != ROUTE_LDAP) {
             /* a static answer or a rewrite: no option applies */
@@ -603,8 +604,11 @@ static void req_start(struct verifier_req *r)
         req_finish(r, &vd, "no");
         return;
     }
-    snprintf(r->where, sizeof(r->where), "%s:%d", r->t->path, route->lineno);
     r->rb = route_backend_of(r->t, route);
+    if (r->rb != NULL) /* formatted when the table was loaded: this runs for every lookup */
+        memcpy(r->where, r->rb->where, sizeof(r->where));
+    else
+        snprintf(r->where, sizeof(r->where), "%s:%d", r->t->path, route->lineno);
     int fold_local = 1;
     if (route->method == ROUTE_CDB || route->method == ROUTE_SMTP || route->method == ROUTE_LDAP) {
         fold_local = r->rb->fold_local;

@@ -124,6 +124,7 @@ struct result {
     struct verdict v;
     char key[400];
     char cached[16];
+    char route[300];
 };
 
 static int in_lookup; /* set while verifier_lookup runs: the callback must not run then */
@@ -137,6 +138,7 @@ static void on_verdict(const struct verdict *v, const struct verifier_result *re
     r->v = *v;
     snprintf(r->key, sizeof(r->key), "%s", res->key);
     snprintf(r->cached, sizeof(r->cached), "%s", res->cached);
+    snprintf(r->route, sizeof(r->route), "%s", res->route);
 }
 
 static void write_file(const char *path, const char *text)
@@ -738,5 +740,31 @@ Test(verifier, stale_invalid_waits_within_the_budget)
     verifier_get_stats(v, &st);
     cr_assert_eq(st.budget_expired, 1);
     run_for_ms(500);
+    verifier_free(v);
+}
+
+/* the decision log's route=: "table:line" of the route that answered, cold and from the cache */
+Test(verifier, route_names_table_and_line)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    struct verifier *v = make_verifier(2000);
+    struct result r;
+    char want[300];
+
+    lookup_wait(v, "someone@accept.test", &r);
+    snprintf(want, sizeof(want), "%s:3", routes_path);
+    cr_assert_str_eq(r.route, want);
+    snprintf(want, sizeof(want), "%s:5", routes_path);
+    lookup_wait(v, "someone@ldap.test", &r);
+    cr_assert_str_eq(r.cached, "no");
+    cr_assert_str_eq(r.route, want);
+    lookup_wait(v, "someone@ldap.test", &r);
+    cr_assert_str_eq(r.cached, "l1");
+    cr_assert_str_eq(r.route, want);
+    lookup_wait(v, "alice@old.test", &r);
+    snprintf(want, sizeof(want), "%s:2", routes_path);
+    cr_assert_str_eq(r.route, want, "a rewrite is logged with the route that answered");
+    lookup_wait(v, "x@nowhere.invalid", &r);
+    cr_assert_str_eq(r.route, "");
     verifier_free(v);
 }
