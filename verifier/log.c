@@ -141,7 +141,8 @@ struct log_ms log_ms_of_ns(long long ns)
 
     if (ns <= 0)
         return ms;
-    long long tenths = (ns + 50000) / 100000; /* 0.1 ms = 100,000 ns, rounded half up */
+    /* 0.1 ms = 100,000 ns, rounded half up (without ns + 50000, which could overflow) */
+    long long tenths = ns / 100000 + (ns % 100000 >= 50000);
     ms.whole = tenths / 10;
     ms.tenth = (int)(tenths % 10);
     return ms;
