@@ -53,6 +53,7 @@ struct verifier_req {
     struct event *ev_budget;
     struct verdict result;
     TAILQ_ENTRY(verifier_req) all_link;
+    struct verifier_req *next_spare; /* while on verifier.spare */
 };
 TAILQ_HEAD(req_list, verifier_req);
 
@@ -69,6 +70,9 @@ struct verifier {
     struct verifier_tables *closing; /* unreferenced tables, closed from ev_close */
     struct event *ev_close;
     struct verifier_stats stats;
+    /* finished requests kept with their two events for the next lookups (req_new) */
+    struct verifier_req *spare;
+    int nspare;
 };
 
 #endif

@@ -768,3 +768,38 @@ Test(verifier, route_names_table_and_line)
     cr_assert_str_eq(r.route, "");
     verifier_free(v);
 }
+
+/*
+ * Finished requests are kept and reused. A cancelled one had its answer
+ * budget running: reused, it must start a budget of its own, not inherit
+ * the old one (which would answer tempfail 500 ms early here).
+ */
+Test(verifier, reused_request_starts_clean)
+{
+    verifier_set_backend(ROUTE_LDAP, &fake_ops);
+    fake_delay_ms = 2000;
+    struct verifier *v = make_verifier(1000);
+    struct result r, dead;
+
+    memset(&dead, 0, sizeof(dead));
+    struct verifier_req *q = verifier_lookup(v, "slow@ldap.test", 14, on_verdict, &dead);
+    cr_assert_not_null(q);
+    run_for_ms(10);
+    verifier_cancel(q); /* its budget was armed: 1 s */
+    run_for_ms(500);
+    fake_delay_ms = 700; /* answers after 700 ms, inside a fresh 1 s budget */
+    lookup_wait(v, "other@ldap.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID, "answered: %s", r.v.text);
+    cr_assert_str_eq(r.key, "other@ldap.test");
+    /* a malformed recipient after a good one, then a good one: nothing carried over */
+    lookup_wait(v, "not an address", &r);
+    cr_assert_eq(r.v.kind, VERDICT_INVALID);
+    cr_assert_str_eq(r.key, "");
+    lookup_wait(v, "someone@accept.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_VALID);
+    cr_assert_str_eq(r.key, "someone@accept.test");
+    cr_assert_str_eq(r.cached, "no");
+    run_for_ms(100);
+    cr_assert_eq(dead.calls, 0, "a cancelled lookup is never answered");
+    verifier_free(v);
+}
