@@ -241,6 +241,7 @@ row=0
 last_n=
 last_rps=
 declare -A RPS_AT # the last measured policyd rate at each N
+ROWS=()           # the table's rows, for the summary
 for n in $CONNS; do
     for rep in $(seq 1 "$REPEAT"); do
         row=$((row + 1))
@@ -266,13 +267,15 @@ for n in $CONNS; do
         stall1=$(psi_stall_us)
         t1=$(date +%s%N)
 
-        awk -v n="$n" -v prps="$prps" -v pp50="$pp50" -v pp99="$pp99" -v rrps="$rrps" \
+        line=$(awk -v n="$n" -v prps="$prps" -v pp50="$pp50" -v pp99="$pp99" -v rrps="$rrps" \
             -v rp50="$rp50" -v rp99="$rp99" -v share="$share" -v s0="$stall0" -v s1="$stall1" \
             -v t0="$t0" -v t1="$t1" 'BEGIN {
                 stall = s0 == "" ? "-" : sprintf("%.0f", 100 * (s1 - s0) * 1000 / (t1 - t0))
                 printf "%-6s %12.0f %10.1f %10.1f %12.0f %10.1f %10.1f %7.2f %11s %6s\n",
                     n, prps, pp50, pp99, rrps, rp50 * 1000, rp99 * 1000, prps / rrps, share,
-                    stall }'
+                    stall }')
+        printf '%s\n' "$line"
+        ROWS+=("$line")
         last_n=$n
         last_rps=$prps
         RPS_AT[$n]=$prps
@@ -300,8 +303,33 @@ if [ -n "$last_n" ] && awk -v f="$RATE_FRACTION" 'BEGIN { exit !(f > 0) }'; then
     printf '\npaced: N=%s offered %s/s (%s of the saturated rate): achieved %s/s, %s, cached %s\n' \
         "$last_n" "$rate" "$RATE_FRACTION" "$(field "$out" requests_per_second)" \
         "$(field "$out" latency_us)" "$(cached_share)"
+    PACED_P99=$(lat "$out" p99)
+    PACED_DESC="N=$last_n at $rate/s ($RATE_FRACTION of the saturated rate)"
 fi
 
 printf '\nactions in the last policyd run:\n'
 sed -n 's/^action: /  /p' "$out"
+
+# --- summary: the figures against the issue's targets, and how busy the machine was
+printf '\nsummary (%s, route %s, cache %s):\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$ROUTE" "$CACHE"
+printf '%s\n' "${ROWS[@]}" | awk '{
+        n = $1; r = $8; s = $10
+        if (!(n in lo) || r < lo[n]) lo[n] = r
+        if (!(n in hi) || r > hi[n]) hi[n] = r
+        if (!(n in order)) { order[n] = ++k; ns[k] = n }
+        if (s != "-" && s + 0 > stall) stall = s + 0
+        if (r < 1.0) below++
+    } END {
+        for (i = 1; i <= k; i++)
+            printf "  N=%-6s policyd/redis-benchmark GET: %.2f-%.2f x\n", ns[i], lo[ns[i]], hi[ns[i]]
+        printf "  target >= 1.0 x at every N: %s\n", below ? "MISSED in " below " row(s)" : "met"
+        printf "  highest stall%%: %d (CPU taken by other work; above ~10 the rows are noisy)\n", stall
+    }'
+if [ -n "${PACED_P99:-}" ]; then
+    awk -v p="$PACED_P99" -v d="$PACED_DESC" 'BEGIN {
+        printf "  open-loop p99 %s: %.1f us: target <= 1000 us %s\n", d, p,
+            p <= 1000 ? "met" : "MISSED" }'
+fi
+printf '  load average now: %s (before: see the top)\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+
 kill -0 "$POLICYD_PID" 2>/dev/null || fail "policyd died during the run"
