@@ -512,20 +512,30 @@ int address_parse(const char *in, size_t len, struct address *out, char *err, si
     return 0;
 }
 
-/* address_format - "local@domain", "" for the null path; length or -1 if too small */
+/*
+ * address_format - "local@domain", "" for the null path; length or -1 if too
+ * small. Copied, not printed: every lookup makes its cache key here. When
+ * it does not fit, buf gets what snprintf would have left there.
+ */
 int address_format(const struct address *a, char *buf, size_t size)
 {
-    int n;
-
     if (buf == NULL || size == 0)
         return -1;
-    if (a->is_null)
-        n = snprintf(buf, size, "%s", "");
-    else
-        n = snprintf(buf, size, "%s@%s", a->local, a->domain);
-    if (n < 0 || (size_t)n >= size)
+    if (a->is_null) {
+        buf[0] = '\0';
+        return 0;
+    }
+    size_t llen = strnlen(a->local, sizeof(a->local)), dlen = strnlen(a->domain, sizeof(a->domain));
+    if (llen == sizeof(a->local) || dlen == sizeof(a->domain) || llen + 1 + dlen >= size) {
+        /* unterminated fields cannot come from address_parse; too long for buf */
+        snprintf(buf, size, "%.*s@%.*s", (int)llen, a->local, (int)dlen, a->domain);
         return -1;
-    return n;
+    }
+    memcpy(buf, a->local, llen);
+    buf[llen] = '@';
+    memcpy(buf + llen + 1, a->domain, dlen);
+    buf[llen + 1 + dlen] = '\0';
+    return (int)(llen + 1 + dlen);
 }
 
 /*

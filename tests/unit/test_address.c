@@ -421,3 +421,37 @@ Test(address, hostile_utf8)
     EXPECT_ERR("\"a\xc2\x85\"@x", "control character"); /* NEL */
     expect_err("a\xc3\0@x", 5, "NUL");
 }
+
+/* address_format copies: the same bytes and lengths as "%s@%s", also where it does not fit */
+Test(address, format_matches_printf)
+{
+    static const char *const in[] = {"a@b.c", "John.Doe@Example.ORG", "\"x y\"@example.org",
+                                     "user+ext@sub.example.net"};
+    char got[64], want[64];
+
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        struct address a;
+        cr_assert_eq(parse(in[i], &a), 0, "%s", in[i]);
+        int wn = snprintf(want, sizeof(want), "%s@%s", a.local, a.domain);
+        for (size_t size = 1; size <= (size_t)wn + 2; size++) {
+            memset(got, 'Z', sizeof(got));
+            int n = address_format(&a, got, size);
+            if ((size_t)wn < size) {
+                cr_assert_eq(n, wn, "%s in %zu", in[i], size);
+                cr_assert_str_eq(got, want);
+            } else {
+                cr_assert_eq(n, -1, "%s in %zu", in[i], size);
+                cr_assert_eq(strlen(got), size - 1, "cut like snprintf");
+                cr_assert_eq(strncmp(got, want, size - 1), 0);
+            }
+        }
+    }
+    struct address null;
+    cr_assert_eq(parse("<>", &null), 0);
+    if (null.is_null) {
+        strcpy(got, "junk");
+        cr_assert_eq(address_format(&null, got, 1), 0);
+        cr_assert_str_eq(got, "");
+    }
+    cr_assert_eq(address_format(&null, got, 0), -1);
+}
