@@ -222,12 +222,10 @@ static int cmd_verify(struct stats_env *env, char **w, int n, struct evbuffer *o
     return 1;
 }
 
-/* cmd_stats - every counter of stats.h as name=value */
-static int cmd_stats(struct stats_env *env, struct evbuffer *out)
+void control_stats_format(const struct stats_snapshot *sp, struct evbuffer *out)
 {
-    struct stats_snapshot st;
+    const struct stats_snapshot st = *sp;
 
-    stats_collect(env, &st);
     evbuffer_add_printf(out, "status=ok\n");
     kv(out, "uptime_seconds", "%ld", (long)(st.now - st.started));
     kv(out, "connections", "%d", st.connections);
@@ -331,6 +329,15 @@ static int cmd_stats(struct stats_env *env, struct evbuffer *out)
         kv(out, name, "%.1f", h->count ? h->sum * 1000.0 / (double)h->count : 0.0);
     }
     evbuffer_add(out, "\n", 1);
+}
+
+/* cmd_stats - every counter of stats.h as name=value */
+static int cmd_stats(struct stats_env *env, struct evbuffer *out)
+{
+    struct stats_snapshot st;
+
+    stats_collect(env, &st);
+    control_stats_format(&st, out);
     return 0;
 }
 

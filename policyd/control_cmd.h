@@ -18,6 +18,7 @@
 struct evbuffer;
 struct stats_env;
 struct control_cmd;
+struct stats_snapshot;
 
 /* CONTROL_MAX_LINE - the longest request line in bytes, without its LF */
 #define CONTROL_MAX_LINE 1024
@@ -40,5 +41,12 @@ void control_cmd_cancel(struct control_cmd *cmd);
 
 /* control_reply_error - write a whole error reply ("status=error", "error=why", "") to out */
 void control_reply_error(struct evbuffer *out, const char *why);
+
+/*
+ * control_stats_format - the whole "stats" reply for the snapshot st
+ * ("status=ok", one "name=value" line per number, the empty line), appended
+ * to out
+ */
+void control_stats_format(const struct stats_snapshot *st, struct evbuffer *out);
 
 #endif
