@@ -28,6 +28,7 @@
 #include "policy_conn.h"
 #include "reply_policy.h"
 #include "stats.h"
+#include "stats_table.h"
 #include "verifier.h"
 
 #define CONTROL_MAX_WORDS 8
@@ -222,111 +223,85 @@ static int cmd_verify(struct stats_env *env, char **w, int n, struct evbuffer *o
     return 1;
 }
 
-void control_stats_format(const struct stats_snapshot *sp, struct evbuffer *out)
+/* stat_value - one row's value for the struct at base, as "callahead stats" shows it */
+static void stat_value(struct evbuffer *out, const char *name, const struct stats_row *row,
+                       const void *base, const struct stats_snapshot *st)
 {
-    const struct stats_snapshot st = *sp;
+    char num[32];
 
-    evbuffer_add_printf(out, "status=ok\n");
-    kv(out, "uptime_seconds", "%ld", (long)(st.now - st.started));
-    kv(out, "connections", "%d", st.connections);
-    kv(out, "requests", "%lu", st.requests);
-    kv(out, "protocol_errors", "%lu", st.protocol_errors);
-    kv(out, "connections_refused", "%lu", st.refused);
-    kv(out, "connections_evicted", "%lu", st.evicted);
-    kv(out, "lookups", "%lu", st.v.lookups);
-    kv(out, "verdict_valid", "%lu", st.v.valid);
-    kv(out, "verdict_invalid", "%lu", st.v.invalid);
-    kv(out, "verdict_tempfail", "%lu", st.v.tempfail);
-    kv(out, "verdict_unknown", "%lu", st.v.unknown);
-    kv(out, "verdict_malformed", "%lu", st.v.malformed);
-    kv(out, "budget_expired", "%lu", st.v.budget_expired);
-    kv(out, "cache_l1_hits", "%lu", st.v.cache.l1_hits);
-    kv(out, "cache_redis_hits", "%lu", st.v.cache.redis_hits);
-    kv(out, "cache_misses", "%lu", st.v.cache.misses);
-    kv(out, "cache_puts", "%lu", st.v.cache.puts);
-    kv(out, "cache_l1_entries", "%zu", st.v.cache.l1_entries);
-    kv(out, "probes", "%lu", st.v.probes);
-    kv(out, "probes_running", "%lu", st.v.probes_running);
-    kv(out, "probes_queued", "%lu", st.v.probes_queued);
-    kv(out, "probes_refused", "%lu", st.v.probes_refused);
-    kv(out, "probes_dropped", "%lu", st.v.probes_dropped);
-    kv(out, "probes_expired", "%lu", st.v.flights_expired);
-    kv(out, "breakers_open", "%lu", st.v.breakers_open);
-    kv(out, "breaker_rejects", "%lu", st.v.breaker_rejects);
-    kv(out, "accept_all_domains", "%lu", st.v.accept_all_domains);
-    /* per destination: only the busiest VERIFIER_DEST_TOP, numbered from 1 */
-    kv(out, "destinations", "%zu", st.dests_total);
-    kv(out, "destinations_shown", "%zu", st.ndests);
-    for (size_t i = 0; i < st.ndests; i++) {
-        const struct verifier_dest *d = &st.dests[i];
-        char name[64];
-#define DEST_KV(what, fmt, val)                                                                    \
-    do {                                                                                           \
-        snprintf(name, sizeof(name), "dest%zu_%s", i + 1, what);                                   \
-        kv(out, name, fmt, val);                                                                   \
-    } while (0)
-        DEST_KV("name", "%s", d->name);
-        DEST_KV("flights", "%u", d->flights);
-        DEST_KV("running", "%u", d->running);
-        DEST_KV("queued", "%u", d->queued);
-        DEST_KV("breaker", "%s", d->breaker);
-        DEST_KV("breaker_failures", "%d", d->breaker_failures);
-        DEST_KV("breaker_retry_in", "%d", d->breaker_retry_in);
-#undef DEST_KV
+    switch (row->value) {
+    case STATS_V_FLAG:
+        kv(out, name, "%s", row->words[stats_row_flag(row, base)]);
+        break;
+    case STATS_V_SINCE:
+        kv(out, name, "%ld", (long)st->now - stats_row_time(row, base));
+        break;
+    case STATS_V_STATE:
+    case STATS_V_LABEL_STR:
+        kv(out, name, "%s", stats_row_string(row, base));
+        break;
+    case STATS_V_MEAN: {
+        double sum;
+        unsigned long count;
+        stats_row_mean(row, base, &sum, &count);
+        kv(out, name, "%.2f", count ? sum * 1000.0 / (double)count : 0.0);
+        break;
     }
-    /* per backend pool (ldap: routes), in route table order, numbered from 1 */
-    kv(out, "pools", "%zu", st.pools_total);
-    kv(out, "pools_shown", "%zu", st.npools);
-    for (size_t i = 0; i < st.npools; i++) {
-        const struct verifier_pool *pl = &st.pools[i];
-        char name[64];
-#define POOL_KV(what, fmt, val)                                                                    \
-    do {                                                                                           \
-        snprintf(name, sizeof(name), "pool%zu_%s", i + 1, what);                                   \
-        kv(out, name, fmt, val);                                                                   \
-    } while (0)
-        POOL_KV("source", "%s", pl->source);
-        POOL_KV("route_line", "%d", pl->route_line);
-        POOL_KV("connections_ready", "%d", pl->conns_ready);
-        POOL_KV("connections_connecting", "%d", pl->conns_connecting);
-        POOL_KV("inflight", "%d", pl->inflight);
-        POOL_KV("queued", "%d", pl->queued);
-        POOL_KV("backoff", "%s", pl->backing_off ? "yes" : "no");
-        POOL_KV("requests", "%lu", pl->requests);
-        POOL_KV("errors", "%lu", pl->errors);
-        POOL_KV("timeouts", "%lu", pl->timeouts);
-        POOL_KV("connect_failures", "%lu", pl->connect_fails);
-        POOL_KV("drops", "%lu", pl->drops);
-        POOL_KV("reconnects", "%lu", pl->reconnects);
-#undef POOL_KV
+    default:
+        if (stats_row_number(row, base, num, sizeof(num)) == 0)
+            kv(out, name, "%s", num);
+        break;
     }
-    kv(out, "redis", "%s",
-       !st.redis_configured ? "none"
-       : st.redis_connected ? "connected"
-                            : "disconnected");
-    if (st.redis_configured) {
-        kv(out, "redis_commands", "%lu", st.redis.commands);
-        kv(out, "redis_errors", "%lu", st.redis.errors);
-        kv(out, "redis_timeouts", "%lu", st.redis.timeouts);
-        kv(out, "redis_reconnects", "%lu", st.redis.reconnects);
-        kv(out, "redis_master_switches", "%lu", st.redis.master_switches);
-        kv(out, "redis_latency_ms_avg", "%.2f",
-           st.redis.replies ? st.redis.reply_seconds * 1000.0 / (double)st.redis.replies : 0.0);
-        kv(out, "redis_flush_channel", "%s", st.flush_subscribed ? "subscribed" : "down");
+}
+
+/* stat_list - how many items are shown, then each item numbered from 1 (dest1_name=...) */
+static void stat_list(struct evbuffer *out, const struct stats_row *row,
+                      const struct stats_snapshot *st)
+{
+    const struct stats_list *list = row->list;
+    size_t count = stats_list_count(list, st);
+
+    kv(out, row->stat, "%zu", count);
+    for (size_t i = 0; i < count; i++) {
+        const void *item = stats_list_item(list, st, i);
+        for (size_t r = 0; r < list->nrows; r++) {
+            char name[64];
+            snprintf(name, sizeof(name), "%s%zu_%s", list->item, i + 1, list->rows[r].stat);
+            stat_value(out, name, &list->rows[r], item, st);
+        }
     }
-    kv(out, "harvest_penalties", "%lu", st.harvest_penalties);
-    kv(out, "harvest_refused", "%lu", st.harvest_refused);
-    kv(out, "harvest_blocked_networks", "%lu", st.harvest_blocked);
-    kv(out, "control_requests", "%lu", st.control_requests);
-    kv(out, "control_errors", "%lu", st.control_errors);
-    kv(out, "control_refused", "%lu", st.control_refused);
-    for (int i = 0; st.metrics != NULL && i < METRICS_NSOURCES; i++) {
-        const struct metrics_hist *h = &st.metrics->latency[i];
+}
+
+/* stat_latency - count and mean of the verdict latency, per source class */
+static void stat_latency(struct evbuffer *out, const struct stats_row *row,
+                         const struct stats_snapshot *st)
+{
+    for (int i = 0; i < METRICS_NSOURCES; i++) {
+        const struct metrics_hist *h = &st->metrics->latency[i];
         char name[64];
-        snprintf(name, sizeof(name), "latency_%s_count", metrics_source_name(i));
+        snprintf(name, sizeof(name), "%s_%s_count", row->stat, metrics_source_name(i));
         kv(out, name, "%lu", h->count);
-        snprintf(name, sizeof(name), "latency_%s_ms_avg", metrics_source_name(i));
+        snprintf(name, sizeof(name), "%s_%s_ms_avg", row->stat, metrics_source_name(i));
         kv(out, name, "%.1f", h->count ? h->sum * 1000.0 / (double)h->count : 0.0);
+    }
+}
+
+void control_stats_format(const struct stats_snapshot *st, struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "status=ok\n");
+    for (size_t i = 0; i < stats_nrows; i++) {
+        const struct stats_row *row = &stats_rows[i];
+        if (!stats_row_shown(row, st)) {
+            if (row->absent != NULL)
+                kv(out, row->stat, "%s", row->absent);
+            continue;
+        }
+        if (row->value == STATS_V_LIST)
+            stat_list(out, row, st);
+        else if (row->value == STATS_V_LATENCY)
+            stat_latency(out, row, st);
+        else
+            stat_value(out, row->stat, row, st, st);
     }
     evbuffer_add(out, "\n", 1);
 }

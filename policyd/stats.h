@@ -1,7 +1,8 @@
 /*
  * stats.h - one snapshot of everything policyd counts, taken in one place so
  * that "callahead stats" (control_cmd.c) and the Prometheus exposition
- * (stats_http.c) can never disagree about what a number means.
+ * (stats_http.c) can never disagree about what a number means. Which
+ * fields they show, and under which names, is the table in stats_table.c.
  */
 #ifndef CALLAHEAD_STATS_H
 #define CALLAHEAD_STATS_H

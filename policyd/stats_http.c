@@ -10,6 +10,10 @@
  * LDAP pool families have one series per ldap: route (labels source and
  * route_line, from the route table and callahead.conf, not from traffic),
  * VERIFIER_POOL_TOP at most.
+ *
+ * What is exposed, under which name, type and help, comes from the table
+ * in stats_table.c, which "callahead stats" walks too; this file only
+ * writes it in the text format.
  */
 #include "stats_http.h"
 
@@ -23,6 +27,7 @@
 
 #include "metrics.h"
 #include "stats.h"
+#include "stats_table.h"
 
 #define STATS_HTTP_TIMEOUT_S 10
 #define STATS_HTTP_MAX_HEADERS 8192
@@ -33,10 +38,18 @@ struct stats_http {
     struct evhttp_bound_socket *bound; /* the stats_listen socket, or NULL */
 };
 
-/* metric - "# HELP" and "# TYPE" lines of one metric family */
-static void metric(struct evbuffer *out, const char *name, const char *type, const char *help)
+static const char *const type_names[] = {
+    [STATS_COUNTER] = "counter",
+    [STATS_GAUGE] = "gauge",
+    [STATS_SUMMARY] = "summary",
+    [STATS_HISTOGRAM] = "histogram",
+};
+
+/* header - "# HELP" and "# TYPE" lines of the family that row starts */
+static void header(struct evbuffer *out, const struct stats_row *row)
 {
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", row->metric, row->help, row->metric,
+                        type_names[row->type]);
 }
 
 /* label_value - s escaped for a Prometheus label value (backslash, quote, newline) */
@@ -58,248 +71,155 @@ static void label_value(char *buf, size_t size, const char *s)
     buf[n] = '\0';
 }
 
-/* dest_metrics - probes and breaker of the busiest destinations (bounded label set) */
-static void dest_metrics(const struct stats_snapshot *st, struct evbuffer *out)
+/* sample - one line "metric{labels,label} value"; either label part may be empty */
+static void sample(struct evbuffer *out, const char *metric, const char *labels, const char *label,
+                   const char *value)
 {
-    static const char *const states[] = {"closed", "open", "half-open"};
-    char lv[2 * VERIFIER_DEST_NAME_MAX + 1];
-
-    metric(out, "callahead_destinations", "gauge",
-           "Destinations with backend requests now or a breaker that counts failures.");
-    evbuffer_add_printf(out, "callahead_destinations %zu\n", st->dests_total);
-    if (st->ndests == 0)
-        return; /* a family is announced only with samples (the strict parsers insist) */
-    metric(out, "callahead_destination_probes_running", "gauge",
-           "Backend probes running now, for the busiest destinations.");
-    for (size_t i = 0; i < st->ndests; i++) {
-        label_value(lv, sizeof(lv), st->dests[i].name);
-        evbuffer_add_printf(out, "callahead_destination_probes_running{destination=\"%s\"} %u\n",
-                            lv, st->dests[i].running);
-    }
-    metric(out, "callahead_destination_probes_queued", "gauge",
-           "Lookups waiting for a probe slot now, for the busiest destinations.");
-    for (size_t i = 0; i < st->ndests; i++) {
-        label_value(lv, sizeof(lv), st->dests[i].name);
-        evbuffer_add_printf(out, "callahead_destination_probes_queued{destination=\"%s\"} %u\n", lv,
-                            st->dests[i].queued);
-    }
-    metric(out, "callahead_destination_breaker_state", "gauge",
-           "1 for the circuit breaker state the destination is in, 0 for the others.");
-    for (size_t i = 0; i < st->ndests; i++) {
-        label_value(lv, sizeof(lv), st->dests[i].name);
-        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
-            evbuffer_add_printf(
-                out, "callahead_destination_breaker_state{destination=\"%s\",state=\"%s\"} %d\n",
-                lv, states[k], strcmp(st->dests[i].breaker, states[k]) == 0);
-    }
-    metric(out, "callahead_destination_breaker_failures", "gauge",
-           "Consecutive failures the destination's circuit breaker counts.");
-    for (size_t i = 0; i < st->ndests; i++) {
-        label_value(lv, sizeof(lv), st->dests[i].name);
-        evbuffer_add_printf(out, "callahead_destination_breaker_failures{destination=\"%s\"} %d\n",
-                            lv, st->dests[i].breaker_failures);
-    }
-    metric(out, "callahead_destination_breaker_retry_seconds", "gauge",
-           "Seconds until an open circuit breaker lets one probe through (0 unless open).");
-    for (size_t i = 0; i < st->ndests; i++) {
-        label_value(lv, sizeof(lv), st->dests[i].name);
-        evbuffer_add_printf(out,
-                            "callahead_destination_breaker_retry_seconds{destination=\"%s\"} %d\n",
-                            lv, st->dests[i].breaker_retry_in);
-    }
+    if (*labels == '\0' && *label == '\0')
+        evbuffer_add_printf(out, "%s %s\n", metric, value);
+    else
+        evbuffer_add_printf(out, "%s{%s%s%s} %s\n", metric, labels,
+                            *labels != '\0' && *label != '\0' ? "," : "", label, value);
 }
-
-/* POOL_SAMPLES - one sample of field per pool, labelled by source and route line (needs lv) */
-#define POOL_SAMPLES(st, out, mname, fmt, field)                                                   \
-    for (size_t i_ = 0; i_ < (st)->npools; i_++) {                                                 \
-        label_value(lv, sizeof(lv), (st)->pools[i_].source);                                       \
-        evbuffer_add_printf(out, mname "{source=\"%s\",route_line=\"%d\"} " fmt "\n", lv,          \
-                            (st)->pools[i_].route_line, (st)->pools[i_].field);                    \
-    }
 
 /*
- * pool_metrics - connections and requests of the backend pools (ldap:
- * routes); one series per route with a pool, a set the route table bounds
+ * row_samples - the series of one row for the struct at base (the
+ * snapshot, or a list item whose labels are in labels)
  */
-static void pool_metrics(const struct stats_snapshot *st, struct evbuffer *out)
+static void row_samples(struct evbuffer *out, const struct stats_row *row, const void *base,
+                        const char *labels)
 {
-    char lv[2 * sizeof(st->pools[0].source) + 1];
+    const char *label = row->label != NULL ? row->label : "";
+    char value[32];
 
-    if (st->npools == 0)
-        return; /* a family is announced only with samples (the strict parsers insist) */
-    metric(out, "callahead_ldap_pool_connections", "gauge",
-           "LDAP connections now, by state (ready, connecting: connect or bind in progress).");
-    for (size_t i = 0; i < st->npools; i++) {
-        label_value(lv, sizeof(lv), st->pools[i].source);
-        evbuffer_add_printf(out,
-                            "callahead_ldap_pool_connections{source=\"%s\",route_line=\"%d\","
-                            "state=\"ready\"} %d\n",
-                            lv, st->pools[i].route_line, st->pools[i].conns_ready);
-        evbuffer_add_printf(out,
-                            "callahead_ldap_pool_connections{source=\"%s\",route_line=\"%d\","
-                            "state=\"connecting\"} %d\n",
-                            lv, st->pools[i].route_line, st->pools[i].conns_connecting);
+    switch (row->value) {
+    case STATS_V_FLAG:
+        snprintf(value, sizeof(value), "%d", stats_row_flag(row, base));
+        break;
+    case STATS_V_SINCE:
+        snprintf(value, sizeof(value), "%ld", stats_row_time(row, base));
+        break;
+    case STATS_V_STATE: {
+        /* a state set: one series per state, 1 for the current one */
+        const char *now = stats_row_string(row, base);
+        for (size_t k = 0; row->words[k] != NULL; k++) {
+            char state[64];
+            snprintf(state, sizeof(state), "state=\"%s\"", row->words[k]);
+            sample(out, row->metric, labels, state, strcmp(now, row->words[k]) == 0 ? "1" : "0");
+        }
+        return;
     }
-    metric(out, "callahead_ldap_pool_searches_inflight", "gauge",
-           "LDAP searches sent and not answered yet.");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_searches_inflight", "%d", inflight);
-    metric(out, "callahead_ldap_pool_searches_queued", "gauge",
-           "LDAP searches waiting for a connection.");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_searches_queued", "%d", queued);
-    metric(out, "callahead_ldap_pool_backoff", "gauge",
-           "1 while the pool refuses searches after failed connects, else 0.");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_backoff", "%d", backing_off);
-    metric(out, "callahead_ldap_pool_searches_total", "counter",
-           "LDAP searches sent (retries on a fresh connection included).");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_searches_total", "%lu", requests);
-    metric(out, "callahead_ldap_pool_search_errors_total", "counter",
-           "LDAP searches refused at once (backoff) or answered with an error or a timeout.");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_search_errors_total", "%lu", errors);
-    metric(out, "callahead_ldap_pool_search_timeouts_total", "counter",
-           "LDAP searches past their deadline.");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_search_timeouts_total", "%lu", timeouts);
-    metric(out, "callahead_ldap_pool_connect_failures_total", "counter",
-           "LDAP connections that could not be opened or bound.");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_connect_failures_total", "%lu", connect_fails);
-    metric(out, "callahead_ldap_pool_drops_total", "counter",
-           "Ready LDAP connections lost or dropped (errors, stuck; idle ones closed are not "
-           "counted).");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_drops_total", "%lu", drops);
-    metric(out, "callahead_ldap_pool_reconnects_total", "counter",
-           "LDAP connections opened to replace a dropped one.");
-    POOL_SAMPLES(st, out, "callahead_ldap_pool_reconnects_total", "%lu", reconnects);
+    default:
+        if (stats_row_number(row, base, value, sizeof(value)) < 0)
+            return;
+        break;
+    }
+    sample(out, row->metric, labels, label, value);
 }
 
-void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
+/*
+ * item_labels - the label rows of a list item as Prometheus labels
+ * (destination="...", source="...",route_line="12") into buf
+ */
+static void item_labels(const struct stats_list *list, const void *item, char *buf, size_t size)
 {
-    metric(out, "callahead_start_time_seconds", "gauge", "Start time of the daemon (Unix time).");
-    evbuffer_add_printf(out, "callahead_start_time_seconds %ld\n", (long)st->started);
-    metric(out, "callahead_policy_connections", "gauge", "Policy client connections open now.");
-    evbuffer_add_printf(out, "callahead_policy_connections %d\n", st->connections);
-    metric(out, "callahead_policy_requests_total", "counter", "Policy requests answered.");
-    evbuffer_add_printf(out, "callahead_policy_requests_total %lu\n", st->requests);
-    metric(out, "callahead_policy_protocol_errors_total", "counter",
-           "Policy connections closed for a protocol error.");
-    evbuffer_add_printf(out, "callahead_policy_protocol_errors_total %lu\n", st->protocol_errors);
-    metric(out, "callahead_policy_connections_refused_total", "counter",
-           "Policy connections refused (table full of busy connections, or stopping).");
-    evbuffer_add_printf(out, "callahead_policy_connections_refused_total %lu\n", st->refused);
-    metric(out, "callahead_policy_connections_evicted_total", "counter",
-           "Idle or slow policy connections closed to make room for a new one.");
-    evbuffer_add_printf(out, "callahead_policy_connections_evicted_total %lu\n", st->evicted);
+    char lv[2 * VERIFIER_DEST_NAME_MAX + 1];
+    size_t n = 0;
 
-    metric(out, "callahead_lookups_total", "counter", "Recipient lookups started.");
-    evbuffer_add_printf(out, "callahead_lookups_total %lu\n", st->v.lookups);
-    metric(out, "callahead_verdicts_total", "counter", "Lookups answered, by verdict.");
-    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"valid\"} %lu\n", st->v.valid);
-    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"invalid\"} %lu\n", st->v.invalid);
-    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"tempfail\"} %lu\n",
-                        st->v.tempfail);
-    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"unknown\"} %lu\n", st->v.unknown);
-    evbuffer_add_printf(out, "callahead_verdicts_total{verdict=\"malformed\"} %lu\n",
-                        st->v.malformed);
-    metric(out, "callahead_budget_expired_total", "counter",
-           "Lookups answered tempfail because the answer budget passed.");
-    evbuffer_add_printf(out, "callahead_budget_expired_total %lu\n", st->v.budget_expired);
-
-    metric(out, "callahead_cache_hits_total", "counter", "Cache hits, by layer.");
-    evbuffer_add_printf(out, "callahead_cache_hits_total{layer=\"l1\"} %lu\n", st->v.cache.l1_hits);
-    evbuffer_add_printf(out, "callahead_cache_hits_total{layer=\"redis\"} %lu\n",
-                        st->v.cache.redis_hits);
-    metric(out, "callahead_cache_misses_total", "counter", "Cache lookups that found nothing.");
-    evbuffer_add_printf(out, "callahead_cache_misses_total %lu\n", st->v.cache.misses);
-    metric(out, "callahead_cache_l1_entries", "gauge", "Verdicts in the in-process cache.");
-    evbuffer_add_printf(out, "callahead_cache_l1_entries %zu\n", st->v.cache.l1_entries);
-
-    metric(out, "callahead_probes_total", "counter", "Backend probes (callouts) started.");
-    evbuffer_add_printf(out, "callahead_probes_total %lu\n", st->v.probes);
-    metric(out, "callahead_probes_running", "gauge", "Backend probes running now.");
-    evbuffer_add_printf(out, "callahead_probes_running %lu\n", st->v.probes_running);
-    metric(out, "callahead_probes_queued", "gauge", "Lookups waiting for a probe slot now.");
-    evbuffer_add_printf(out, "callahead_probes_queued %lu\n", st->v.probes_queued);
-    metric(out, "callahead_probes_refused_total", "counter",
-           "Lookups answered tempfail at once because the probe queue was full.");
-    evbuffer_add_printf(out, "callahead_probes_refused_total %lu\n", st->v.probes_refused);
-    metric(out, "callahead_probes_dropped_total", "counter",
-           "Queued probes dropped because nobody waited for them any more.");
-    evbuffer_add_printf(out, "callahead_probes_dropped_total %lu\n", st->v.probes_dropped);
-    metric(out, "callahead_probes_expired_total", "counter",
-           "Backend requests failed by their deadline (flight_timeout).");
-    evbuffer_add_printf(out, "callahead_probes_expired_total %lu\n", st->v.flights_expired);
-    metric(out, "callahead_breakers_open", "gauge", "Next hops whose circuit breaker is open now.");
-    evbuffer_add_printf(out, "callahead_breakers_open %lu\n", st->v.breakers_open);
-    metric(out, "callahead_breaker_rejects_total", "counter",
-           "Lookups answered tempfail by an open circuit breaker.");
-    evbuffer_add_printf(out, "callahead_breaker_rejects_total %lu\n", st->v.breaker_rejects);
-    metric(out, "callahead_accept_all_domains_total", "counter",
-           "Domains found to accept every address.");
-    evbuffer_add_printf(out, "callahead_accept_all_domains_total %lu\n", st->v.accept_all_domains);
-
-    dest_metrics(st, out);
-    pool_metrics(st, out);
-
-    if (st->redis_configured) {
-        metric(out, "callahead_redis_up", "gauge", "1 when the Redis connection is up.");
-        evbuffer_add_printf(out, "callahead_redis_up %d\n", st->redis_connected ? 1 : 0);
-        metric(out, "callahead_redis_flush_subscribed", "gauge",
-               "1 while subscribed to the flush channel other daemons publish on.");
-        evbuffer_add_printf(out, "callahead_redis_flush_subscribed %d\n", st->flush_subscribed);
-        metric(out, "callahead_redis_commands_total", "counter", "Redis commands sent.");
-        evbuffer_add_printf(out, "callahead_redis_commands_total %lu\n", st->redis.commands);
-        metric(out, "callahead_redis_errors_total", "counter", "Redis commands that failed.");
-        evbuffer_add_printf(out, "callahead_redis_errors_total %lu\n", st->redis.errors);
-        metric(out, "callahead_redis_timeouts_total", "counter",
-               "Redis commands that passed their deadline.");
-        evbuffer_add_printf(out, "callahead_redis_timeouts_total %lu\n", st->redis.timeouts);
-        metric(out, "callahead_redis_reply_duration_seconds", "summary",
-               "Time from sending a Redis command to its reply.");
-        evbuffer_add_printf(out, "callahead_redis_reply_duration_seconds_sum %.6f\n",
-                            st->redis.reply_seconds);
-        evbuffer_add_printf(out, "callahead_redis_reply_duration_seconds_count %lu\n",
-                            st->redis.replies);
-        metric(out, "callahead_redis_reconnects_total", "counter", "Redis reconnect attempts.");
-        evbuffer_add_printf(out, "callahead_redis_reconnects_total %lu\n", st->redis.reconnects);
-        metric(out, "callahead_redis_master_switches_total", "counter",
-               "Moves to another Redis master announced or named by the sentinels.");
-        evbuffer_add_printf(out, "callahead_redis_master_switches_total %lu\n",
-                            st->redis.master_switches);
+    buf[0] = '\0';
+    for (size_t i = 0; i < list->nrows && n < size; i++) {
+        const struct stats_row *row = &list->rows[i];
+        if (row->value == STATS_V_LABEL_STR)
+            label_value(lv, sizeof(lv), stats_row_string(row, item));
+        else if (row->value == STATS_V_LABEL_INT)
+            stats_row_number(row, item, lv, sizeof(lv));
+        else
+            continue;
+        int k = snprintf(buf + n, size - n, "%s%s=\"%s\"", n > 0 ? "," : "", row->metric, lv);
+        n = k < 0 ? size : n + (size_t)k;
     }
+}
 
-    metric(out, "callahead_harvest_penalties_total", "counter",
-           "Client networks put in their harvest penalty (here or by another host).");
-    evbuffer_add_printf(out, "callahead_harvest_penalties_total %lu\n", st->harvest_penalties);
-    metric(out, "callahead_harvest_refused_total", "counter", "Requests answered harvest_action.");
-    evbuffer_add_printf(out, "callahead_harvest_refused_total %lu\n", st->harvest_refused);
-    metric(out, "callahead_harvest_blocked_networks", "gauge",
-           "Client networks in their harvest penalty now.");
-    evbuffer_add_printf(out, "callahead_harvest_blocked_networks %lu\n", st->harvest_blocked);
-    metric(out, "callahead_control_requests_total", "counter", "Control socket requests.");
-    evbuffer_add_printf(out, "callahead_control_requests_total %lu\n", st->control_requests);
+/*
+ * list_families - each family of a list over all its items. The label set
+ * of an item comes from the route table or from the bounded top of the
+ * busiest destinations, never from raw traffic; a family is announced
+ * only with samples (the strict parsers insist), so none without items.
+ */
+static void list_families(const struct stats_list *list, const struct stats_snapshot *st,
+                          struct evbuffer *out)
+{
+    size_t count = stats_list_count(list, st);
+    char labels[2 * (2 * VERIFIER_DEST_NAME_MAX + 1)];
 
-    if (st->metrics == NULL)
+    if (count == 0)
         return;
-    metric(out, "callahead_verdict_duration_seconds", "histogram",
-           "Time from a complete policy request to its verdict, by where the verdict came from.");
+    for (size_t i = 0; i < list->nrows;) {
+        size_t end = stats_family_end(list->rows, list->nrows, i);
+        if (list->rows[i].value == STATS_V_LABEL_STR || list->rows[i].value == STATS_V_LABEL_INT) {
+            i = end;
+            continue;
+        }
+        header(out, &list->rows[i]);
+        for (size_t k = 0; k < count; k++) {
+            const void *item = stats_list_item(list, st, k);
+            item_labels(list, item, labels, sizeof(labels));
+            for (size_t r = i; r < end; r++)
+                row_samples(out, &list->rows[r], item, labels);
+        }
+        i = end;
+    }
+}
+
+/* latency - the verdict latency histograms, one per source class */
+static void latency(const struct stats_row *row, const struct stats_snapshot *st,
+                    struct evbuffer *out)
+{
+    header(out, row);
     for (int s = 0; s < METRICS_NSOURCES; s++) {
         const struct metrics_hist *h = &st->metrics->latency[s];
         const char *src = metrics_source_name(s);
         unsigned long cum = 0;
         for (int i = 0; i < METRICS_NBUCKETS; i++) {
             cum += h->bucket[i];
-            evbuffer_add_printf(
-                out,
-                "callahead_verdict_duration_seconds_bucket{source=\"%s\",le=\"%g\"} "
-                "%lu\n",
-                src, metrics_bucket_le[i], cum);
+            evbuffer_add_printf(out, "%s_bucket{source=\"%s\",le=\"%g\"} %lu\n", row->metric, src,
+                                metrics_bucket_le[i], cum);
         }
-        evbuffer_add_printf(out,
-                            "callahead_verdict_duration_seconds_bucket{source=\"%s\",le=\"+Inf\"} "
-                            "%lu\n",
-                            src, h->count);
-        evbuffer_add_printf(out, "callahead_verdict_duration_seconds_sum{source=\"%s\"} %.6f\n",
-                            src, h->sum);
-        evbuffer_add_printf(out, "callahead_verdict_duration_seconds_count{source=\"%s\"} %lu\n",
-                            src, h->count);
+        evbuffer_add_printf(out, "%s_bucket{source=\"%s\",le=\"+Inf\"} %lu\n", row->metric, src,
+                            h->count);
+        evbuffer_add_printf(out, "%s_sum{source=\"%s\"} %.6f\n", row->metric, src, h->sum);
+        evbuffer_add_printf(out, "%s_count{source=\"%s\"} %lu\n", row->metric, src, h->count);
+    }
+}
+
+void stats_http_format(const struct stats_snapshot *st, struct evbuffer *out)
+{
+    for (size_t i = 0; i < stats_nrows; i++) {
+        const struct stats_row *row = &stats_rows[i];
+        if (!stats_row_shown(row, st))
+            continue;
+        switch (row->value) {
+        case STATS_V_LIST:
+            list_families(row->list, st, out);
+            break;
+        case STATS_V_LATENCY:
+            latency(row, st, out);
+            break;
+        case STATS_V_MEAN: {
+            double sum;
+            unsigned long count;
+            stats_row_mean(row, st, &sum, &count);
+            header(out, row);
+            evbuffer_add_printf(out, "%s_sum %.6f\n%s_count %lu\n", row->metric, sum, row->metric,
+                                count);
+            break;
+        }
+        default:
+            if (row->help != NULL)
+                header(out, row);
+            row_samples(out, row, st, "");
+            break;
+        }
     }
 }
 

@@ -5,7 +5,9 @@
  * expected texts under tests/unit/stats_golden/, for a snapshot where
  * everything is present (Redis, latency, destinations, pools) and one
  * where nothing optional is, so a change to either output shows up as a
- * diff of those files.
+ * diff of those files. Then the table both are made from (stats_table.c):
+ * every row appears in both outputs with the same value, families are
+ * well formed, and no name is used twice.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "metrics.h"
 #include "stats.h"
 #include "stats_http.h"
+#include "stats_table.h"
 
 #define GOLDEN TEST_SRCDIR "/tests/unit/stats_golden/"
 
@@ -213,4 +216,186 @@ Test(stats_format, stats_quiet)
     control_stats_format(&st, out);
     expect_golden(out, "quiet.stats");
     evbuffer_free(out);
+}
+
+/* render - both outputs of st as C strings (the caller frees) */
+static void render(const struct stats_snapshot *st, char **prom, char **text)
+{
+    struct evbuffer *out[2] = {evbuffer_new(), evbuffer_new()};
+    char **dst[2] = {prom, text};
+
+    stats_http_format(st, out[0]);
+    control_stats_format(st, out[1]);
+    for (int i = 0; i < 2; i++) {
+        size_t len = evbuffer_get_length(out[i]);
+        *dst[i] = calloc(1, len + 1);
+        cr_assert_not_null(*dst[i]);
+        evbuffer_copyout(out[i], *dst[i], len);
+        evbuffer_free(out[i]);
+    }
+}
+
+/*
+ * prom_value - the value of the n-th sample line after the "# TYPE" line
+ * of family metric, in buf; NULL when the family is missing
+ */
+static const char *prom_value(const char *prom, const char *metric, size_t n, char *buf,
+                              size_t size)
+{
+    char type[256];
+    snprintf(type, sizeof(type), "# TYPE %s ", metric);
+    const char *p = strstr(prom, type);
+    if (p == NULL)
+        return NULL;
+    p = strchr(p, '\n');
+    for (size_t i = 0; p != NULL && i < n; i++)
+        p = strchr(p + 1, '\n');
+    if (p == NULL)
+        return NULL;
+    if (strncmp(p + 1, metric, strlen(metric)) != 0)
+        return NULL; /* the family has fewer samples */
+    const char *eol = strchr(p + 1, '\n');
+    const char *sp = eol;
+    while (sp > p && *sp != ' ')
+        sp--;
+    if (eol == NULL || sp == p)
+        return NULL;
+    snprintf(buf, size, "%.*s", (int)(eol - sp - 1), sp + 1);
+    return buf;
+}
+
+/* text_value - the value of "name=" in the stats reply, in buf; NULL when missing */
+static const char *text_value(const char *text, const char *name, char *buf, size_t size)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "\n%s=", name);
+    const char *p = strstr(text, key);
+    if (p == NULL)
+        return NULL;
+    p += strlen(key);
+    snprintf(buf, size, "%.*s", (int)strcspn(p, "\n"), p);
+    return buf;
+}
+
+/*
+ * check_row - row (at index i of rows, n rows; list item 1 when prefix is
+ * set) is in both outputs, and where both show a plain number it is the
+ * same one
+ */
+static void check_row(const struct stats_row *rows, size_t n, size_t i, const char *prefix,
+                      const char *prom, const char *text)
+{
+    const struct stats_row *row = &rows[i];
+    char name[128], pv[128], tv[128];
+
+    if (row->value == STATS_V_LATENCY) /* latency_<source>_count, _ms_avg for each source */
+        snprintf(name, sizeof(name), "%s_%s_count", row->stat, metrics_source_name(0));
+    else
+        snprintf(name, sizeof(name), "%s%s", prefix, row->stat);
+    cr_assert_not_null(text_value(text, name, tv, sizeof(tv)), "stats lacks %s=", name);
+    if (row->value == STATS_V_LABEL_STR || row->value == STATS_V_LABEL_INT ||
+        row->value == STATS_V_LIST)
+        return; /* labels of a list's series, or the list whose rows are checked one by one */
+    if (row->value == STATS_V_LATENCY || row->value == STATS_V_MEAN ||
+        row->value == STATS_V_STATE) {
+        char type[256];
+        snprintf(type, sizeof(type), "# TYPE %s ", row->metric);
+        cr_assert_not_null(strstr(prom, type), "the exposition lacks %s (stats %s)", row->metric,
+                           name);
+        return;
+    }
+    size_t first = i;
+    while (first > 0 && rows[first - 1].metric != NULL &&
+           strcmp(rows[first - 1].metric, row->metric) == 0)
+        first--;
+    cr_assert_not_null(prom_value(prom, row->metric, i - first, pv, sizeof(pv)),
+                       "the exposition lacks %s (stats %s)", row->metric, name);
+    if (row->value == STATS_V_FLAG)
+        cr_assert_str_eq(tv, row->words[strcmp(pv, "1") == 0], "%s=%s but %s %s", name, tv,
+                         row->metric, pv);
+    else if (row->value != STATS_V_SINCE)
+        cr_assert_str_eq(tv, pv, "%s=%s but %s %s", name, tv, row->metric, pv);
+}
+
+Test(stats_table, every_row_is_in_both_outputs_with_one_value)
+{
+    static struct stats_snapshot st;
+    char *prom, *text;
+    size_t checked = 0;
+
+    full_snapshot(&st);
+    render(&st, &prom, &text);
+    for (size_t i = 0; i < stats_nrows; i++) {
+        const struct stats_row *row = &stats_rows[i];
+        cr_assert(stats_row_shown(row, &st), "row %s is not shown for the full snapshot",
+                  row->stat);
+        check_row(stats_rows, stats_nrows, i, "", prom, text);
+        checked++;
+        if (row->value != STATS_V_LIST)
+            continue;
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "%s1_", row->list->item);
+        for (size_t k = 0; k < row->list->nrows; k++, checked++)
+            check_row(row->list->rows, row->list->nrows, k, prefix, prom, text);
+    }
+    cr_assert_gt(checked, 60);
+    free(prom);
+    free(text);
+}
+
+/* check_families - help on the first row of each family only, one type and condition each */
+static void check_families(const struct stats_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct stats_row *row = &rows[i];
+        if (row->value == STATS_V_LIST || row->value == STATS_V_LABEL_STR ||
+            row->value == STATS_V_LABEL_INT)
+            continue;
+        cr_assert_not_null(row->metric, "row %s has no metric", row->stat);
+        cr_assert_eq(strncmp(row->metric, "callahead_", 10), 0, "%s lacks the prefix", row->metric);
+        int first = i == 0 || rows[i - 1].metric == NULL || strcmp(rows[i - 1].metric, row->metric);
+        if (first) {
+            cr_assert_not_null(row->help, "family %s has no help", row->metric);
+            for (size_t k = i + 1; k < n; k++)
+                cr_assert(rows[k].metric == NULL || strcmp(rows[k].metric, row->metric) != 0 ||
+                              k < stats_family_end(rows, n, i),
+                          "family %s is split", row->metric);
+        } else {
+            cr_assert_null(row->help, "%s: help on a later row of the family", row->stat);
+            cr_assert_not_null(row->label, "%s: a later row of a family needs its label",
+                               row->stat);
+            cr_assert_eq(row->type, rows[i - 1].type, "%s: one family, two types", row->metric);
+            cr_assert_eq(row->when, rows[i - 1].when, "%s: one family, two conditions",
+                         row->metric);
+        }
+        int counter = row->type == STATS_COUNTER;
+        size_t len = strlen(row->metric);
+        int total = len > 6 && strcmp(row->metric + len - 6, "_total") == 0;
+        cr_assert_eq(counter, total, "%s: counters and only counters end in _total", row->metric);
+    }
+}
+
+/* check_unique - no stats name is used twice in rows */
+static void check_unique(const struct stats_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++) {
+            cr_assert_str_neq(rows[i].stat, rows[k].stat, "stats name %s twice", rows[i].stat);
+            if (rows[i].metric != NULL && rows[k].metric != NULL &&
+                strcmp(rows[i].metric, rows[k].metric) == 0)
+                cr_assert(rows[i].label != NULL && rows[k].label != NULL &&
+                              strcmp(rows[i].label, rows[k].label) != 0,
+                          "series %s twice", rows[i].metric);
+        }
+}
+
+Test(stats_table, families_are_well_formed_and_names_unique)
+{
+    check_families(stats_rows, stats_nrows);
+    check_unique(stats_rows, stats_nrows);
+    for (size_t i = 0; i < stats_nrows; i++)
+        if (stats_rows[i].value == STATS_V_LIST) {
+            check_families(stats_rows[i].list->rows, stats_rows[i].list->nrows);
+            check_unique(stats_rows[i].list->rows, stats_rows[i].list->nrows);
+        }
 }
