@@ -224,3 +224,117 @@ EOF2
     e2e_postfix_launch "$PF_DIR" "$SMTP_PORT" postfix
     e2e_log "postfix (config $PF_DIR) smtpd on 127.0.0.1:$SMTP_PORT, smtpd_milters inet:127.0.0.1:$mport"
 }
+
+# ---------------------------------------------------------------- verdict checks
+# The same checks for each MTA in front of callahead-milter (MTA: postfix, as
+# e2e_start_postfix_milter; sendmail, as e2e_start_sendmail), with a policyd
+# serving e2e_example_tables and milter_timeout = 3s: the verdicts, a message
+# with a good and a bad recipient, policyd stopped, resumed and killed.
+
+# e2e_milter_rcpt MTA RCPT - the reply to RCPT TO:<RCPT> through MTA
+e2e_milter_rcpt() {
+    case "$1" in
+    postfix) e2e_smtp_rcpt "$2" ;;
+    sendmail) e2e_sm_rcpt "$2" ;;
+    *) e2e_fail "e2e_milter_rcpt: unknown MTA $1" ;;
+    esac
+}
+
+# e2e_milter_expect MTA reject|ok|tempfail RCPT - the reply MTA gives at RCPT TO:<RCPT>
+# when the milter rejects with the policy path's reply (Sendmail writes "<address>... "
+# where Postfix writes "<address>: "), accepts, or tempfails (before a 4xx Sendmail
+# writes nothing, so there the milter names the address as Postfix does)
+e2e_milter_expect() {
+    local pf
+    case "$1:$2" in
+    postfix:reject) e2e_unknown_reply "$3" ;;
+    sendmail:reject)
+        pf=$(e2e_unknown_reply "$3")
+        printf '550 5.1.1 <%s>... %s' "$3" "${pf#*>: }"
+        ;;
+    postfix:ok) printf '250 2.1.5 Ok' ;;
+    sendmail:ok) printf '250 2.1.5 <%s>... Recipient ok' "$3" ;;
+    *:tempfail)
+        printf '451 4.3.0 <%s>: Recipient address rejected: Recipient address verification is unavailable' "$3"
+        ;;
+    *) e2e_fail "e2e_milter_expect: unknown case $1:$2" ;;
+    esac
+}
+
+# e2e_milter_check_verdicts MTA - unknown rejected with the policy path's code,
+# status and text, known accepted, a dunno route accepted
+e2e_milter_check_verdicts() {
+    e2e_assert_eq "$(e2e_milter_expect "$1" reject bob@example.test)" \
+        "$(e2e_milter_rcpt "$1" bob@example.test)" "RCPT TO:<bob@example.test> through $1"
+    e2e_assert_eq "$(e2e_milter_expect "$1" ok alice@example.test)" \
+        "$(e2e_milter_rcpt "$1" alice@example.test)" "RCPT TO:<alice@example.test> through $1"
+    e2e_assert_eq "$(e2e_milter_expect "$1" ok anyone@other.test)" \
+        "$(e2e_milter_rcpt "$1" anyone@other.test)" "RCPT TO:<anyone@other.test> (route * dunno)"
+}
+
+# e2e_milter_check_mixed MTA PORT - one message to a good and a bad recipient
+# through MTA on 127.0.0.1:PORT is accepted and reaches the next hop for the
+# good one only
+e2e_milter_check_mixed() {
+    local mta=$1 port=$2 marker out f rcpts queued
+    marker="mixed-$$-$RANDOM"
+    out=$(swaks --server "127.0.0.1:$port" --helo client.e2e.test --from sender@client.e2e.test \
+        --to alice@example.test,bob@example.test --timeout 60 --body "marker $marker" 2>&1)
+    printf '%s\n' "$out" >>"$E2E_TMP/swaks.log"
+    printf '%s\n' "$out" | grep -q '^<\*\* *550 5\.1\.1 <bob@example\.test>' ||
+        e2e_fail "bob was not rejected in the mixed message"
+    case "$mta" in
+    postfix) queued='^<- +250 2\.0\.0 Ok: queued as ' ;;
+    *) queued='^<- +250 2\.0\.0 .* Message accepted' ;;
+    esac
+    printf '%s\n' "$out" | grep -Eq "$queued" || e2e_fail "the mixed message was not accepted for alice"
+    f=$(e2e_wait_delivery "$marker" 60) || e2e_fail "the mixed message never reached the next hop"
+    case "$mta" in
+    # Postfix's smtp client adds ORCPT and the like after the address
+    postfix) rcpts=$(sed -n 's/^X-Rcpt-Args: \(<[^>]*>\).*/\1/p' "$f" | tr '\n' ' ') ;;
+    *) rcpts=$(sed -n 's/^X-Rcpt-Args: //p' "$f" | tr '\n' ' ') ;;
+    esac
+    e2e_assert_eq "<alice@example.test> " "$rcpts" "envelope recipients at the next hop"
+}
+
+# e2e_milter_check_stopped MTA - policyd stopped (SIGSTOP; it stays stopped):
+# two sessions at once each get the tempfail within milter_timeout (3 s), so
+# MTA and the milter serve in parallel
+e2e_milter_check_stopped() {
+    local mta=$1 start p2 r ms want
+    want=$(e2e_milter_expect "$mta" tempfail bob@example.test)
+    kill -STOP "$POLICYD_PID"
+    start=$(date +%s%N)
+    e2e_milter_rcpt "$mta" bob@example.test >"$E2E_TMP/stopped2.txt" &
+    p2=$!
+    r=$(e2e_milter_rcpt "$mta" bob@example.test)
+    wait "$p2"
+    ms=$((($(date +%s%N) - start) / 1000000))
+    e2e_assert_eq "$want" "$r" "RCPT TO:<bob@example.test> with policyd stopped"
+    e2e_assert_eq "$want" "$(cat "$E2E_TMP/stopped2.txt")" "the parallel session with policyd stopped"
+    if [ "$ms" -lt 2500 ] || [ "$ms" -ge 8000 ]; then
+        e2e_fail "two sessions took ${ms} ms with milter_timeout = 3s"
+    fi
+    e2e_log "ok: two parallel sessions answered 451 in ${ms} ms"
+}
+
+# e2e_milter_check_resumed MTA - policyd continued (SIGCONT): verdicts again
+e2e_milter_check_resumed() {
+    kill -CONT "$POLICYD_PID"
+    e2e_assert_eq "$(e2e_milter_expect "$1" reject bob@example.test)" \
+        "$(e2e_milter_rcpt "$1" bob@example.test)" "RCPT TO:<bob@example.test> once policyd runs again"
+}
+
+# e2e_milter_check_killed MTA - policyd killed: the milter's default action
+# (tempfail) at once
+e2e_milter_check_killed() {
+    local start ms
+    kill -KILL "$POLICYD_PID"
+    wait "$POLICYD_PID" 2>/dev/null
+    e2e_untrack "$POLICYD_PID"
+    start=$(date +%s%N)
+    e2e_assert_eq "$(e2e_milter_expect "$1" tempfail bob@example.test)" \
+        "$(e2e_milter_rcpt "$1" bob@example.test)" "RCPT TO:<bob@example.test> with policyd killed"
+    ms=$((($(date +%s%N) - start) / 1000000))
+    [ "$ms" -lt 2500 ] || e2e_fail "the tempfail with policyd killed took ${ms} ms"
+}
