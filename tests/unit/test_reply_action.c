@@ -174,47 +174,60 @@ Test(reply_action, check_refuses)
     cr_assert_eq(reply_action_check("%q", NULL, 0), -1, "no err buffer is fine");
 }
 
+/* expand_case - one verdict expanded through one template for address addr */
+struct expand_case {
+    const char *why;
+    enum verdict_kind kind;
+    int code;
+    const char *source, *text, *tmpl, *addr;
+    const char *want;
+};
+
+static void expand_cases(const struct expand_case *c, size_t n)
+{
+    struct verdict v;
+    char buf[200];
+
+    for (size_t i = 0; i < n; i++) {
+        verdict_set(&v, c[i].kind, c[i].code, c[i].source, c[i].text);
+        reply_action_expand(c[i].tmpl, &v, c[i].addr, buf, sizeof(buf));
+        cr_assert_str_eq(buf, c[i].want, "%s: [%s] with [%s]", c[i].why, c[i].tmpl, c[i].text);
+    }
+}
+
 /* the verdict's enhanced status of the same class replaces the template's */
 Test(reply_action, verdict_status_refines_template_status)
 {
-    struct verdict v;
-    char buf[160];
+    static const struct expand_case cases[] = {
+        {"same class, 5", VERDICT_INVALID, 550, "smtp:mx", "5.1.2 domain has no mail server",
+         "550 5.1.1 %r", "a@b", "550 5.1.2 domain has no mail server"},
+        {"same class, 4", VERDICT_TEMPFAIL, 0, "breaker", "4.4.1 next hop unavailable",
+         "DEFER_IF_PERMIT 4.1.1 Verification failed: %r", "a@b",
+         "DEFER_IF_PERMIT 4.4.1 Verification failed: next hop unavailable"},
+        /* another class never replaces: a 4.x.x text cannot make a 5xx reply say 4.x.x */
+        {"another class", VERDICT_INVALID, 550, "cdb", "4.2.2 mailbox full", "550 5.1.1 %r", "a@b",
+         "550 5.1.1 mailbox full"},
+        /* no status in the template: nothing to replace */
+        {"no status in the template", VERDICT_INVALID, 550, "cdb", "5.1.6 moved", "REJECT %r",
+         "a@b", "REJECT moved"},
+    };
 
-    verdict_set(&v, VERDICT_INVALID, 550, "smtp:mx", "5.1.2 domain has no mail server");
-    reply_action_expand("550 5.1.1 %r", &v, "a@b", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "550 5.1.2 domain has no mail server");
-
-    verdict_set(&v, VERDICT_TEMPFAIL, 0, "breaker", "4.4.1 next hop unavailable");
-    reply_action_expand("DEFER_IF_PERMIT 4.1.1 Verification failed: %r", &v, "a@b", buf,
-                        sizeof(buf));
-    cr_assert_str_eq(buf, "DEFER_IF_PERMIT 4.4.1 Verification failed: next hop unavailable");
-
-    /* another class never replaces: a 4.x.x text cannot make a 5xx reply say 4.x.x */
-    verdict_set(&v, VERDICT_INVALID, 550, "cdb", "4.2.2 mailbox full");
-    reply_action_expand("550 5.1.1 %r", &v, "a@b", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "550 5.1.1 mailbox full");
-
-    /* no status in the template: nothing to replace */
-    verdict_set(&v, VERDICT_INVALID, 550, "cdb", "5.1.6 moved");
-    reply_action_expand("REJECT %r", &v, "a@b", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "REJECT moved");
+    expand_cases(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* a Postfix next hop's "<addr>: Recipient address rejected: " is not repeated */
 Test(reply_action, next_hop_prefix_dropped)
 {
-    struct verdict v;
-    char buf[200];
+    static const struct expand_case cases[] = {
+        {"Postfix's prefix", VERDICT_INVALID, 550, "smtp:[127.0.0.1]:25",
+         "5.1.1 <bob@dept.test>: Recipient address rejected: User unknown in relay "
+         "recipient table",
+         "550 5.1.1 %r", "bob@dept.test", "550 5.1.1 User unknown in relay recipient table"},
+        {"not an address", VERDICT_INVALID, 550, "smtp", "<not an address> text", "%r", "x",
+         "<not an address> text"},
+    };
 
-    verdict_set(&v, VERDICT_INVALID, 550, "smtp:[127.0.0.1]:25",
-                "5.1.1 <bob@dept.test>: Recipient address rejected: User unknown in relay "
-                "recipient table");
-    reply_action_expand("550 5.1.1 %r", &v, "bob@dept.test", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "550 5.1.1 User unknown in relay recipient table");
-
-    verdict_set(&v, VERDICT_INVALID, 550, "smtp", "<not an address> text");
-    reply_action_expand("%r", &v, "x", buf, sizeof(buf));
-    cr_assert_str_eq(buf, "<not an address> text");
+    expand_cases(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* parse - reply_action_parse on a C string; returns its result */
@@ -226,71 +239,44 @@ static int parse(const char *s, struct reply_action *a)
 
 Test(reply_action, parse_the_shapes_policyd_sends)
 {
+    static const struct {
+        const char *line;
+        enum reply_class cls;
+        int code;
+        const char *keyword, *dsn, *text;
+    } cases[] = {
+        {"550 5.1.1 User unknown", REPLY_CLASS_REJECT, 550, "", "5.1.1", "User unknown"},
+        {"DEFER_IF_PERMIT 4.1.1 Recipient address verification failed: x", REPLY_CLASS_TEMPFAIL,
+         450, "DEFER_IF_PERMIT", "4.1.1", "Recipient address verification failed: x"},
+        {"REJECT text only", REPLY_CLASS_REJECT, 554, "REJECT", "", "text only"},
+        {"DUNNO", REPLY_CLASS_CONTINUE, 0, "DUNNO", "", ""},
+        {"OK", REPLY_CLASS_ACCEPT, 0, "OK", "", ""},
+        {"ok", REPLY_CLASS_ACCEPT, 0, "OK", "", ""},
+        {"450", REPLY_CLASS_TEMPFAIL, 450, "", "", ""},
+        {"421 4.3.2 going down", REPLY_CLASS_TEMPFAIL, 421, "", "4.3.2", "going down"},
+        {"550 5.1.1", REPLY_CLASS_REJECT, 550, "", "5.1.1", ""},
+        {"554   5.7.123   spaces", REPLY_CLASS_REJECT, 554, "", "5.7.123", "spaces"},
+        {"DISCARD spam", REPLY_CLASS_DISCARD, 0, "DISCARD", "", "spam"},
+        {"WARN 5.1.1 not a dsn here", REPLY_CLASS_OTHER, 0, "WARN", "", "5.1.1 not a dsn here"},
+        /* what looks almost like a status is text */
+        {"550 5.1 short", REPLY_CLASS_REJECT, 550, "", "", "5.1 short"},
+        {"550 5.1.1234 long", REPLY_CLASS_REJECT, 550, "", "", "5.1.1234 long"},
+        /* a status of another class than the code's is text (Postfix does the same) */
+        {"550 4.1.1 class", REPLY_CLASS_REJECT, 550, "", "", "4.1.1 class"},
+        {"DEFER 2.4.1 x", REPLY_CLASS_TEMPFAIL, 450, "DEFER", "", "2.4.1 x"},
+        {"550 5.1.1x glued", REPLY_CLASS_REJECT, 550, "", "", "5.1.1x glued"},
+    };
     struct reply_action a;
 
-    cr_assert_eq(parse("550 5.1.1 User unknown", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_REJECT);
-    cr_assert_eq(a.code, 550);
-    cr_assert_str_eq(a.keyword, "");
-    cr_assert_str_eq(a.dsn, "5.1.1");
-    cr_assert_str_eq(a.text, "User unknown");
-
-    cr_assert_eq(parse("DEFER_IF_PERMIT 4.1.1 Recipient address verification failed: x", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_TEMPFAIL);
-    cr_assert_eq(a.code, 450);
-    cr_assert_str_eq(a.keyword, "DEFER_IF_PERMIT");
-    cr_assert_str_eq(a.dsn, "4.1.1");
-    cr_assert_str_eq(a.text, "Recipient address verification failed: x");
-
-    cr_assert_eq(parse("REJECT text only", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_REJECT);
-    cr_assert_eq(a.code, 554);
-    cr_assert_str_eq(a.dsn, "");
-    cr_assert_str_eq(a.text, "text only");
-
-    cr_assert_eq(parse("DUNNO", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_CONTINUE);
-    cr_assert_eq(a.code, 0);
-    cr_assert_str_eq(a.text, "");
-    cr_assert_eq(parse("OK", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_ACCEPT);
-    cr_assert_eq(parse("ok", &a), 0);
-    cr_assert_str_eq(a.keyword, "OK");
-
-    cr_assert_eq(parse("450", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_TEMPFAIL);
-    cr_assert_eq(a.code, 450);
-    cr_assert_eq(parse("421 4.3.2 going down", &a), 0);
-    cr_assert_str_eq(a.dsn, "4.3.2");
-    cr_assert_eq(parse("550 5.1.1", &a), 0);
-    cr_assert_str_eq(a.dsn, "5.1.1");
-    cr_assert_str_eq(a.text, "");
-    cr_assert_eq(parse("554   5.7.123   spaces", &a), 0);
-    cr_assert_str_eq(a.dsn, "5.7.123");
-    cr_assert_str_eq(a.text, "spaces");
-    cr_assert_eq(parse("DISCARD spam", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_DISCARD);
-    cr_assert_eq(parse("WARN 5.1.1 not a dsn here", &a), 0);
-    cr_assert_eq(a.cls, REPLY_CLASS_OTHER);
-    cr_assert_str_eq(a.dsn, "");
-    cr_assert_str_eq(a.text, "5.1.1 not a dsn here");
-    /* what looks almost like a status is text */
-    cr_assert_eq(parse("550 5.1 short", &a), 0);
-    cr_assert_str_eq(a.dsn, "");
-    cr_assert_str_eq(a.text, "5.1 short");
-    cr_assert_eq(parse("550 5.1.1234 long", &a), 0);
-    cr_assert_str_eq(a.dsn, "");
-    /* a status of another class than the code's is text (Postfix does the same) */
-    cr_assert_eq(parse("550 4.1.1 class", &a), 0);
-    cr_assert_str_eq(a.dsn, "");
-    cr_assert_str_eq(a.text, "4.1.1 class");
-    cr_assert_eq(parse("DEFER 2.4.1 x", &a), 0);
-    cr_assert_eq(a.code, 450);
-    cr_assert_str_eq(a.dsn, "");
-    cr_assert_str_eq(a.text, "2.4.1 x");
-    cr_assert_eq(parse("550 5.1.1x glued", &a), 0);
-    cr_assert_str_eq(a.dsn, "");
-    cr_assert_str_eq(a.text, "5.1.1x glued");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *l = cases[i].line;
+        cr_assert_eq(parse(l, &a), 0, "[%s] refused", l);
+        cr_assert_eq(a.cls, cases[i].cls, "[%s] class %s", l, reply_class_name(a.cls));
+        cr_assert_eq(a.code, cases[i].code, "[%s] code %d", l, a.code);
+        cr_assert_str_eq(a.keyword, cases[i].keyword, "[%s] keyword", l);
+        cr_assert_str_eq(a.dsn, cases[i].dsn, "[%s] status", l);
+        cr_assert_str_eq(a.text, cases[i].text, "[%s] text", l);
+    }
 }
 
 Test(reply_action, parse_refuses_hostile_lines)
