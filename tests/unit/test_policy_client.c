@@ -181,8 +181,8 @@ Test(policy_client, request_values_cannot_add_lines)
                             "recipient=a@b?protocol_state=DATA??x?\n\n");
 }
 
-/* hostile_answer - the query must fail, promptly, and close the connection */
-static void hostile_answer(const char *answer, size_t len)
+/* hostile_answer - the query must fail, promptly, and close the connection (why: the case) */
+static void hostile_answer(const char *answer, size_t len, const char *why)
 {
     struct fake f = {0};
     char action[POLICY_CLIENT_MAX_ACTION + 1], err[256];
@@ -191,8 +191,8 @@ static void hostile_answer(const char *answer, size_t len)
     fake_start(&f, answer, 2);
     struct policy_client *pc = client_for(&f);
     long long t0 = now_ms();
-    cr_assert_eq(ask(pc, action, err), -1, "accepted [%.60s]", answer);
-    cr_assert_lt(now_ms() - t0, 1500, "took %lld ms for [%.60s]", now_ms() - t0, answer);
+    cr_assert_eq(ask(pc, action, err), -1, "%s: accepted [%.60s]", why, answer);
+    cr_assert_lt(now_ms() - t0, 1500, "%s: took %lld ms for [%.60s]", why, now_ms() - t0, answer);
     /* the next query opens a new connection: no stale answer can be read */
     policy_client_free(pc);
     fake_stop(&f);
@@ -200,17 +200,26 @@ static void hostile_answer(const char *answer, size_t len)
 
 Test(policy_client, garbage_answers)
 {
-    hostile_answer("hello world\n\n", 0);
-    hostile_answer("\n", 0);
-    hostile_answer("foo=bar\n\n", 0);                          /* no action */
-    hostile_answer("action=\n\n", 0);                          /* empty action */
-    hostile_answer("action=DUNNO\naction=550 x\n\n", 0);       /* two actions */
-    hostile_answer("action=550 a\rb\n\n", 0);                  /* CR inside */
-    hostile_answer("action=550 \x01 x\n\n", 0);                /* control byte */
-    hostile_answer("action=550 \xc3\xa9t\xc3\xa9\n\n", 0);     /* not ASCII */
-    hostile_answer("action=DUNNO\n\naction=550 extra\n\n", 0); /* unasked data */
-    hostile_answer("=DUNNO\n\n", 0);
-    hostile_answer("action=DUNNO\0\n\n", 15); /* NUL */
+    static const struct {
+        const char *answer;
+        size_t len; /* 0: strlen(answer) */
+        const char *why;
+    } cases[] = {
+        {"hello world\n\n", 0, "no attribute"},
+        {"\n", 0, "empty answer"},
+        {"foo=bar\n\n", 0, "no action"},
+        {"action=\n\n", 0, "empty action"},
+        {"action=DUNNO\naction=550 x\n\n", 0, "two actions"},
+        {"action=550 a\rb\n\n", 0, "CR inside"},
+        {"action=550 \x01 x\n\n", 0, "control byte"},
+        {"action=550 \xc3\xa9t\xc3\xa9\n\n", 0, "not ASCII"},
+        {"action=DUNNO\n\naction=550 extra\n\n", 0, "unasked data"},
+        {"=DUNNO\n\n", 0, "no attribute name"},
+        {"action=DUNNO\0\n\n", 15, "NUL"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        hostile_answer(cases[i].answer, cases[i].len, cases[i].why);
 }
 
 Test(policy_client, oversized_answer)
@@ -221,14 +230,14 @@ Test(policy_client, oversized_answer)
     memset(big + 7, 'x', sizeof(big) - 9);
     big[sizeof(big) - 2] = '\n';
     big[sizeof(big) - 1] = '\n';
-    hostile_answer(big, sizeof(big));
+    hostile_answer(big, sizeof(big), "answer over the answer limit");
     /* an action within the answer limit but above the action limit */
     static char act[POLICY_CLIENT_MAX_ANSWER - 10];
     memcpy(act, "action=", 7);
     memset(act + 7, 'y', sizeof(act) - 9);
     act[sizeof(act) - 2] = '\n';
     act[sizeof(act) - 1] = '\n';
-    hostile_answer(act, sizeof(act));
+    hostile_answer(act, sizeof(act), "action over the action limit");
 }
 
 Test(policy_client, closed_mid_answer)
@@ -332,18 +341,25 @@ Test(policy_client, nobody_listening)
 
 Test(policy_client, endpoints)
 {
+    static const struct {
+        const char *spec;
+        int family;
+    } good[] = {
+        {"inet:127.0.0.1:10040", AF_INET},
+        {"inet:[::1]:10040", AF_INET6},
+        {"unix:/run/callahead/policy", AF_UNIX},
+    };
+    static const char *const bad[] = {"",         "tcp:1.2.3.4:5", "inet:127.0.0.1",
+                                      "inet::25", "inet:[::1]25",  "inet:127.0.0.1:x",
+                                      "unix:"};
     struct policy_endpoint e;
     char err[128];
-    const char *bad[] = {"",         "tcp:1.2.3.4:5", "inet:127.0.0.1",
-                         "inet::25", "inet:[::1]25",  "inet:127.0.0.1:x",
-                         "unix:"};
 
-    cr_assert_eq(policy_endpoint_parse("inet:127.0.0.1:10040", &e, err, sizeof(err)), 0);
-    cr_assert_eq(e.family, AF_INET);
-    cr_assert_eq(policy_endpoint_parse("inet:[::1]:10040", &e, err, sizeof(err)), 0);
-    cr_assert_eq(e.family, AF_INET6);
-    cr_assert_eq(policy_endpoint_parse("unix:/run/callahead/policy", &e, err, sizeof(err)), 0);
-    cr_assert_eq(e.family, AF_UNIX);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        cr_assert_eq(policy_endpoint_parse(good[i].spec, &e, err, sizeof(err)), 0, "[%s]: %s",
+                     good[i].spec, err);
+        cr_assert_eq(e.family, good[i].family, "[%s] family %d", good[i].spec, e.family);
+    }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(policy_endpoint_parse(bad[i], &e, err, sizeof(err)), -1, "[%s]", bad[i]);
 }
