@@ -724,6 +724,36 @@ struct dns_req *dns_host_lookup(struct dns *dns, const char *host, dns_cb cb, vo
     return req;
 }
 
+/* dns_hosts_file - host's address from the hosts file (see dns.h) */
+int dns_hosts_file(struct dns *dns, const char *host, struct sockaddr_storage *ss)
+{
+    static const int families[] = {AF_INET, AF_INET6};
+    struct hostent *he = NULL;
+
+    if (!dns || !host || strnlen(host, DNS_NAME_MAX + 1) > DNS_NAME_MAX)
+        return -1;
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        if (ares_gethostbyname_file(dns->chan->channel, host, families[i], &he) != ARES_SUCCESS ||
+            he == NULL)
+            continue;
+        memset(ss, 0, sizeof(*ss));
+        if (he->h_addrtype == AF_INET && he->h_length == 4 && he->h_addr_list[0] != NULL) {
+            struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+            sin->sin_family = AF_INET;
+            memcpy(&sin->sin_addr, he->h_addr_list[0], 4);
+        } else if (he->h_addrtype == AF_INET6 && he->h_length == 16 && he->h_addr_list[0] != NULL) {
+            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+            sin6->sin6_family = AF_INET6;
+            memcpy(&sin6->sin6_addr, he->h_addr_list[0], 16);
+        }
+        ares_free_hostent(he);
+        he = NULL;
+        if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+            return 0;
+    }
+    return -1;
+}
+
 /* dns_cancel - the callback of req will not run (see dns.h) */
 void dns_cancel(struct dns_req *req)
 {

@@ -117,6 +117,16 @@ struct dns_req *dns_mx_lookup(struct dns *dns, const char *domain, dns_cb cb, vo
 struct dns_req *dns_host_lookup(struct dns *dns, const char *host, dns_cb cb, void *arg);
 
 /*
+ * dns_hosts_file - host's address in the hosts file (/etc/hosts, as c-ares
+ * reads it): IPv4 preferred, else IPv6, port 0. A local file read, no
+ * query: for names a postmaster expects the system resolver to know
+ * (a Redis server named "localhost" or in /etc/hosts), which
+ * dns_host_lookup, asking name servers only, would not find.
+ * 0 with *ss set, or -1 when the file has no entry.
+ */
+int dns_hosts_file(struct dns *dns, const char *host, struct sockaddr_storage *ss);
+
+/*
  * dns_cancel - the callback of req will not run. Safe while c-ares still has
  * queries in flight for it (their answers are dropped later). req must be a
  * live handle: not after its callback started, not twice.
