@@ -341,6 +341,12 @@ static int list_parse(const char *list, char (*hosts)[VALUE_HOST_MAX], int *port
     return n;
 }
 
+int redis_sentinel_parse(const char *list, char (*hosts)[VALUE_HOST_MAX], int *ports, char *err,
+                         size_t errlen)
+{
+    return list_parse(list, hosts, ports, err, errlen);
+}
+
 int redis_sentinel_check(const char *list, char *err, size_t errlen)
 {
     return list_parse(list, NULL, NULL, err, errlen) < 0 ? -1 : 0;
@@ -385,6 +391,7 @@ struct redis_sentinel *redis_sentinel_new(struct event_base *base, const char *l
     if ((s->timer = evtimer_new(base, ask_timer_cb, s)) == NULL)
         goto nomem;
     for (int i = 0; i < n; i++) {
+        /* numeric already when a reload resolved the names (policyd/redis_names.c) */
         if ((s->addr[i].host = cache_redis_resolve(hosts[i], err, errlen)) == NULL) {
             redis_sentinel_free(s);
             return NULL;

@@ -18,6 +18,8 @@
 
 #include <stddef.h>
 
+#include "value_parse.h"
+
 struct event_base;
 struct redis_sentinel; /* opaque */
 
@@ -32,13 +34,23 @@ struct redis_sentinel; /* opaque */
  */
 int redis_sentinel_check(const char *list, char *err, size_t errlen);
 
+/*
+ * redis_sentinel_parse - a sentinel list (as redis_sentinel_check) into
+ * hosts[i] (as written: names are not resolved) and ports[i], at most
+ * REDIS_SENTINEL_MAX each. The count, or -1 + err.
+ */
+int redis_sentinel_parse(const char *list, char (*hosts)[VALUE_HOST_MAX], int *ports, char *err,
+                         size_t errlen);
+
 /* redis_sentinel_check_name - a master name: 1..REDIS_SENTINEL_NAME_MAX printable, no blank */
 int redis_sentinel_check_name(const char *name);
 
 /*
  * redis_sentinel_new - a set of sentinels for master name. password may be
- * NULL or "" (no AUTH). Names in list are resolved here, once (blocking:
- * start-up only). NULL + err on a bad list or ENOMEM.
+ * NULL or "" (no AUTH). Names in list are resolved here, once, with a
+ * blocking getaddrinfo: callers on a running loop pass numeric addresses
+ * (a reload resolves them first, asynchronously). NULL + err on a bad list
+ * or ENOMEM.
  */
 struct redis_sentinel *redis_sentinel_new(struct event_base *base, const char *list,
                                           const char *name, const char *password, int timeout_ms,
