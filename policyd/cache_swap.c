@@ -8,8 +8,9 @@
  * before we listened cannot be known. When the channel stays (only the
  * database, password or timeouts changed) the old subscription listens on
  * until the new one is up, so nothing is missed and the L1 stays; a switch
- * to no Redis at all keeps it too. Names are resolved here, on the loop (XXX: a
- * blocking getaddrinfo, as at start-up; numeric addresses avoid it).
+ * to no Redis at all keeps it too. Host names are never resolved here: the
+ * reload resolved them first, on the loop without blocking it
+ * (redis_names.h), and prepare connects to the addresses found.
  */
 #include "cache_swap.h"
 
@@ -19,6 +20,7 @@
 #include "cache.h"
 #include "flush_listen.h"
 #include "log.h"
+#include "redis_names.h"
 #include "verifier.h"
 
 /* the parameters that make up the shared side of the cache */
@@ -55,7 +57,8 @@ int cache_swap_changes(const struct config *running, const struct config *next, 
 
 int cache_swap_prepare(const struct config *running, const struct config *next,
                        struct event_base *base, struct verifier *v, struct harvest *harvest,
-                       struct cache_swap *sw, char *err, size_t errlen)
+                       const struct redis_names *resolved, struct cache_swap *sw, char *err,
+                       size_t errlen)
 {
     struct verifier_config vc;
     char names[300];
@@ -64,6 +67,7 @@ int cache_swap_prepare(const struct config *running, const struct config *next,
     if (cache_swap_changes(running, next, names, sizeof(names)) == 0)
         return 0;
     config_verifier(next, &vc);
+    redis_names_apply(resolved, &vc);
     if ((sw->store = cache_store_new(base, &vc.cache, err, errlen)) == NULL)
         return -1;
     sw->flush = flush_listen_new(base, v, harvest, &vc, err, errlen);

@@ -6,7 +6,7 @@
  * reload stays all or nothing: prepare builds the new shared cache side
  * (key prefix and Redis connection, cache.h's cache_store) and the new
  * flush-channel subscription, and refuses the reload when either cannot be
- * built (a sentinel list or host name that does not resolve); commit swaps
+ * built; commit swaps
  * them in. Everything that asks the cache for its Redis connection per
  * use (the harvest limit, the control socket's cache commands, statistics)
  * follows at once; lookups, writes and lock releases already sent finish
@@ -24,6 +24,7 @@ struct verifier;
 struct harvest;
 struct flush_listen;
 struct cache_store;
+struct redis_names;
 
 struct cache_swap {
     int changed;                /* a Redis setting differs: commit swaps */
@@ -43,12 +44,15 @@ int cache_swap_changes(const struct config *running, const struct config *next, 
 /*
  * cache_swap_prepare - when a Redis setting changed, build next's cache
  * store and flush listener (they start connecting now, but nothing uses
- * them before commit). 0 (sw->changed says whether anything was built), or
- * -1 + err with nothing left behind.
+ * them before commit). resolved holds next's Redis host names resolved
+ * (redis_names.h), or is NULL when next names none: nothing is resolved
+ * here, which would block the loop. 0 (sw->changed says whether anything
+ * was built), or -1 + err with nothing left behind.
  */
 int cache_swap_prepare(const struct config *running, const struct config *next,
                        struct event_base *base, struct verifier *v, struct harvest *harvest,
-                       struct cache_swap *sw, char *err, size_t errlen);
+                       const struct redis_names *resolved, struct cache_swap *sw, char *err,
+                       size_t errlen);
 
 /* cache_swap_abort - free what prepare built: the reload was refused later */
 void cache_swap_abort(struct cache_swap *sw);

@@ -41,6 +41,7 @@
 #include "listen_swap.h"
 #include "log.h"
 #include "policy_conn.h"
+#include "redis_names.h"
 #include "route.h"
 #include "sock_swap.h"
 #include "startup.h"
@@ -78,6 +79,10 @@ struct daemon_state {
     struct stats_http *stats_http;
     struct flush_listen *flush; /* flushes from other daemons sharing the Redis */
     struct harvest *harvest;    /* the per-client harvest limit */
+    /* a reload waiting for its Redis host names (reload_start): at most one */
+    struct config *reload_cfg;        /* its configuration, or NULL */
+    struct redis_names *reload_names; /* the lookups */
+    int reload_again;                 /* SIGHUP meanwhile: reload once more when it is done */
     struct metrics metrics;
     struct stats_env stats;
     struct event *drain_timer;
@@ -225,20 +230,37 @@ static void reload_apply_rest(struct daemon_state *d, const struct config *ncfg,
         d->server.conn_cap = raise_nofile(ncfg);
 }
 
+static void reload_names_cb(int ok, const char *why, void *arg);
+static void reload_apply(struct daemon_state *d, struct config *ncfg,
+                         const struct redis_names *names);
+
 /*
- * reload_cb - SIGHUP: the new configuration and route table as a whole, or
- * keep the running ones and say why. Refused: a file that does not parse, a
- * route table that verifier_reload refuses (the same checks as start-up and
- * -t), a new Redis that cannot be set up (cache_swap.h), and any change of a
+ * reload_start - SIGHUP: the new configuration and route table as a whole,
+ * or keep the running ones and say why. Refused: a file that does not
+ * parse, a route table that verifier_reload refuses (the same checks as
+ * start-up and -t), a new Redis that cannot be set up (cache_swap.h) or
+ * whose host name does not resolve within dns_timeout, and any change of a
  * parameter only a restart can apply.
+ * In two phases when changed Redis settings name a host: the file is read
+ * and checked now, the names are looked up asynchronously
+ * (redis_names.h) while the running configuration keeps serving, and
+ * reload_names_cb applies the reload (or refuses it) when they are
+ * answered. One reload at a time: a SIGHUP meanwhile is remembered, and
+ * the file read again once the current one is done.
  */
-static void reload_cb(evutil_socket_t sig, short what, void *arg)
+static void reload_start(struct daemon_state *d)
 {
-    struct daemon_state *d = arg;
-    struct config *ncfg = calloc(1, sizeof(*ncfg));
-    struct verifier_config vc;
+    struct config *ncfg;
     char err[512];
 
+    if (d->reload_names != NULL) {
+        if (!d->reload_again)
+            log_info("reload: still resolving the Redis host names of the previous reload; "
+                     "reloading again once that is done");
+        d->reload_again = 1;
+        return;
+    }
+    ncfg = calloc(1, sizeof(*ncfg));
     if (d->server.draining) {
         /* the listeners are closed: a reload must not open them again */
         log_info("stopping: reload ignored");
@@ -270,6 +292,84 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         free(ncfg);
         return;
     }
+    if (cache_swap_changes(d->cfg, ncfg, NULL, 0) > 0 && redis_names_needed(ncfg)) {
+        d->reload_names = redis_names_start(d->base, ncfg, reload_names_cb, d, err, sizeof(err));
+        if (d->reload_names == NULL) {
+            log_err("reload refused, keeping the running configuration: %s", err);
+            config_free(ncfg);
+            free(ncfg);
+            return;
+        }
+        d->reload_cfg = ncfg;
+        log_info("reload: resolving the Redis host names of %s (within dns_timeout %d ms); the "
+                 "running configuration serves meanwhile",
+                 d->config_path, ncfg->dns_timeout_ms);
+        return;
+    }
+    reload_apply(d, ncfg, NULL);
+}
+
+/* reload_cb - SIGHUP */
+static void reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    reload_start(arg);
+}
+
+/*
+ * reload_names_cb - the Redis host names of the waiting reload are
+ * answered: apply it, or refuse it naming the host; then the reload a
+ * SIGHUP asked for meanwhile.
+ */
+static void reload_names_cb(int ok, const char *why, void *arg)
+{
+    struct daemon_state *d = arg;
+    struct config *ncfg = d->reload_cfg;
+    struct redis_names *names = d->reload_names;
+
+    d->reload_cfg = NULL;
+    d->reload_names = NULL;
+    if (ok) {
+        reload_apply(d, ncfg, names);
+    } else {
+        log_err("reload refused, keeping the running configuration: %s", why);
+        config_free(ncfg);
+        free(ncfg);
+    }
+    redis_names_free(names);
+    if (d->reload_again && !d->server.draining) {
+        d->reload_again = 0;
+        log_info("reload: once more, for the SIGHUP received while resolving");
+        reload_start(d);
+    }
+}
+
+/* reload_abandon - SIGTERM while a reload waits for its Redis names: drop it */
+static void reload_abandon(struct daemon_state *d)
+{
+    if (d->reload_names == NULL)
+        return;
+    log_info("stopping: the reload waiting for Redis host names is abandoned");
+    redis_names_free(d->reload_names);
+    d->reload_names = NULL;
+    config_free(d->reload_cfg);
+    free(d->reload_cfg);
+    d->reload_cfg = NULL;
+    d->reload_again = 0;
+}
+
+/*
+ * reload_apply - the second phase: bind, prepare and commit everything of
+ * ncfg (which it takes), or refuse it whole. names: ncfg's Redis host names
+ * resolved, or NULL when none needed a lookup.
+ */
+static void reload_apply(struct daemon_state *d, struct config *ncfg,
+                         const struct redis_names *names)
+{
+    struct verifier_config vc;
+    char err[512];
+
     /* new listeners are bound first: one that cannot be refuses the reload unchanged */
     struct listen_swap sw;
     if (listen_swap_prepare(d->cfg, ncfg, &sw, err, sizeof(err)) < 0) {
@@ -286,10 +386,10 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         free(ncfg);
         return;
     }
-    /* so is a new Redis connection that cannot be made (a name that does not resolve) */
+    /* so is a new Redis connection that cannot be made */
     struct cache_swap cs;
-    if (cache_swap_prepare(d->cfg, ncfg, d->base, d->verifier, d->harvest, &cs, err, sizeof(err)) <
-        0) {
+    if (cache_swap_prepare(d->cfg, ncfg, d->base, d->verifier, d->harvest, names, &cs, err,
+                           sizeof(err)) < 0) {
         log_err("reload refused, keeping the running configuration: %s", err);
         sock_swap_abort(&ssw, d->cfg, ncfg);
         listen_swap_abort(&sw);
@@ -370,6 +470,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     if (d->server.draining)
         return;
     log_info("signal %d: stopping", (int)sig);
+    reload_abandon(d);
     for (int i = 0; i < d->nlisteners; i++)
         listener_free(d->listeners[i]);
     d->nlisteners = 0;
