@@ -421,26 +421,82 @@ static void reload_apply(struct daemon_state *d, struct config *ncfg,
     log_info("reloaded %s (route table %s)", d->config_path, ncfg->route_table);
 }
 
+/* the outcome of start-up's Redis name lookups */
+struct startup_wait {
+    int done;
+    int ok;
+    char err[512];
+};
+
+/* startup_names_cb - start-up's Redis names are answered */
+static void startup_names_cb(int ok, const char *why, void *arg)
+{
+    struct startup_wait *w = arg;
+
+    w->done = 1;
+    w->ok = ok;
+    snprintf(w->err, sizeof(w->err), "%s", why);
+}
+
+/*
+ * startup_names - resolve the Redis host names of cfg on base before
+ * anything is served, with the code a reload uses (redis_names.h), so
+ * that start-up, -t and reload cannot disagree about a name (all ask
+ * dns_servers and the hosts file within dns_timeout). The loop runs with
+ * nothing on it but the lookups. 0 with *names NULL when no name needs a
+ * lookup, or set (the caller frees it once the Redis connections are
+ * made); -1 + err when a name does not resolve.
+ */
+static int startup_names(struct event_base *base, const struct config *cfg,
+                         struct redis_names **names, char *err, size_t errlen)
+{
+    struct startup_wait w = {0, 0, ""};
+
+    *names = NULL;
+    if (!redis_names_needed(cfg))
+        return 0;
+    if ((*names = redis_names_start(base, cfg, startup_names_cb, &w, err, errlen)) == NULL)
+        return -1;
+    while (!w.done)
+        if (event_base_loop(base, EVLOOP_ONCE) < 0)
+            break;
+    if (!w.ok) {
+        snprintf(err, errlen, "%s", w.done ? w.err : "the event loop failed resolving Redis names");
+        redis_names_free(*names);
+        *names = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * check_verifier - open the verifier of cfg on a private event loop and
  * free it again: the route table, every route's options and every backend's
  * open() are checked by the very code that start-up and reload run, so -t
- * cannot pass what the daemon then refuses. Nothing is sent anywhere: the
- * loop never runs.
+ * cannot pass what the daemon then refuses. Nothing is sent anywhere but
+ * the DNS queries for Redis host names (startup_names): the loop runs for
+ * those only.
  */
 static int check_verifier(const struct config *cfg, char *err, size_t errlen)
 {
     struct event_base *base = event_base_new();
     struct verifier_config vc;
+    struct redis_names *names;
 
     if (base == NULL) {
         snprintf(err, errlen, "cannot create an event loop");
         return -1;
     }
+    if (startup_names(base, cfg, &names, err, errlen) < 0) {
+        event_base_free(base);
+        return -1;
+    }
     config_verifier(cfg, &vc);
+    redis_names_apply(names, &vc);
     struct verifier *v = verifier_new(base, &vc, err, errlen);
     int rc = v != NULL ? 0 : -1;
     verifier_free(v);
+    redis_names_free(names);
     event_base_free(base);
     return rc;
 }
@@ -649,7 +705,11 @@ int main(int argc, char **argv)
     if (d.base == NULL)
         start_fail(&d, "cannot create the event loop");
     struct verifier_config vc;
+    struct redis_names *names;
+    if (startup_names(d.base, d.cfg, &names, err, sizeof(err)) < 0)
+        start_fail(&d, err);
     config_verifier(d.cfg, &vc);
+    redis_names_apply(names, &vc);
     d.verifier = verifier_new(d.base, &vc, err, sizeof(err));
     if (d.verifier == NULL)
         start_fail(&d, err);
@@ -659,6 +719,7 @@ int main(int argc, char **argv)
     d.flush = flush_listen_new(d.base, d.verifier, d.harvest, &vc, err, sizeof(err));
     if (d.flush == NULL && err[0] != '\0')
         start_fail(&d, err);
+    redis_names_free(names); /* the connections have the addresses: vc's strings are done */
     policy_server_init(&d.server, d.base, d.cfg, d.verifier);
     d.server.conn_cap = conn_cap;
     for (int i = 0; i < d.cfg->nlisten; i++) {

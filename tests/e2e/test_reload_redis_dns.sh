@@ -1,6 +1,8 @@
 #!/bin/bash
 # test_reload_redis_dns.sh - a SIGHUP whose Redis settings name a host resolves the name
-# without blocking the loop, through the configured dns_servers, before the reload applies:
+# without blocking the loop, through the configured dns_servers, before the reload applies
+# (and start-up resolves a name the same way: the daemon starts on a name only the private
+# resolver knows):
 #   1. redis_server = a name only the private resolver (dnsmasq) knows: the reload applies
 #      and new verdicts land in that Redis;
 #   2. redis_server = a name asked of a resolver that never answers (a UDP port that drops
@@ -22,7 +24,7 @@ e2e_start_redis
 B_PORT=$REDIS_PORT
 e2e_start_redis
 C_PORT=$REDIS_PORT
-e2e_start_dnsmasq --host-record=redis-b.e2e.test,127.0.0.1 --host-record=redis-c.e2e.test,127.0.0.1
+e2e_start_dnsmasq --host-record=redis-a.e2e.test,127.0.0.1 --host-record=redis-b.e2e.test,127.0.0.1 --host-record=redis-c.e2e.test,127.0.0.1
 # the resolver that never answers: a UDP socket nobody reads
 e2e_free_port HOLE_PORT
 perl -MIO::Socket::INET -e '
@@ -36,8 +38,10 @@ CONF=$E2E_TMP/callahead.conf
 COMMON=("max_invalid_per_client = 1000000" "redis_timeout = 500ms" "dns_timeout = 3s")
 unset REDIS_PORT # the configurations below name their Redis themselves
 conf() { e2e_policyd_conf "$CONF" "${COMMON[@]}" "$@"; }
-conf "redis_server = 127.0.0.1:$A_PORT" "dns_servers = 127.0.0.1:$DNS_PORT"
+conf "redis_server = redis-a.e2e.test:$A_PORT" "dns_servers = 127.0.0.1:$DNS_PORT"
 e2e_start_policyd "$CONF"
+grep -qF "redis-a.e2e.test resolved to 127.0.0.1" "$POLICYD_LOG" ||
+    e2e_fail "start-up did not resolve redis-a.e2e.test through dns_servers: $(cat "$POLICYD_LOG")"
 
 mark() { MARK=$(($(stat -c %s "$POLICYD_LOG") + 1)); }
 since() { tail -c +"$MARK" "$POLICYD_LOG"; }
