@@ -302,12 +302,15 @@ static const struct config_param config_params[] = {
      RELOAD},
     {"redis_server", CONFIG_STR, "", OFF(redis_server), 0, 0, CHECK_REDIS,
      "Shared Redis cache as HOST:PORT, [IPV6]:PORT or unix:PATH; empty uses only the "
-     "in-process cache, which is enough for a single MX.",
+     "in-process cache, which is enough for a single MX. A host name is resolved once per "
+     "configuration (start-up, and a reload that changes it, which keeps serving meanwhile), "
+     "from the hosts file or dns_servers within dns_timeout; one that does not resolve stops "
+     "the start or refuses the reload.",
      RELOAD},
     {"redis_sentinels", CONFIG_STR, "", OFF(redis_sentinels), 0, 0, CHECK_SENTINELS,
      "Redis Sentinel instances as a list of HOST:PORT or [IPV6]:PORT (at most 16), to find "
      "and follow the master named redis_master_name instead of using redis_server; empty uses "
-     "redis_server. Names are resolved at start-up and by a reload that changes them.",
+     "redis_server. Names are resolved as redis_server's are.",
      RELOAD},
     {"redis_master_name", CONFIG_STR, "", OFF(redis_master_name), 0, 0, CHECK_MASTER_NAME,
      "Name of the master the sentinels watch (the name in sentinel.conf's \"sentinel monitor\" "

@@ -714,8 +714,10 @@ static void redis_connect_addr(struct cache_redis *r)
 /*
  * cache_redis_resolve - the host as a numeric address. hiredis resolves names
  * with a blocking getaddrinfo() on every connect, which must not happen on
- * the loop: a name is resolved once here, at start-up (IPv4 preferred, as
- * Redis is usually bound to 127.0.0.1). Returns a malloc'ed string or NULL.
+ * the loop: a name is resolved once here (IPv4 preferred, as Redis is
+ * usually bound to 127.0.0.1), for callers that serve nothing yet; a
+ * caller on a serving loop resolves names asynchronously first and passes
+ * numeric addresses, which are only copied. Returns a malloc'ed string or NULL.
  */
 char *cache_redis_resolve(const char *host, char *err, size_t errlen)
 {

@@ -52,9 +52,11 @@ struct cache_redis *cache_redis_new(struct event_base *base, const struct cache_
                                     char *err, size_t errlen);
 
 /*
- * cache_redis_resolve - host as a numeric address, resolved now (blocking:
- * start-up, or a reload that changes the Redis settings; never per connect,
- * which hiredis would do on the loop).
+ * cache_redis_resolve - host as a numeric address, resolved now with a
+ * blocking getaddrinfo() (never per connect, which hiredis would do on the
+ * loop). A numeric host is only copied: a caller on a serving loop
+ * resolves names asynchronously first (dns.h) and passes addresses, so
+ * the lookup is left to callers that serve nothing yet.
  * malloc'ed, or NULL + err.
  */
 char *cache_redis_resolve(const char *host, char *err, size_t errlen);
