@@ -75,6 +75,7 @@ static unsigned ehlo_keyword(const char *text, size_t len)
     } kws[] = {
         {"SMTPUTF8", SMTP_EHLO_SMTPUTF8},
         {"STARTTLS", SMTP_EHLO_STARTTLS},
+        {"PIPELINING", SMTP_EHLO_PIPELINING},
     };
     size_t n = 0;
 

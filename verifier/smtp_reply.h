@@ -19,8 +19,9 @@
 #define SMTP_REPLY_TEXT_MAX 1024   /* joined text kept; longer text is truncated, not an error */
 #define SMTP_REPLY_ENH_MAX 16      /* "5.1.1", at most "x.yyy.zzz" */
 
-#define SMTP_EHLO_SMTPUTF8 (1u << 0) /* RFC 6531 */
-#define SMTP_EHLO_STARTTLS (1u << 1) /* RFC 3207 */
+#define SMTP_EHLO_SMTPUTF8 (1u << 0)   /* RFC 6531 */
+#define SMTP_EHLO_STARTTLS (1u << 1)   /* RFC 3207 */
+#define SMTP_EHLO_PIPELINING (1u << 2) /* RFC 2920 */
 
 /* smtp_reply - one complete reply */
 struct smtp_reply {

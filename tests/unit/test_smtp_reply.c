@@ -100,7 +100,7 @@ Test(smtp_reply, multi_line_ehlo)
     cr_assert_str_eq(r.text, "mx.example.test PIPELINING SIZE 10240000 8BITMIME");
 }
 
-/* RFC 6531 / 3207: capability keywords, one per extension line, never in the greeting */
+/* RFC 6531 / 3207 / 2920: capability keywords, one per extension line, never in the greeting */
 Test(smtp_reply, ehlo_keywords)
 {
     struct smtp_reply r;
@@ -109,7 +109,7 @@ Test(smtp_reply, ehlo_keywords)
                            "250 8BITMIME\r\n",
                            &r),
                  SMTP_REPLY_DONE);
-    cr_assert_eq(r.ehlo, SMTP_EHLO_SMTPUTF8);
+    cr_assert_eq(r.ehlo, SMTP_EHLO_SMTPUTF8 | SMTP_EHLO_PIPELINING);
     cr_assert_eq(parse_str("250-mx.example.test\r\n250-STARTTLS\r\n250 SMTPUTF8\r\n", &r),
                  SMTP_REPLY_DONE);
     cr_assert_eq(r.ehlo, SMTP_EHLO_SMTPUTF8 | SMTP_EHLO_STARTTLS);
