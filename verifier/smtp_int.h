@@ -20,9 +20,10 @@
  *                        recipient's domain. smtp_host.c.
  *   struct smtp_session  one SMTP client connection, an explicit state
  *                        machine with one deadline timer per step. After a
- *                        RCPT reply it waits idle in its host's pool; the next
- *                        lookup for that host sends RSET, MAIL, RCPT on it,
- *                        until max_rcpts_per_session or idle_timeout.
+ *                        RCPT reply it waits idle in its host's pool with its
+ *                        mail transaction open; the next lookup for that host
+ *                        sends only RCPT on it, until max_rcpts_per_session,
+ *                        max_rejects_per_session or idle_timeout.
  *                        smtp_session.c.
  * The three files call each other (a session that closes frees a slot that
  * a queued lookup takes; a failed session makes its lookup try the next
@@ -101,7 +102,13 @@ struct smtp_session {
     struct smtp_reply_parser *parser;
     struct backend_req *req; /* the lookup this session works for, or NULL */
     int nrcpt;               /* RCPTs sent on this connection */
+    int nreject;             /* 4xx/5xx replies on it: what Postfix's smtpd counts as errors */
     int reused;              /* req got this session from the pool */
+    int in_txn;              /* MAIL FROM accepted: a pooled session takes the next RCPT as is */
+    int txn_utf8;            /* that MAIL FROM carried SMTPUTF8 */
+    int txn_rcpts;           /* RCPTs sent in the open transaction */
+    int pipelined;           /* RSET/MAIL/RCPT of this lookup went out in one write (RFC 2920) */
+    int resumed;             /* this lookup's RCPT is the first command after the pool */
     int connect_errno;       /* connect failed before it started: reported from the timer */
     int tls;                 /* the connection is TLS (handshake done) */
     int plain;               /* tls=may fallback: this connection does not try STARTTLS */
@@ -142,6 +149,7 @@ struct backend_req {
     int ti, ai;        /* current target, address within it */
     int attempts;      /* new connections opened */
     int fresh_retried; /* an RSET failure already got its fresh connection */
+    int txn_retried;   /* a refusal in a shared transaction already got one of its own */
     int want_fresh;    /* the next acquire must not take a pooled session */
     int tls_plain;     /* tls=may and a handshake failed: new connections stay plaintext */
     int smtputf8;      /* UTF-8 local part: MAIL FROM needs SMTPUTF8 (RFC 6531) */

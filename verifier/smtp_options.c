@@ -34,8 +34,10 @@ const struct value_decl smtp_option_decls[] = {
     {"queue_timeout", VALUE_DURATION, 1, SMTP_TIMEOUT_LIMIT_MS},
     {"max_connections", VALUE_COUNT, 1, SMTP_MAX_CONNECTIONS_LIMIT},
     {"max_rcpts_per_session", VALUE_COUNT, 1, SMTP_MAX_RCPTS_LIMIT},
+    {"max_rejects_per_session", VALUE_COUNT, 1, SMTP_MAX_RCPTS_LIMIT},
     {"max_addresses", VALUE_COUNT, 1, SMTP_MAX_ADDRESSES_LIMIT},
     {"reuse", VALUE_BOOL, 0, 1},
+    {"pipelining", VALUE_BOOL, 0, 1},
     {"port", VALUE_COUNT, 1, 65535},
     {"sender", VALUE_TEXT, 0, 0},
     {"helo_name", VALUE_TEXT, 0, 0},
@@ -213,10 +215,13 @@ int smtp_options_parse(const struct route *r, int is_mx, struct smtp_options *o,
     } counts[] = {
         {"max_connections", "20", SMTP_MAX_CONNECTIONS_LIMIT,
          offsetof(struct smtp_options, max_connections)},
+        /* 100: the recipients RFC 5321 4.5.3.1.8 says a server must take in one transaction */
+        {"max_rcpts_per_session", "100", SMTP_MAX_RCPTS_LIMIT,
+         offsetof(struct smtp_options, max_rcpts)},
         /* 8: below Postfix's smtpd_soft_error_limit (10), past which a next hop that is
          * Postfix delays every reply by a second once our probes were rejected */
-        {"max_rcpts_per_session", "8", SMTP_MAX_RCPTS_LIMIT,
-         offsetof(struct smtp_options, max_rcpts)},
+        {"max_rejects_per_session", "8", SMTP_MAX_RCPTS_LIMIT,
+         offsetof(struct smtp_options, max_rejects)},
         {"max_addresses", "5", SMTP_MAX_ADDRESSES_LIMIT,
          offsetof(struct smtp_options, max_addresses)},
     };
@@ -255,6 +260,11 @@ int smtp_options_parse(const struct route *r, int is_mx, struct smtp_options *o,
     v = route_option(r, "reuse", "yes");
     if (value_parse_bool(v, &o->reuse) != VALUE_OK) {
         snprintf(err, errlen, "reuse=%s: expected yes or no", v);
+        return -1;
+    }
+    v = route_option(r, "pipelining", "yes");
+    if (value_parse_bool(v, &o->pipelining) != VALUE_OK) {
+        snprintf(err, errlen, "pipelining=%s: expected yes or no", v);
         return -1;
     }
     v = route_option(r, "port", NULL);

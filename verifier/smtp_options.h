@@ -12,8 +12,13 @@
  *   idle_timeout=5s         an idle pooled session QUITs after this long
  *   queue_timeout=10s       wait for a connection slot when max_connections are open
  *   max_connections=20      open sessions (busy and idle) per destination
- *   reuse=yes               keep sessions for later lookups (RSET between)
- *   max_rcpts_per_session=8 RCPTs one session carries before it QUITs
+ *   reuse=yes               keep sessions for later lookups (one mail
+ *                           transaction: the next lookup sends only RCPT)
+ *   max_rcpts_per_session=100 RCPTs one session carries before it QUITs
+ *   max_rejects_per_session=8 4xx/5xx replies one session takes before it
+ *                           QUITs (below Postfix's smtpd_soft_error_limit)
+ *   pipelining=yes          when the next hop offers PIPELINING, send
+ *                           RSET, MAIL and RCPT in one write (RFC 2920)
  *   max_addresses=5         new connections one lookup may open
  *   port=25                 smtp:mx only: the port of the MX hosts
  *   sender=                 MAIL FROM address; empty (default) means "<>"
@@ -91,6 +96,8 @@ struct smtp_options {
     int max_connections; /* per destination */
     int reuse;
     int max_rcpts;                /* per session */
+    int max_rejects;              /* 4xx/5xx replies per session */
+    int pipelining;               /* use PIPELINING when offered */
     int max_addresses;            /* new connections per lookup, over all addresses and MX hosts */
     unsigned port;                /* port=, 0 when not given */
     char sender[ADDRESS_MAX + 1]; /* "" for the null sender */

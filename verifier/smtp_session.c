@@ -3,13 +3,17 @@
  * state machine.
  *
  * connect -> greeting -> EHLO (HELO if EHLO is refused) [-> STARTTLS ->
- * TLS handshake -> EHLO] -> MAIL FROM -> RCPT TO, then idle in its destination's pool, RSET -> MAIL
- * -> RCPT for the next lookup, and QUIT at the end. Every state has a deadline (one timer, re-armed
- * by session_enter_state, the one place the state changes). The RCPT reply decides the lookup's
- * verdict; anything else that goes wrong says nothing about the address and becomes a tempfail or a
- * retry at the next address. A session is never freed under a caller's feet: closing drops the
- * connection at once and the struct is reaped from its timer on the next loop pass. A session that
- * saw a 421, a timeout, garbage or a disconnect is never reused.
+ * TLS handshake -> EHLO] -> MAIL FROM -> RCPT TO, then idle in its destination's pool with the mail
+ * transaction still open: the next lookup sends only RCPT TO, one round trip instead of a session
+ * (RSET -> MAIL -> RCPT only when a new transaction is needed, all three in one write when the next
+ * hop offers PIPELINING, RFC 2920), and QUIT at the end, after max_rcpts_per_session RCPTs or
+ * max_rejects_per_session error replies: a next hop that counts errors per session (Postfix's
+ * smtpd_soft_error_limit) must never start to slow us down. Every state has a deadline (one timer,
+ * re-armed by session_enter_state, the one place the state changes). The RCPT reply decides the
+ * lookup's verdict; anything else that goes wrong says nothing about the address and becomes a
+ * tempfail or a retry at the next address. A session is never freed under a caller's feet: closing
+ * drops the connection at once and the struct is reaped from its timer on the next loop pass. A
+ * session that saw a 421, a timeout, garbage or a disconnect is never reused.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,6 +46,7 @@ static const char *const session_step_names[SESSION_STATE_COUNT] = {
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_mail(struct smtp_session *s, int rset);
 
 /*
  * TLS trouble is logged as a warning at most once a minute per kind (a next
@@ -234,7 +239,8 @@ static void session_release(struct smtp_session *s, enum session_end how)
 
     if (s->bev == NULL || how == END_DROP) {
         smtp_session_close(s);
-    } else if (how == END_KEEP && rt->opts.reuse && s->nrcpt < rt->opts.max_rcpts && !rt->closing) {
+    } else if (how == END_KEEP && rt->opts.reuse && s->nrcpt < rt->opts.max_rcpts &&
+               s->nreject < rt->opts.max_rejects && !rt->closing) {
         session_available(s);
     } else {
         session_quit(s);
@@ -250,6 +256,22 @@ static struct backend_req *session_detach(struct smtp_session *s)
     if (req != NULL)
         req->session = NULL;
     return req;
+}
+
+/*
+ * session_retry_for - what a failure of s in its current step lets the lookup
+ * try: the greeting refuses this address of the next hop (the next one); the
+ * first command on a pooled session (RSET, or RCPT in the open transaction)
+ * may have met a connection the next hop dropped while it was idle (a new
+ * one); anywhere else, nothing.
+ */
+static enum session_retry session_retry_for(const struct smtp_session *s)
+{
+    if (s->state == SESSION_GREETING)
+        return RETRY_NEXT;
+    if (s->state == SESSION_RSET || (s->state == SESSION_RCPT && s->resumed))
+        return RETRY_FRESH;
+    return RETRY_NONE;
 }
 
 /* session_verdict - the RCPT reply decided: answer the lookup, then release s */
@@ -340,6 +362,21 @@ static void session_rcpt_reply(struct smtp_session *s, const struct smtp_reply *
     log_debug("session %p %s rcpt=<%s>: RCPT reply %d [%s%s] is %s", (void *)s, s->host->source,
               rcpt, r->code, r->enhanced, r->enhanced_mixed ? " mixed" : "",
               smtp_rcpt_class_name(c));
+    /*
+     * a refusal, or 452 "too many recipients" (RFC 5321 4.5.3.1.10), of a RCPT
+     * that shared its transaction with earlier ones may be about the sharing
+     * (a recipient limit, Postfix's reject_multi_recipient_bounce): ask once
+     * more in a transaction of its own, on the same session
+     */
+    if ((c == SMTP_RCPT_REFUSED || r->code == 452) && s->txn_rcpts > 1 && keep == END_KEEP &&
+        !s->req->txn_retried) {
+        log_debug("session %p %s rcpt=<%s>: %d after %d RCPTs in the transaction: once more in "
+                  "a new one",
+                  (void *)s, s->host->source, rcpt, r->code, s->txn_rcpts - 1);
+        s->req->txn_retried = 1;
+        session_mail(s, 1);
+        return;
+    }
     switch (c) {
     case SMTP_RCPT_ACCEPTED:
         smtp_host_note_accept(s->host);
@@ -380,8 +417,17 @@ static void session_rcpt_reply(struct smtp_session *s, const struct smtp_reply *
     }
 }
 
+/* session_send_rcpt - RCPT TO for the session's lookup, counted */
+static void session_send_rcpt(struct smtp_session *s)
+{
+    session_send(s, "RCPT TO:<%s>", s->req->rcpt);
+    s->nrcpt++;
+    s->txn_rcpts++;
+}
+
 /*
- * session_mail - the session is ready for MAIL FROM, unless tls=encrypt and
+ * session_mail - a new mail transaction for the session's lookup (after RSET
+ * when rset is set: a pooled session), unless tls=encrypt and
  * it is still in plaintext: the next hop did not offer STARTTLS (or refused
  * it), so RCPT must not be sent. That is the destination's failure, not the
  * address's: the next address or MX host, else a tempfail the circuit
@@ -392,8 +438,13 @@ static void session_rcpt_reply(struct smtp_session *s, const struct smtp_reply *
  * asked about such a recipient at all (RFC 6531 3.2: it would refuse the
  * RCPT whatever the mailbox): the answer is unknown, never invalid, and the
  * session stays in sync for the next lookup.
+ *
+ * When the next hop offers PIPELINING (and pipelining=yes), RSET, MAIL and
+ * RCPT go out in one write and their replies are read in order (RFC 2920
+ * 3.1: RCPT may be the last command of a group); otherwise each waits for the
+ * reply before it.
  */
-static void session_mail(struct smtp_session *s)
+static void session_mail(struct smtp_session *s, int rset)
 {
     struct smtp_route *rt = s->host->route;
 
@@ -413,11 +464,24 @@ static void session_mail(struct smtp_session *s)
                         "UTF-8 local part: next hop does not offer SMTPUTF8, not verified");
         return;
     }
+    s->in_txn = 0;
+    s->txn_rcpts = 0;
+    s->resumed = 0;
+    s->pipelined = rt->opts.pipelining && (s->ehlo & SMTP_EHLO_PIPELINING) != 0;
+    if (rset) {
+        session_send(s, "RSET");
+        if (!s->pipelined) {
+            session_enter_state(s, SESSION_RSET);
+            return;
+        }
+    }
     if (s->req->smtputf8)
         session_send(s, "MAIL FROM:<%s> SMTPUTF8", rt->opts.sender);
     else
         session_send(s, "MAIL FROM:<%s>", rt->opts.sender);
-    session_enter_state(s, SESSION_MAIL);
+    if (s->pipelined)
+        session_send_rcpt(s);
+    session_enter_state(s, rset ? SESSION_RSET : SESSION_MAIL);
 }
 
 /*
@@ -462,7 +526,7 @@ static void session_starttls_reply(struct smtp_session *s, const struct smtp_rep
         /* "454 TLS not available": still in sync, in plaintext */
         log_debug("session %p %s: STARTTLS refused: %d %s", (void *)s, s->host->source, r->code,
                   r->text);
-        session_mail(s);
+        session_mail(s, 0);
         return;
     }
     if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
@@ -508,12 +572,11 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
         smtp_session_close(s);
         return;
     }
+    if (r->code >= 400)
+        s->nreject++;
     if (r->code == 421) {
-        session_fail(s,
-                     s->state == SESSION_GREETING ? RETRY_NEXT
-                     : s->state == SESSION_RSET   ? RETRY_FRESH
-                                                  : RETRY_NONE,
-                     END_DROP, "next hop closing the session at %s: 421 %s", step, r->text);
+        session_fail(s, session_retry_for(s), END_DROP,
+                     "next hop closing the session at %s: 421 %s", step, r->text);
         return;
     }
     switch (s->state) {
@@ -549,18 +612,22 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
             session_enter_state(s, SESSION_STARTTLS);
             return;
         }
-        session_mail(s);
+        session_mail(s, 0);
         return;
     case SESSION_STARTTLS:
         session_starttls_reply(s, r);
         return;
     case SESSION_RSET:
         if (r->code != 250) {
+            /* pipelined: the replies to MAIL and RCPT are still to come, and QUIT reads one */
             session_fail(s, RETRY_FRESH, END_QUIT, "next hop refused RSET: %d %s", r->code,
                          r->text);
             return;
         }
-        session_mail(s);
+        if (s->pipelined)
+            session_enter_state(s, SESSION_MAIL);
+        else
+            session_mail(s, 0);
         return;
     case SESSION_MAIL:
         if (r->code != 250) {
@@ -568,8 +635,10 @@ static void session_reply(struct smtp_session *s, const struct smtp_reply *r)
                          rt->opts.sender, r->code, r->text);
             return;
         }
-        session_send(s, "RCPT TO:<%s>", s->req->rcpt);
-        s->nrcpt++;
+        s->in_txn = 1;
+        s->txn_utf8 = s->req->smtputf8;
+        if (!s->pipelined)
+            session_send_rcpt(s);
         session_enter_state(s, SESSION_RCPT);
         return;
     case SESSION_RCPT: {
@@ -613,11 +682,7 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
         if (st == SMTP_REPLY_NEED_MORE)
             return;
         if (st == SMTP_REPLY_ERROR) {
-            session_fail(s,
-                         s->state == SESSION_GREETING ? RETRY_NEXT
-                         : s->state == SESSION_RSET   ? RETRY_FRESH
-                                                      : RETRY_NONE,
-                         END_DROP, "garbage reply from next hop at %s: %s",
+            session_fail(s, session_retry_for(s), END_DROP, "garbage reply from next hop at %s: %s",
                          session_step_names[s->state], err);
             return;
         }
@@ -668,11 +733,8 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
         break;
     }
     if (what & BEV_EVENT_EOF)
-        session_fail(s,
-                     s->state == SESSION_GREETING ? RETRY_NEXT
-                     : s->state == SESSION_RSET   ? RETRY_FRESH
-                                                  : RETRY_NONE,
-                     END_DROP, "next hop closed the connection before the %s reply", step);
+        session_fail(s, session_retry_for(s), END_DROP,
+                     "next hop closed the connection before the %s reply", step);
     else {
         char why[300];
         /* over TLS the socket error says nothing: OpenSSL's does */
@@ -680,11 +742,8 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
             smtp_tls_error(bev, why, sizeof(why));
         else
             snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(err));
-        session_fail(s,
-                     s->state == SESSION_GREETING ? RETRY_NEXT
-                     : s->state == SESSION_RSET   ? RETRY_FRESH
-                                                  : RETRY_NONE,
-                     END_DROP, "error talking to next hop at %s: %s", step, why);
+        session_fail(s, session_retry_for(s), END_DROP, "error talking to next hop at %s: %s", step,
+                     why);
     }
 }
 
@@ -724,17 +783,18 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
             session_fail(s, RETRY_NEXT, END_DROP, "timeout after %ldms connecting to next hop", ms);
         return;
     default:
-        session_fail(s,
-                     s->state == SESSION_GREETING ? RETRY_NEXT
-                     : s->state == SESSION_RSET   ? RETRY_FRESH
-                                                  : RETRY_NONE,
-                     END_DROP, "timeout after %ldms waiting for the %s reply from next hop", ms,
+        session_fail(s, session_retry_for(s), END_DROP,
+                     "timeout after %ldms waiting for the %s reply from next hop", ms,
                      session_step_names[s->state]);
         return;
     }
 }
 
-/* smtp_session_take - a pooled session starts work for req: RSET, then MAIL, RCPT */
+/*
+ * smtp_session_take - a pooled session starts work for req: RCPT TO in the open
+ * transaction, or RSET, MAIL, RCPT when there is none (or it lacks the
+ * SMTPUTF8 that req needs).
+ */
 void smtp_session_take(struct smtp_session *s, struct backend_req *req)
 {
     session_unpool(s);
@@ -742,10 +802,16 @@ void smtp_session_take(struct smtp_session *s, struct backend_req *req)
     s->reused = 1;
     req->session = s;
     req->state = REQ_ACTIVE;
-    log_debug("callout %p rcpt=<%s> %s: reusing session %p (%d RCPTs so far)", (void *)req,
-              req->rcpt, s->host->source, (void *)s, s->nrcpt);
-    session_send(s, "RSET");
-    session_enter_state(s, SESSION_RSET);
+    log_debug("callout %p rcpt=<%s> %s: reusing session %p (%d RCPTs, %d rejected so far)",
+              (void *)req, req->rcpt, s->host->source, (void *)s, s->nrcpt, s->nreject);
+    if (s->in_txn && (s->txn_utf8 || !req->smtputf8)) {
+        s->resumed = 1;
+        s->pipelined = 0;
+        session_send_rcpt(s);
+        session_enter_state(s, SESSION_RCPT);
+        return;
+    }
+    session_mail(s, 1);
 }
 
 /*

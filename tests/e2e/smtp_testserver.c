@@ -23,6 +23,14 @@
  *   hangup MS               close a connection that sent no command for MS
  *                           after our last reply (a next hop dropping an idle
  *                           session that a client keeps for reuse)
+ *   max_rcpts N             answer "452 4.5.3 Error: too many recipients" to
+ *                           RCPTs after the first N of a mail transaction
+ *                           (MAIL or RSET starts one), as Postfix does past
+ *                           smtpd_recipient_limit
+ *
+ * The stats count, besides connections and commands, "pipelined": commands
+ * that arrived together with the next one, i.e. the client did not wait for
+ * the reply before sending more (RFC 2920).
  *
  * STEP is greeting, ehlo, helo, mail, rcpt, rset, quit, noop, starttls. In TEXT, "\n"
  * starts another line of a multi-line reply (same code), and "\r", "\t",
@@ -97,6 +105,7 @@ struct conn {
     int close_on_drain;       /* ... and the output has drained */
     int closing;              /* free at the next timer run */
     int tls_garbage;          /* said 220 to STARTTLS: answer the handshake with plain text */
+    int txn_rcpts;            /* RCPTs since the last MAIL or RSET */
     struct conn *next, *prev; /* all connections, freed at exit */
 };
 
@@ -106,10 +115,11 @@ static struct step_cfg steps[ST_COUNT];
 static struct rcpt_rule rules[MAX_RULES];
 static int nrules;
 static int hangup_ms;
+static int max_rcpts; /* 0: no limit */
 static int verbose;
 static const char *stats_path;
 static struct {
-    unsigned long connections, current, concurrent_max, hangups;
+    unsigned long connections, current, concurrent_max, hangups, pipelined;
     unsigned long commands[ST_COUNT];
     char last_rcpt[LINE_MAX_IN];
     char last_mail[LINE_MAX_IN];
@@ -257,6 +267,10 @@ static void script_load(const char *path)
                 steps[st].raw = strdup(rest);
                 steps[st].raw_len = unescape(steps[st].raw);
             }
+        } else if (strcmp(word, "max_rcpts") == 0) {
+            max_rcpts = atoi(rest);
+            if (max_rcpts <= 0)
+                goto bad;
         } else if (strcmp(word, "hangup") == 0) {
             hangup_ms = atoi(rest);
             if (hangup_ms <= 0)
@@ -300,6 +314,7 @@ static void stats_print(FILE *f)
             stats.connections, stats.current, stats.concurrent_max, stats.hangups);
     for (int i = 0; i < ST_COUNT; i++)
         fprintf(f, "%s %lu\n", step_names[i], stats.commands[i]);
+    fprintf(f, "pipelined %lu\n", stats.pipelined);
     fprintf(f, "last_rcpt %s\nlast_mail %s\n", stats.last_rcpt, stats.last_mail);
 }
 
@@ -446,6 +461,10 @@ static void rcpt_reply(struct conn *c, const char *arg)
     }
     snprintf(addr, sizeof(addr), "%.*s", (int)(gt - lt - 1), lt + 1);
     snprintf(stats.last_rcpt, sizeof(stats.last_rcpt), "%s", addr);
+    if (max_rcpts > 0 && ++c->txn_rcpts > max_rcpts) {
+        conn_reply(c, ST_RCPT, 452, "4.5.3 Error: too many recipients");
+        return;
+    }
     for (int i = 0; i < nrules; i++) {
         if (strcmp(rules[i].addr, "*") == 0 || strcasecmp(rules[i].addr, addr) == 0) {
             conn_reply(c, ST_RCPT, rules[i].code, rules[i].text);
@@ -487,6 +506,8 @@ static void conn_process(struct conn *c)
         }
         if (verbose)
             fprintf(stderr, "smtp_testserver: C: %s\n", line);
+        if (evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF).pos >= 0)
+            stats.pipelined++;
         evtimer_del(c->idle);
         snprintf(verb, sizeof(verb), "%.4s", line);
         st = -1;
@@ -510,6 +531,8 @@ static void conn_process(struct conn *c)
             stats.commands[st]++;
         if (st == ST_MAIL)
             snprintf(stats.last_mail, sizeof(stats.last_mail), "%s", line);
+        if (st == ST_MAIL || st == ST_RSET)
+            c->txn_rcpts = 0;
         if (st == ST_RCPT)
             rcpt_reply(c, line);
         else if (st >= 0) {

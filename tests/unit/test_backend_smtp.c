@@ -1123,15 +1123,15 @@ Test(smtp, reuse_ten_lookups_one_session)
     }
     cr_assert_eq(server_count("connections"), 1);
     cr_assert_eq(server_count("rcpt"), 10);
-    cr_assert_eq(server_count("mail"), 10);
-    cr_assert_eq(server_count("rset"), 9, "RSET before each MAIL on the reused session");
+    cr_assert_eq(server_count("mail"), 1, "one mail transaction carries every RCPT");
+    cr_assert_eq(server_count("rset"), 0, "no RSET while the transaction stays open");
     cr_assert_eq(server_count("ehlo"), 1);
     cr_assert_eq(server_count("quit"), 0);
     cr_assert_eq(server_count("concurrent"), 1, "the session stays open, idle");
     cr_assert_str_eq(server_stat("last_rcpt"), "u9@example.test");
 }
 
-Test(smtp, default_cap_is_eight_rcpts_per_session)
+Test(smtp, default_reject_budget_is_eight_per_session)
 {
     struct result r;
     char addr[64];
@@ -1145,8 +1145,52 @@ Test(smtp, default_cap_is_eight_rcpts_per_session)
         assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
     }
     /* below Postfix's smtpd_soft_error_limit (10): 8 rejections, then a new session */
+    run_for(200);
     cr_assert_eq(server_count("connections"), 2);
     cr_assert_eq(server_count("rcpt"), 10);
+    cr_assert_eq(server_count("quit"), 1, "the session with 8 rejections QUITs");
+}
+
+Test(smtp, default_cap_is_a_hundred_rcpts_per_session)
+{
+    struct result r;
+    char addr[64];
+    void *s;
+
+    start_server("rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    for (int i = 0; i < 101; i++) {
+        snprintf(addr, sizeof(addr), "u%d@example.test", i);
+        verify(s, addr, &r);
+        assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    }
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("mail"), 2);
+}
+
+Test(smtp, reject_budget_counts_rejections_not_rcpts)
+{
+    struct result r;
+    char addr[64];
+    void *s;
+
+    /* 3 rejections allowed: valid RCPTs between them do not use up the budget */
+    start_server("rcpt x3@example.test 550 5.1.1 User unknown\n"
+                 "rcpt x7@example.test 550 5.1.1 User unknown\n"
+                 "rcpt x11@example.test 550 5.1.1 User unknown\n"
+                 "rcpt x12@example.test 550 5.1.1 User unknown\n"
+                 "rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_rejects_per_session=3");
+    for (int i = 0; i < 12; i++) {
+        snprintf(addr, sizeof(addr), "%c%d@example.test", i % 4 == 3 ? 'x' : 'u', i);
+        verify(s, addr, &r);
+    }
+    run_for(200);
+    cr_assert_eq(server_count("connections"), 1, "12 RCPTs, 3 of them rejected: one session");
+    verify(s, "x12@example.test", &r);
+    run_for(200);
+    cr_assert_eq(server_count("connections"), 2, "the third rejection retired the session");
+    cr_assert_eq(server_count("quit"), 1);
 }
 
 Test(smtp, reuse_capped_by_max_rcpts_per_session)
@@ -1165,7 +1209,8 @@ Test(smtp, reuse_capped_by_max_rcpts_per_session)
     run_for(200);
     cr_assert_eq(server_count("connections"), 4, "3 + 3 + 3 + 1 RCPTs");
     cr_assert_eq(server_count("rcpt"), 10);
-    cr_assert_eq(server_count("rset"), 6);
+    cr_assert_eq(server_count("mail"), 4);
+    cr_assert_eq(server_count("rset"), 0);
     cr_assert_eq(server_count("quit"), 3, "a full session QUITs");
     cr_assert_eq(server_count("concurrent"), 1);
 }
@@ -1238,20 +1283,29 @@ Test(smtp, next_hop_closed_idle_session_unnoticed)
     cr_assert_eq(server_count("rcpt"), 2);
 }
 
+/*
+ * A pooled session needs RSET only for a new transaction: here the next
+ * lookup's UTF-8 local part needs MAIL FROM with SMTPUTF8, and the open
+ * transaction was started without it.
+ */
+#define UTF8_EHLO "ehlo 250 smtp_testserver\\nPIPELINING\\nSMTPUTF8\n"
+#define UTF8_B "b\xc3\xb6@example.test"
+
 Test(smtp, rset_421_starts_fresh_connection)
 {
     struct result r;
     void *s;
 
-    start_server("rset 421 4.3.2 Service shutting down\nrcpt * 250 2.1.5 Ok\n");
+    start_server(UTF8_EHLO "rset 421 4.3.2 Service shutting down\nrcpt * 250 2.1.5 Ok\n");
     s = open_route("example.test smtp:[127.0.0.1]:%d");
     verify(s, "a@example.test", &r);
-    verify(s, "b@example.test", &r);
+    verify(s, UTF8_B, &r);
     assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
     cr_assert_eq(server_count("connections"), 2);
     cr_assert_eq(server_count("rset"), 1);
-    cr_assert_eq(server_count("rcpt"), 2);
-    cr_assert_str_eq(server_stat("last_rcpt"), "b@example.test");
+    cr_assert_eq(server_count("rcpt"), 2, "the next hop hung up after RSET: no RCPT read");
+    cr_assert_str_eq(server_stat("last_rcpt"), UTF8_B);
+    cr_assert_str_eq(server_stat("last_mail"), "MAIL FROM:<> SMTPUTF8");
 }
 
 Test(smtp, rset_refused_starts_fresh_connection_once)
@@ -1259,17 +1313,41 @@ Test(smtp, rset_refused_starts_fresh_connection_once)
     struct result r;
     void *s;
 
-    start_server("rset 502 5.5.1 no RSET here\nrcpt * 250 2.1.5 Ok\n");
-    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    /* pipelining=no: RSET alone, and its refusal is answered by QUIT */
+    start_server(UTF8_EHLO "rset 502 5.5.1 no RSET here\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d pipelining=no");
     verify(s, "a@example.test", &r);
-    verify(s, "b@example.test", &r);
-    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
-    verify(s, "c@example.test", &r);
+    verify(s, UTF8_B, &r);
     assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
     run_for(200);
-    cr_assert_eq(server_count("connections"), 3);
-    cr_assert_eq(server_count("rset"), 2);
-    cr_assert_eq(server_count("quit"), 2, "a session that refused RSET is QUIT politely");
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("rset"), 1);
+    cr_assert_eq(server_count("rcpt"), 2);
+    cr_assert_eq(server_count("pipelined"), 0, "pipelining=no: one command at a time");
+    cr_assert_eq(server_count("quit"), 1, "a session that refused RSET is QUIT politely");
+}
+
+Test(smtp, pipelined_rset_refused_reads_no_verdict_from_later_replies)
+{
+    struct result r;
+    void *s;
+
+    /*
+     * RSET, MAIL, RCPT in one write: the next hop refuses RSET but answers
+     * MAIL and RCPT (250): those replies must not decide anything
+     */
+    start_server(UTF8_EHLO "rset 502 5.5.1 no RSET here\n"
+                           "rcpt a@example.test 250 2.1.5 Ok\nrcpt * 550 5.1.1 User unknown\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    verify(s, UTF8_B, &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
+    run_for(200);
+    cr_assert_eq(server_count("connections"), 2, "the fresh connection answered");
+    cr_assert_eq(server_count("rset"), 1);
+    cr_assert_eq(server_count("rcpt"), 3, "the pipelined RCPT was sent, and its reply ignored");
+    cr_assert_geq(server_count("pipelined"), 2, "RSET and MAIL arrived with what follows");
+    cr_assert_eq(server_count("concurrent"), 1, "only the fresh session stays, in the pool");
 }
 
 Test(smtp, rset_failure_waits_for_fresh_slot)
@@ -1278,10 +1356,10 @@ Test(smtp, rset_failure_waits_for_fresh_slot)
     void *s;
 
     /* one slot: b's pooled session fails at RSET, c takes the freed slot, b gets it next */
-    start_server("rset 421 4.3.2 Service shutting down\nrcpt * 250 2.1.5 Ok\n");
+    start_server(UTF8_EHLO "rset 421 4.3.2 Service shutting down\nrcpt * 250 2.1.5 Ok\n");
     s = open_route("example.test smtp:[127.0.0.1]:%d max_connections=1");
     verify(s, "a@example.test", &r);
-    lookup(s, "b@example.test", &rs[0]);
+    lookup(s, UTF8_B, &rs[0]);
     lookup(s, "c@example.test", &rs[1]);
     run(rs, 2, 5000);
     assert_verdict(&rs[0], VERDICT_VALID, 250, "2.1.5 Ok");
@@ -1290,6 +1368,148 @@ Test(smtp, rset_failure_waits_for_fresh_slot)
     cr_assert_eq(server_count("rcpt"), 3);
     cr_assert_eq(server_count("connections"), 3,
                  "b never reuses a pooled session after RSET failed");
+}
+
+Test(smtp, pooled_session_sends_only_rcpt)
+{
+    struct result r;
+    void *s;
+
+    start_server("rcpt b@example.test 550 5.1.1 User unknown\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
+    verify(s, "c@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 1);
+    cr_assert_eq(server_count("mail"), 1);
+    cr_assert_eq(server_count("rset"), 0);
+    cr_assert_eq(server_count("rcpt"), 3);
+    cr_assert_eq(server_count("pipelined"), 1, "MAIL and RCPT in one write, then RCPT alone");
+}
+
+Test(smtp, no_pipelining_when_not_offered)
+{
+    struct result r;
+    void *s;
+
+    start_server("ehlo 250 smtp_testserver\\n8BITMIME\n"
+                 "rcpt b@example.test 550 5.1.1 User unknown\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
+    cr_assert_eq(server_count("pipelined"), 0, "every command waited for its reply");
+    cr_assert_eq(server_count("mail"), 1);
+    cr_assert_eq(server_count("rcpt"), 2);
+}
+
+Test(smtp, too_many_recipients_gets_a_transaction_of_its_own)
+{
+    struct result r;
+    void *s;
+
+    /* 452 past 2 RCPTs a transaction: the third lookup asks again after RSET, MAIL */
+    start_server("max_rcpts 2\nrcpt b@example.test 550 5.1.1 User unknown\n"
+                 "rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
+    verify(s, "c@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    verify(s, "d@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 1);
+    cr_assert_eq(server_count("mail"), 2);
+    cr_assert_eq(server_count("rset"), 1);
+    cr_assert_eq(server_count("rcpt"), 5, "a, b, c (452), c again, d");
+}
+
+Test(smtp, too_many_recipients_twice_is_tempfail)
+{
+    struct result r;
+    void *s;
+
+    start_server("rcpt c@example.test 452 4.5.3 Error: too many recipients\n"
+                 "rcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    verify(s, "c@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 452, "4.5.3 Error: too many recipients");
+    cr_assert_eq(server_count("rset"), 1, "asked once more, in a transaction of its own");
+    verify(s, "d@example.test", &r);
+    assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 1);
+    cr_assert_eq(server_count("rcpt"), 4);
+}
+
+Test(smtp, pipelined_garbage_at_mail_is_tempfail)
+{
+    struct result r;
+    void *s;
+
+    /* MAIL and RCPT in one write; the MAIL reply is garbage: no verdict from what follows */
+    start_server("raw mail this is not smtp\\r\\n\nrcpt * 550 5.1.1 User unknown\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL, "%s", r.v.text);
+    cr_assert_eq(r.v.code, 0);
+    cr_assert(strstr(r.v.text, "garbage reply from next hop at MAIL FROM") != NULL, "%s", r.v.text);
+    run_for(200);
+    cr_assert_eq(server_count("concurrent"), 0, "out of sync: dropped");
+}
+
+Test(smtp, pipelined_mail_refused_ignores_rcpt_reply)
+{
+    struct result r;
+    void *s;
+
+    /* MAIL refused, the pipelined RCPT still answered 250: never valid */
+    start_server("mail 451 4.3.0 try again later\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "next hop refused MAIL FROM:<>: 451 4.3.0 try again later");
+    run_for(200);
+    cr_assert_eq(server_count("rcpt"), 1);
+    cr_assert_eq(server_count("concurrent"), 0);
+}
+
+Test(smtp, pipelined_close_at_mail_is_tempfail)
+{
+    struct result r;
+    void *s;
+
+    start_server("disconnect mail\nrcpt * 550 5.1.1 User unknown\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "next hop closed the connection before the MAIL FROM reply");
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "next hop closed the connection before the MAIL FROM reply");
+    cr_assert_eq(server_count("connections"), 2);
+}
+
+Test(smtp, pooled_rcpt_421_starts_fresh_connection)
+{
+    struct result r;
+    void *s;
+
+    /* the RCPT in the open transaction is the first command after the pool */
+    start_server("rcpt b@example.test 421 4.3.2 Service shutting down\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d");
+    verify(s, "a@example.test", &r);
+    verify(s, "b@example.test", &r);
+    assert_verdict(&r, VERDICT_TEMPFAIL, 0,
+                   "next hop closing the session at RCPT TO: 421 4.3.2 Service shutting down");
+    cr_assert_eq(server_count("connections"), 2, "once more on a new connection, not more");
+    cr_assert_eq(server_count("rcpt"), 3);
 }
 
 Test(smtp, queued_lookup_gets_idle_session)
@@ -1307,7 +1527,8 @@ Test(smtp, queued_lookup_gets_idle_session)
         assert_verdict(&rs[i], VERDICT_VALID, 250, "2.1.5 Ok");
     cr_assert_eq(server_count("connections"), 1);
     cr_assert_eq(server_count("concurrent_max"), 1);
-    cr_assert_eq(server_count("rset"), 2);
+    cr_assert_eq(server_count("mail"), 1);
+    cr_assert_eq(server_count("rset"), 0);
 }
 
 Test(smtp, rcpt_4xx_keeps_session)
@@ -1651,7 +1872,8 @@ Test(smtp_dns, pool_is_per_mx_host_not_per_domain)
     verify_from(s, "bob@other.test", source_of("mx1.dept.test"), &r);
     assert_verdict(&r, VERDICT_VALID, 250, "2.1.5 mx1 ok");
     cr_assert_eq(server_count_of(1, "connections"), 1, "other.test shares dept.test's MX");
-    cr_assert_eq(server_count_of(1, "rset"), 1);
+    cr_assert_eq(server_count_of(1, "rset"), 0);
+    cr_assert_eq(server_count_of(1, "mail"), 1, "one transaction for both domains");
     cr_assert_eq(server_count_of(1, "rcpt"), 2);
 }
 
@@ -1880,7 +2102,9 @@ Test(smtp, smtputf8_offered)
     assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
     verify(rt, "anna@xn--bcher-kva.example", &r);
     assert_verdict(&r, VERDICT_INVALID, 550, "5.1.1 User unknown");
-    cr_assert_str_eq(server_stat("last_mail"), "MAIL FROM:<>");
+    /* an ASCII recipient fits in the SMTPUTF8 transaction (RFC 6531 3.4) */
+    cr_assert_str_eq(server_stat("last_mail"), "MAIL FROM:<> SMTPUTF8");
+    cr_assert_eq(server_count("mail"), 1);
     cr_assert_eq(server_count("connections"), 1, "one pooled session for all three");
 }
 
