@@ -12,11 +12,15 @@
 #   - with reply_next_hop_text = no the client sees "User unknown" and nothing of
 #     the back end (neither its text nor its address), both from the cache and
 #     from a fresh callout.
+#   - session reuse as the back end sees it: 20 callouts, every other one for
+#     an unknown user, take 2 sessions; each has one MAIL FROM and no RSET, takes
+#     at most 8 rejected RCPTs (max_rejects_per_session, below Postfix's
+#     smtpd_soft_error_limit of 10), and Postfix never logs improper pipelining.
 # shellcheck source=tests/e2e/lib_callout.sh
 . "$(dirname "$0")/lib_callout.sh"
 
 e2e_start_sink
-e2e_start_backend_postfix dept.test alice
+e2e_start_backend_postfix dept.test alice k1 k2 k3 k4 k5 k6 k7 k8 k9 k10
 e2e_start_redis
 E2E_ROUTES=$E2E_TMP/routes
 printf '%s\n' "# route table for $E2E_NAME" \
@@ -105,4 +109,30 @@ e2e_log "ok: the log keeps the next hop: $l"
 e2e_assert_match '^invalid 550 [0-9]+ smtp:\[127\.0\.0\.1\]:[0-9]+ 5\.1\.1 <carol@dept\.test>: Recipient address rejected: User unknown in relay recipient table$' \
     "$(e2e_redis GET callahead:rcpt:carol@dept.test)" "redis-cli GET callahead:rcpt:carol@dept.test"
 
+# Session reuse, as the back end's smtpd logs it at each disconnect ("mail=1 rcpt=8/16
+# ..."). A fresh daemon, so no session of the lookups above is in its pool.
 e2e_stop_policyd
+e2e_settle_count grep -c 'postfix/smtpd\[[0-9]*\]: disconnect from' "$BACK_MAILLOG" >/dev/null
+mark=$(wc -l <"$BACK_MAILLOG")
+e2e_start_policyd "$E2E_TMP/callahead.conf"
+for i in $(seq 1 10); do
+    e2e_assert_eq DUNNO "$(e2e_policy_query recipient="k$i@dept.test")" "known k$i@dept.test"
+    e2e_assert_match '^550 5\.1\.1 ' "$(e2e_policy_query recipient="n$i@dept.test")" \
+        "unknown n$i@dept.test"
+done
+e2e_stop_policyd # closes its pooled session
+sleep 1
+e2e_settle_count wc -l "$BACK_MAILLOG" >/dev/null
+tail -n +"$((mark + 1))" "$BACK_MAILLOG" >"$E2E_TMP/reuse.maillog"
+e2e_assert_eq 2 "$(grep -c 'postfix/smtpd\[[0-9]*\]: connect from' "$E2E_TMP/reuse.maillog")" \
+    "back-end sessions for 20 callouts, 10 rejected (8 rejections retire a session)"
+disc=$(grep 'postfix/smtpd\[[0-9]*\]: disconnect from' "$E2E_TMP/reuse.maillog")
+e2e_log "back end: $(printf '%s' "$disc" | sed 's/.*disconnect from [^ ]* //' | tr '\n' ';')"
+e2e_assert_eq 2 "$(printf '%s\n' "$disc" | grep -c ' mail=1 ')" "sessions with exactly one MAIL FROM"
+e2e_assert_eq 0 "$(printf '%s\n' "$disc" | grep -c ' rset=')" "sessions that sent RSET"
+printf '%s\n' "$disc" | sed -n 's/.* rcpt=\([0-9]*\)\/\([0-9]*\).*/\1 \2/p' >"$E2E_TMP/reuse.rcpts"
+e2e_assert_eq 20 "$(awk '{ n += $2 } END { print n + 0 }' "$E2E_TMP/reuse.rcpts")" "RCPTs over both sessions"
+e2e_assert_eq 0 "$(awk '$2 - $1 > 8' "$E2E_TMP/reuse.rcpts" | wc -l)" \
+    "sessions with more than 8 rejected RCPTs"
+e2e_assert_eq 0 "$(grep -c 'improper command pipelining' "$E2E_TMP/reuse.maillog")" \
+    "improper command pipelining warnings of the back end"
