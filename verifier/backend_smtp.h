@@ -49,11 +49,16 @@
  * Sessions are pooled per destination (host name or address, and port): for
  * smtp:mx that is each MX host, shared by every domain it serves, so the
  * connection limit and the pool protect the next hop, not a domain. After a
- * RCPT reply a session waits idle in the pool (unless reuse=no or it carried
- * max_rcpts_per_session RCPTs: then it QUITs); the next lookup for that
- * destination sends RSET, MAIL FROM, RCPT TO on it. A session that saw a
- * 421, a timeout, garbage or a disconnect is never pooled; one the next hop
- * closes while idle leaves the pool; one whose RSET fails is dropped and the
+ * RCPT reply a session waits idle in the pool with its mail transaction open
+ * (unless reuse=no, or it carried max_rcpts_per_session RCPTs or took
+ * max_rejects_per_session 4xx/5xx replies: then it QUITs); the next lookup
+ * for that destination sends only RCPT TO on it. RSET, MAIL FROM, RCPT TO
+ * (in one write when the next hop offers PIPELINING) start a new
+ * transaction when one is needed: SMTPUTF8 for a UTF-8 local part, or once
+ * more for a RCPT refused (or 452) in a transaction shared with others. A
+ * session that saw a 421, a timeout, garbage or a disconnect is never
+ * pooled; one the next hop closes while idle leaves the pool; one whose
+ * first command after the pool (RCPT or RSET) fails is dropped and the
  * lookup starts a new connection, once. Idle sessions count against
  * max_connections; a lookup waiting for a slot is handed an idle session
  * before it would wait. close() sends QUIT to idle sessions without waiting.
@@ -67,10 +72,12 @@
  *   queue_timeout=10s       wait for a connection slot when max_connections are open
  *   max_connections=20      open sessions (busy and idle) per destination; more lookups
  *                           queue (FIFO)
- *   reuse=yes               keep sessions for later lookups (RSET between)
- *   max_rcpts_per_session=8    RCPTs one session carries before it QUITs (below
- *                              Postfix's smtpd_soft_error_limit of 10, past which a
- *                              Postfix next hop slows every reply after rejections)
+ *   reuse=yes               keep sessions (and their transaction) for later lookups
+ *   max_rcpts_per_session=100  RCPTs one session carries before it QUITs
+ *   max_rejects_per_session=8  4xx/5xx replies one session takes before it QUITs
+ *                              (below Postfix's smtpd_soft_error_limit of 10, past
+ *                              which a Postfix next hop slows every reply by 1s)
+ *   pipelining=yes          send MAIL and RCPT (after RSET) in one write when offered
  *   idle_timeout=5s         an idle pooled session QUITs after this long
  *   max_addresses=5         new connections one lookup may open, over all addresses
  *                           and MX hosts (Postfix's smtp_mx_address_limit)

@@ -50,9 +50,10 @@ static int server_port;
 static pid_t extra_pid[MAX_SERVERS] = {-1, -1, -1, -1}; /* servers 1.. */
 static pid_t dnsmasq_pid = -1;
 static struct dns *test_dns; /* given to the backend in backend_env, NULL for none */
-static struct route_table *tables[16];
+#define MAX_ROUTES 32        /* routes one test opens */
+static struct route_table *tables[MAX_ROUTES];
 static int ntables;
-static void *states[16];
+static void *states[MAX_ROUTES];
 static int nstates;
 
 static void setup(void)
@@ -307,6 +308,7 @@ static void *open_route_err(const char *fmt, char *err, size_t errlen)
     with_port(fmt, line, sizeof(line));
     t = route_table_parse(line, strlen(line), "test", err, errlen);
     cr_assert_not_null(t, "route table: %s", err);
+    cr_assert_lt(ntables, MAX_ROUTES, "raise MAX_ROUTES");
     tables[ntables++] = t;
     cr_assert_eq(route_table_count(t), 1);
     err[0] = '\0';
@@ -1004,6 +1006,7 @@ Test(smtp, open_parses_next_hops)
         "mail.example.test:26",
         "mail.example.test",
         "[192.0.2.1] reuse=no max_rcpts_per_session=1 idle_timeout=500ms",
+        "[192.0.2.1] max_rejects_per_session=1 pipelining=no",
     };
     char err[256];
 
@@ -1054,6 +1057,9 @@ Test(smtp, open_rejects_bad_arguments)
         "example.test smtp:[127.0.0.1]:25 reuse=maybe",
         "example.test smtp:[127.0.0.1]:25 max_rcpts_per_session=0",
         "example.test smtp:[127.0.0.1]:25 max_rcpts_per_session=lots",
+        "example.test smtp:[127.0.0.1]:25 max_rejects_per_session=0",
+        "example.test smtp:[127.0.0.1]:25 max_rejects_per_session=10001",
+        "example.test smtp:[127.0.0.1]:25 pipelining=sometimes",
         "example.test smtp:[127.0.0.1]:25 idle_timeout=0",
         "example.test smtp:[127.0.0.1]:25 rset_timeout=forever",
         "example.test smtp:[127.0.0.1]:25 max_addresses=0",
