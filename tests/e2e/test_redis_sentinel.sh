@@ -9,86 +9,17 @@
 #     first one wrote to the new master (cached=redis).
 # shellcheck source=tests/e2e/lib_callout.sh
 . "$(dirname "$0")/lib_callout.sh"
+# shellcheck source=tests/e2e/lib_sentinel.sh
+. "$(dirname "$0")/lib_sentinel.sh"
 
-e2e_need redis-server redis-cli
-PW=e2e-sentinel-secret
+PW=$E2E_REDIS_PW
 MASTER=e2emaster
-RD=$E2E_TMP/redis
-mkdir -p "$RD"
 
-# rcli PORT ARGS... - redis-cli with our password (quietly)
-rcli() {
-    local p=$1
-    shift
-    REDISCLI_AUTH=$PW redis-cli -p "$p" "$@" 2>/dev/null
-}
-
-# start_redis NAME VAR_PORT [ARGS...] - a redis-server with the password; waits for PONG
-start_redis() {
-    local name=$1 var=$2 port pid i=0
-    shift 2
-    e2e_free_port "$var"
-    port=${!var}
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$RD" \
-        --logfile "$RD/$name.log" --requirepass "$PW" --masterauth "$PW" \
-        --repl-diskless-sync yes --repl-diskless-sync-delay 0 "$@" >/dev/null 2>&1 &
-    pid=$!
-    e2e_track "$pid" "redis $name"
-    printf -v "${var}_PID" '%s' "$pid"
-    until [ "$(rcli "$port" ping)" = PONG ]; do
-        e2e_alive "$pid" || e2e_fail "redis $name exited; see $RD/$name.log"
-        [ "$i" -lt $((E2E_START_TIMEOUT * 10)) ] || e2e_fail "redis $name does not answer"
-        sleep 0.1
-        i=$((i + 1))
-    done
-    e2e_log "redis $name pid $pid on 127.0.0.1:$port"
-}
-
-start_redis master M
-start_redis replica R --replicaof 127.0.0.1 "$M"
-i=0
-until rcli "$R" INFO replication | grep -q '^master_link_status:up'; do
-    [ "$i" -lt 100 ] || e2e_fail "the replica does not sync with the master"
-    sleep 0.1
-    i=$((i + 1))
-done
-
-# three sentinels; the small down-after keeps the failover (and the test) short
-SENTINEL_BIN=redis-server
-command -v redis-sentinel >/dev/null 2>&1 && SENTINEL_BIN=redis-sentinel
-SENTINELS=
-for n in 1 2 3; do
-    e2e_free_port SP
-    cat >"$RD/sentinel$n.conf" <<CONF
-port $SP
-bind 127.0.0.1
-dir $RD
-logfile $RD/sentinel$n.log
-requirepass $PW
-sentinel sentinel-pass $PW
-sentinel monitor $MASTER 127.0.0.1 $M 2
-sentinel auth-pass $MASTER $PW
-sentinel down-after-milliseconds $MASTER 500
-sentinel failover-timeout $MASTER 4000
-sentinel parallel-syncs $MASTER 1
-CONF
-    "$SENTINEL_BIN" "$RD/sentinel$n.conf" --sentinel >/dev/null 2>&1 &
-    e2e_track $! "sentinel $n"
-    e2e_wait_port "$SP" $! "sentinel $n"
-    SENTINELS="$SENTINELS${SENTINELS:+, }127.0.0.1:$SP"
-    SPORTS="${SPORTS:-} $SP"
-done
-# wait until every sentinel knows the replica and the two others (a failover needs them)
-for sp in $SPORTS; do
-    i=0
-    until [ "$(rcli "$sp" SENTINEL sentinels "$MASTER" | grep -c '^name$')" = 2 ] &&
-        [ "$(rcli "$sp" SENTINEL replicas "$MASTER" | grep -c '^name$')" = 1 ]; do
-        [ "$i" -lt 200 ] || e2e_fail "sentinel on $sp does not see the others and the replica"
-        sleep 0.1
-        i=$((i + 1))
-    done
-done
-e2e_log "sentinels on$SPORTS watch $MASTER at 127.0.0.1:$M (replica 127.0.0.1:$R)"
+e2e_auth_redis master M
+e2e_auth_redis replica R --replicaof 127.0.0.1 "$M"
+e2e_wait_replica "$R"
+e2e_start_sentinels "$MASTER" "$M" 1
+e2e_log "the replica is 127.0.0.1:$R"
 
 # the next hop knows only alice; a callout route, because verdicts of local tables are never
 # read back from the cache (the table is faster), and the second daemon must read them
@@ -112,7 +43,7 @@ e2e_start_policyd2 "$E2E_TMP/callahead2.conf" "$POLICYD2_PORT"
 wait_key() {
     local i=0
     while [ "$i" -lt $(($3 * 20)) ]; do
-        [ "$(rcli "$1" -n 3 EXISTS "$2")" = 1 ] && return 0
+        [ "$(e2e_rcli "$1" -n 3 EXISTS "$2")" = 1 ] && return 0
         sleep 0.05
         i=$((i + 1))
     done
@@ -123,8 +54,8 @@ VALID=$(e2e_policy_query recipient=alice@example.test)
 INVALID=$(e2e_policy_query recipient=before@example.test)
 e2e_assert_match '^550 5\.1\.1 ' "$INVALID" "verdict for before@example.test"
 wait_key "$M" callahead:rcpt:before@example.test 10 ||
-    e2e_fail "no verdict in database 3 of the master: $(rcli "$M" -n 3 --scan | head)"
-e2e_assert_eq 0 "$(rcli "$M" -n 0 DBSIZE)" "keys in database 0 (redis_db = 3 is used)"
+    e2e_fail "no verdict in database 3 of the master: $(e2e_rcli "$M" -n 3 --scan | head)"
+e2e_assert_eq 0 "$(e2e_rcli "$M" -n 0 DBSIZE)" "keys in database 0 (redis_db = 3 is used)"
 e2e_log "ok: the verdict is in database 3 of the master found through the sentinels"
 
 # steady load on daemon A: one connection, a request every 20 ms, each answer logged with
@@ -168,7 +99,7 @@ e2e_log "master 127.0.0.1:$M killed"
 k=0
 while :; do
     e2e_policy_query "recipient=after$k@example.test" >/dev/null
-    if [ "$(rcli "$R" -n 3 EXISTS "callahead:rcpt:after$k@example.test")" = 1 ]; then
+    if [ "$(e2e_rcli "$R" -n 3 EXISTS "callahead:rcpt:after$k@example.test")" = 1 ]; then
         break
     fi
     [ $(($(e2e_now_ms) - t0)) -lt 20000 ] || e2e_fail "no new verdict on the promoted master 20s after the kill: $(grep -i redis "$POLICYD_LOG" | tail -5)"
@@ -176,7 +107,7 @@ while :; do
     k=$((k + 1))
 done
 t1=$(e2e_now_ms)
-e2e_assert_match '^role:master' "$(rcli "$R" INFO replication | tr -d '\r' | grep '^role:')" "role of the old replica"
+e2e_assert_match '^role:master' "$(e2e_rcli "$R" INFO replication | tr -d '\r' | grep '^role:')" "role of the old replica"
 e2e_log "ok: new verdicts on the promoted master $((t1 - t0)) ms after the master was killed"
 [ $((t1 - t0)) -lt 10000 ] || e2e_fail "failover took $((t1 - t0)) ms (want < 10000)"
 
