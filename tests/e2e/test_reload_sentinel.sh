@@ -11,8 +11,11 @@
 #   3. redis_master_name changed to a name the sentinels do not know: applied, as at start-up
 #      (where the same name starts the daemon, since the sentinels are asked only on the
 #      loop): the log names the master and why, answers go on from the tables and the
-#      in-process cache, nothing is written to R, and our connections to R are closed;
-#   4. back to redis_server = C: new verdicts land in C again.
+#      in-process cache, nothing is written to R, and our connections to R and the old
+#      name's subscriptions on the sentinels are closed. Once the sentinels are told to
+#      monitor that name, the daemon finds its master without another reload;
+#   4. back to redis_server = C: new verdicts land in C again, none in R, and no connection
+#      of ours is left on R or on the sentinels.
 # shellcheck source=tests/e2e/lib_callout.sh
 . "$(dirname "$0")/lib_callout.sh"
 # shellcheck source=tests/e2e/lib_sentinel.sh
@@ -218,11 +221,11 @@ wait_more 10
 
 # --- 3. a master name the sentinels do not know: applied as at start-up, answers go on
 e2e_policyd_conf "$CONF" "${COMMON[@]}" "redis_sentinels = $SENTINELS" \
-    "redis_master_name = nosuchmaster"
+    "redis_master_name = latermaster"
 reload
 wait_log 'reload: redis_master_name changed: the cache moves to the master of sentinels'
 wait_log ': does not know this master'
-wait_log 'redis: no master from the sentinels; last known (master not yet known): no sentinel told where master nosuchmaster is'
+wait_log 'redis: no master from the sentinels; last known (master not yet known): no sentinel told where master latermaster is'
 wait_ours "$R" 0
 wait_switch_subs
 wait_subs 6 # the old master name's subscriptions are closed, the new name's are open
@@ -245,14 +248,27 @@ e2e_wait_port "$P2_PORT" "$P2_PID" "second callahead-policyd"
 e2e_assert_match '^550 5\.1\.1 ' "$(POLICYD_PORT=$P2_PORT e2e_policy_query recipient=s2@example.test)" \
     "the second daemon's answer"
 for _ in $(seq 1 200); do
-    grep -qF 'no sentinel told where master nosuchmaster is' "$P2_LOG" && break
+    grep -qF 'no sentinel told where master latermaster is' "$P2_LOG" && break
     sleep 0.1
 done
-grep -qF 'no sentinel told where master nosuchmaster is' "$P2_LOG" ||
+grep -qF 'no sentinel told where master latermaster is' "$P2_LOG" ||
     e2e_fail "start-up with the unknown name did not log it: $(tail -5 "$P2_LOG")"
 e2e_kill_wait "$P2_PID" 30 || e2e_fail "the second daemon exited non-zero"
 e2e_untrack "$P2_PID"
 e2e_log "ok: start-up with the unknown name behaves as the reload does"
+
+# once the sentinels are told about the name, the daemon finds its master without a reload
+for sp in $SPORTS; do
+    e2e_assert_eq OK "$(e2e_rcli "$sp" SENTINEL MONITOR latermaster 127.0.0.1 "$R" 2)" \
+        "SENTINEL MONITOR latermaster on $sp"
+    e2e_rcli "$sp" SENTINEL SET latermaster auth-pass "$E2E_REDIS_PW" >/dev/null
+done
+mark
+wait_log "redis: the sentinels name 127.0.0.1:$R as the master"
+wait_log 'redis subscription callahead:flush: subscribed'
+wait_keys "$R" "$r_before"
+wait_ours "$R" 2
+e2e_log "ok: the name became known to the sentinels: verdicts in R again, without a reload"
 
 # --- 4. back to the plain Redis C
 REDIS_PORT=$C
@@ -260,12 +276,13 @@ e2e_policyd_conf "$CONF" "${COMMON[@]}"
 reload
 wait_log "reload: redis_server, redis_sentinels, redis_master_name changed: the cache moves to 127.0.0.1:$C"
 wait_log 'redis subscription callahead:flush: subscribed'
+wait_ours "$R" 0
+wait_subs 0
+r_before=$(nkeys "$R")
 c_before=$(nkeys "$C")
 wait_more 20
 wait_keys "$C" "$c_before"
 e2e_assert_eq 2 "$(ours "$C")" "connections to C"
-e2e_assert_eq 0 "$(ours "$R")" "connections to R"
-wait_subs 0
 e2e_assert_eq "$r_before" "$(nkeys "$R")" "verdicts in R after the move back to C"
 e2e_log "ok: back on C: new verdicts there, none in R"
 
