@@ -258,12 +258,12 @@ e2e_untrack "$P2_PID"
 e2e_log "ok: start-up with the unknown name behaves as the reload does"
 
 # once the sentinels are told about the name, the daemon finds its master without a reload
+mark
 for sp in $SPORTS; do
     e2e_assert_eq OK "$(e2e_rcli "$sp" SENTINEL MONITOR latermaster 127.0.0.1 "$R" 2)" \
         "SENTINEL MONITOR latermaster on $sp"
     e2e_rcli "$sp" SENTINEL SET latermaster auth-pass "$E2E_REDIS_PW" >/dev/null
 done
-mark
 wait_log "redis: the sentinels name 127.0.0.1:$R as the master"
 wait_log 'redis subscription callahead:flush: subscribed'
 wait_keys "$R" "$r_before"
