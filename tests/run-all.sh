@@ -27,7 +27,8 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 # (Postfix and scripted next hops), Redis up and down, a Sentinel failover,
 # reload (with the control, stats and unix sockets it moves or changes and
 # the resolver it replaces, and the Redis it moves the cache to, with a probe lock taken on
-# the old one, and the Redis host names it looks up first, abandoned at a stop), the control socket and cross-daemon flush, slow clients, the
+# the old one, and the Redis host names it looks up first, abandoned at a stop, and the
+# Sentinel set it moves to and from, with a master name the sentinels do not know), the control socket and cross-daemon flush, slow clients, the
 # milter's policy path and STARTTLS callouts (slowed down, TLS 1.3 session
 # tickets and the next reply arrive together).
 if [ "$VALGRIND_SCENARIOS" = default ]; then
@@ -35,7 +36,7 @@ if [ "$VALGRIND_SCENARIOS" = default ]; then
       test_callout_postfix_backend test_redis_down test_redis_verdict test_sighup
       test_reload_restart test_reload_l1_size test_control test_flush test_slow_clients test_milter_miltertest
       test_redis_sentinel test_callout_tls test_reload_sockets test_reload_callout
-      test_reload_redis test_reload_redis_lock test_reload_redis_dns"
+      test_reload_redis test_reload_redis_lock test_reload_redis_dns test_reload_sentinel"
 elif [ "$VALGRIND_SCENARIOS" = all ]; then
     VALGRIND_SCENARIOS=""
 fi
