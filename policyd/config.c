@@ -314,7 +314,9 @@ static const struct config_param config_params[] = {
      RELOAD},
     {"redis_master_name", CONFIG_STR, "", OFF(redis_master_name), 0, 0, CHECK_MASTER_NAME,
      "Name of the master the sentinels watch (the name in sentinel.conf's \"sentinel monitor\" "
-     "line); required with redis_sentinels.",
+     "line); required with redis_sentinels. A name the sentinels do not know is accepted, at "
+     "start-up and by a reload alike: the daemon logs it, answers without Redis and keeps "
+     "asking, so it connects once the sentinels monitor that name.",
      RELOAD},
     {"redis_password", CONFIG_STR, "", OFF(redis_password), 0, 0, CHECK_NONE,
      "Password sent with AUTH to Redis and to the sentinels on every connect; empty sends "
