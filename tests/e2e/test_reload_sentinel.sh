@@ -6,6 +6,7 @@
 # must be answered, with the right verdict):
 #   1. redis_server = C  ->  redis_sentinels + redis_master_name: new verdicts land in M, the
 #      master the sentinels name, none in C any more, and no connection of ours is left on C;
+#      Then only redis_timeout changes: the flush subscription hands over without a gap;
 #   2. M is killed: the failover is followed (new verdicts on the promoted R within a loose
 #      bound, measured and printed);
 #   3. redis_master_name changed to a name the sentinels do not know: applied, as at start-up
@@ -194,6 +195,21 @@ e2e_assert_eq "$c_before" "$(nkeys "$C")" "verdicts in C after the move to the s
 e2e_assert_eq 2 "$(ours "$M")" "connections to the master M"
 e2e_assert_eq connected "$(redis_state)" "redis in callahead stats"
 e2e_log "ok: new verdicts in the sentinels' master M ($(nkeys "$M")), none in C, C closed"
+
+# only a timeout changes, in Sentinel mode: the flush channel stays, the old subscription hands
+# over to the new one, and the old connections (to M and to the sentinels) are closed
+COMMON=("${COMMON[@]/redis_timeout = 500ms/redis_timeout = 400ms}")
+e2e_policyd_conf "$CONF" "${COMMON[@]}" "${SENT[@]}"
+reload
+wait_log 'reload: redis_timeout changed: the cache moves to the master of sentinels'
+wait_log 'no flush was missed, the in-process cache is kept'
+wait_switch_subs
+wait_subs 6
+wait_ours "$M" 2
+m_before=$(nkeys "$M")
+wait_more 10
+wait_keys "$M" "$m_before"
+e2e_log "ok: a timeout change in Sentinel mode handed the flush channel over, M still used"
 
 # --- 2. a failover after the reload is followed. With N0 answered once M is dead, request
 # N0 + 2 and later were sent after the kill, so their verdicts on R were written there by us,
