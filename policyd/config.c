@@ -74,8 +74,7 @@ struct config_param {
 
 /*
  * RESTART marks a parameter that is fixed once the daemon runs: the user it
- * switched to and the pidfile it locked, and the descriptor limit sized from
- * max_connections. A reload that changes one of them is refused as a whole
+ * switched to and the pidfile it locked. A reload that changes one of them is refused as a whole
  * (the running configuration stays entirely in force, and the log names each
  * of them), rather than half applied. Everything else a SIGHUP applies
  * without dropping a connection (docs/OPERATIONS.md lists how; the Redis
@@ -193,8 +192,10 @@ static const struct config_param config_params[] = {
      "Most policy client connections at once; Postfix keeps one per smtpd process, so 4096 "
      "covers far more smtpd processes than a default default_process_limit of 100. When all "
      "are in use, a new client takes the slot of the least recently active connection that "
-     "waits for input (idle, or still sending a request).",
-     RESTART},
+     "waits for input (idle, or still sending a request). A reload that lowers it closes "
+     "no connection at once: the next new client closes the least recently active idle ones "
+     "until it fits.",
+     RELOAD},
     {"idle_timeout", CONFIG_TIME, "300s", OFF(idle_timeout), 1, DAY, CHECK_NONE,
      "Close a connection that sends no request for this long; 300s matches Postfix's "
      "smtpd_policy_service_max_idle, so the client notices first.",

@@ -211,7 +211,8 @@ static int raise_nofile(const struct config *cfg)
 /*
  * reload_apply_rest - the parts of an accepted reload that live in main.c
  * and cannot fail: the control and stats sockets sw made ready, the syslog
- * identity and facility, and a descriptor limit for a new max_probes.
+ * identity and facility, and a descriptor limit for a new max_probes or
+ * max_connections (the connection table itself reads cfg->max_connections).
  */
 static void reload_apply_rest(struct daemon_state *d, const struct config *ncfg,
                               struct sock_swap *sw)
@@ -226,8 +227,12 @@ static void reload_apply_rest(struct daemon_state *d, const struct config *ncfg,
                  ncfg->syslog_facility);
         log_open(ncfg->syslog_name, d->foreground, facility_code(ncfg->syslog_facility));
     }
-    if (d->cfg->max_probes != ncfg->max_probes)
+    if (d->cfg->max_probes != ncfg->max_probes || d->cfg->max_connections != ncfg->max_connections)
         d->server.conn_cap = raise_nofile(ncfg);
+    if (ncfg->max_connections < d->server.nconns)
+        log_info("max_connections %d with %d open: none is closed for it; the next new client "
+                 "closes the least recently active idle ones until it fits",
+                 ncfg->max_connections, d->server.nconns);
 }
 
 static void reload_names_cb(int ok, const char *why, void *arg);

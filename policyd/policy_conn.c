@@ -607,8 +607,9 @@ static int conn_evict(struct policy_server *s, const char *newcomer)
 
 struct policy_conn *policy_conn_new(struct policy_server *s, evutil_socket_t fd, const char *peer)
 {
-    if (!s->draining && s->nconns >= conn_limit(s))
-        (void)conn_evict(s, peer);
+    /* more than one only after a reload lowered max_connections below what is open */
+    while (!s->draining && s->nconns >= conn_limit(s) && conn_evict(s, peer) == 0)
+        ;
     if (s->draining || s->nconns >= conn_limit(s)) {
         s->refused++;
         log_limited(&s->log_refused, POLICY_LOG_INTERVAL_MS, LOG_WARNING,

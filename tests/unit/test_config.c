@@ -835,7 +835,7 @@ Test(config, restart_changes_only_user_and_pidfile_of_these)
     parse_ok("route_table = /a\nunix_socket_mode = 0666\nunix_socket_owner = postfix\n"
              "unix_socket_group = postfix\nsyslog_name = other\nsyslog_facility = local3\n"
              "control_socket = /run/c\ncontrol_socket_mode = 0660\ncontrol_socket_group = mail\n"
-             "stats_listen = inet:127.0.0.1:9157\nmax_probes = 7\n"
+             "stats_listen = inet:127.0.0.1:9157\nmax_probes = 7\nmax_connections = 9\n"
              "dns_servers = 127.0.0.1:5353\ndns_timeout = 900ms\n",
              &b);
     cr_assert_eq(config_restart_changes(&a, &b, names, sizeof(names)), 0, "%s", names);
