@@ -1199,6 +1199,48 @@ Test(smtp, reject_budget_counts_rejections_not_rcpts)
     cr_assert_eq(server_count("quit"), 1);
 }
 
+/*
+ * A session that becomes free serves the lookup that has waited longest, even
+ * one whose new connection is still being set up: a RCPT on it is one round
+ * trip, the set-up three or more (a loaded or forking next hop is slowest
+ * there). Here the greeting takes 3 s: u2 and u3 are answered on the first
+ * session before the second one has even been greeted, and that one joins the
+ * pool without a lookup (no MAIL) once it is ready.
+ */
+Test(smtp, free_session_serves_lookup_waiting_on_new_connection)
+{
+    struct result r[5];
+    void *s;
+
+    start_server("delay greeting 3000\nrcpt * 250 2.1.5 Ok\n");
+    s = open_route("example.test smtp:[127.0.0.1]:%d max_connections=2");
+    verify(s, "u0@example.test", &r[0]); /* one session, now in the pool */
+    lookup(s, "u1@example.test", &r[1]); /* takes it: RCPT only */
+    lookup(s, "u2@example.test", &r[2]); /* nothing idle: a new connection */
+    lookup(s, "u3@example.test", &r[3]); /* no slot left: queued behind u2 */
+    run(&r[1], 3, 15000);
+    for (int i = 1; i <= 3; i++) {
+        cr_assert_eq(r[i].calls, 1, "u%d answered", i);
+        assert_verdict(&r[i], VERDICT_VALID, 250, "2.1.5 Ok");
+    }
+    cr_assert_eq(server_count("ehlo"), 1,
+                 "u2 and u3 were answered on the first session, before the second was greeted");
+    cr_assert_eq(server_count("connections"), 2, "the second connection was opened all the same");
+    run_for(4000); /* its greeting, EHLO: then into the pool */
+    cr_assert_eq(server_count("ehlo"), 2);
+    cr_assert_eq(server_count("mail"), 1, "no MAIL without a lookup");
+    cr_assert_eq(server_count("concurrent"), 2, "both sessions idle in the pool");
+    /* both serve at once: one RCPT in the open transaction, one new transaction */
+    lookup(s, "u4@example.test", &r[3]);
+    lookup(s, "u5@example.test", &r[4]);
+    run(&r[3], 2, 15000);
+    assert_verdict(&r[3], VERDICT_VALID, 250, "2.1.5 Ok");
+    assert_verdict(&r[4], VERDICT_VALID, 250, "2.1.5 Ok");
+    cr_assert_eq(server_count("connections"), 2);
+    cr_assert_eq(server_count("mail"), 2);
+    cr_assert_eq(server_count("rcpt"), 6);
+}
+
 Test(smtp, reuse_capped_by_max_rcpts_per_session)
 {
     struct result r;
