@@ -339,6 +339,9 @@ static void session_fail(struct smtp_session *s, enum session_retry retry, enum 
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     if (req == NULL) {
+        /* a connection set up for a lookup that took a pooled session meanwhile */
+        log_debug("callout %s: session %p (no lookup waiting on it) failed: %s", s->host->source,
+                  (void *)s, text);
         session_release(s, how == END_KEEP ? END_QUIT : how);
         return;
     }
