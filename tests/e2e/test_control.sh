@@ -85,8 +85,15 @@ e2e_assert_eq 0 "$rc" "verify carol (callout): exit status ($out)"
 dead=$(e2e_free_port DEADPORT && echo "$DEADPORT")
 printf '%s\n' "example.test   cdb:$E2E_CDB" "dept.test   smtp:[127.0.0.1]:$HOP_PORT" \
     "dead.test   smtp:[127.0.0.1]:$dead" "*              dunno" >"$E2E_ROUTES"
+# wait for the reload to be applied, not a fixed time (valgrind, a loaded machine)
+reloads=$(e2e_policyd_log_count 'info: reloaded ')
 kill -HUP "$POLICYD_PID"
-sleep 0.5
+for _ in $(seq 1 300); do
+    [ "$(e2e_policyd_log_count 'info: reloaded ')" -gt "$reloads" ] && break
+    sleep 0.1
+done
+[ "$(e2e_policyd_log_count 'info: reloaded ')" -gt "$reloads" ] ||
+    e2e_fail "the reload was not applied: $(tail -n 3 "$POLICYD_LOG")"
 ca verify x@dead.test
 e2e_assert_eq 2 "$rc" "verify at a dead next hop: exit status ($out)"
 e2e_assert_eq tempfail "$(field verdict)" "verify at a dead next hop: verdict"
@@ -217,8 +224,14 @@ perl -MIO::Socket::UNIX -e '
     sleep 20' "$CTL" &
 holder=$!
 e2e_track "$holder" "16 idle control clients"
-sleep 0.5
+# until the daemon has taken all 16 (the holder starting and the daemon accepting
+# may be slow): asked again every 0.2 s, 30 s at most
 ca stats
+for _ in $(seq 1 150); do
+    [ "$rc" -eq 65 ] && break
+    sleep 0.2
+    ca stats
+done
 e2e_assert_eq 65 "$rc" "the 17th control connection: exit status ($out)"
 e2e_assert_match 'too many control connections' "$out" "the 17th control connection: message"
 e2e_assert_eq DUNNO "$(e2e_policy_query recipient=alice@example.test)" \
@@ -226,8 +239,13 @@ e2e_assert_eq DUNNO "$(e2e_policy_query recipient=alice@example.test)" \
 kill "$holder" 2>/dev/null
 wait "$holder" 2>/dev/null
 e2e_untrack "$holder"
-sleep 0.3
+# the daemon sees the 16 closes in its own time: asked until a slot is free, 30 s at most
 ca stats
+for _ in $(seq 1 150); do
+    [ "$rc" -eq 0 ] && break
+    sleep 0.2
+    ca stats
+done
 e2e_assert_eq 0 "$rc" "control slots free again once those clients are gone"
 
 # no daemon on the socket: 69; usage errors: 64
