@@ -132,7 +132,7 @@ e2e_assert_eq 1 "$sw" "redis_master_switches of the first daemon"
 # the second daemon follows the switch too and reads what the first one wrote there
 i=0
 until "$E2E_BUILD/callahead" -s "$E2E_TMP/ctl-b" stats 2>/dev/null | grep -q '^redis[ :=]*connected'; do
-    [ "$i" -lt 100 ] || e2e_fail "the second daemon does not reconnect: $(grep -i redis "$POLICYD2_LOG" | tail -5)"
+    [ "$i" -lt 300 ] || e2e_fail "the second daemon does not reconnect: $(grep -i redis "$POLICYD2_LOG" | tail -5)"
     sleep 0.1
     i=$((i + 1))
 done
@@ -148,7 +148,7 @@ grep -q "sentinel reports the master moved to 127.0.0.1:$R\|sentinels name 127.0
 for log in "$POLICYD_LOG" "$POLICYD2_LOG"; do
     i=0
     until [ "$(grep -c 'redis subscription callahead:flush: subscribed' "$log")" -ge 2 ]; do
-        [ "$i" -lt 50 ] || e2e_fail "the flush subscription did not come back: $(grep -i 'callahead:flush' "$log" | tail -3)"
+        [ "$i" -lt 300 ] || e2e_fail "the flush subscription did not come back: $(grep -i 'callahead:flush' "$log" | tail -3)"
         sleep 0.1
         i=$((i + 1))
     done
