@@ -224,13 +224,14 @@ Test(flight, tarpit_does_not_starve_other_destinations)
     run_for_ms(20);
     cr_assert(fake_inflight < 10, "the tarpit holds %d of 10 probe slots", fake_inflight);
     lookup(v, "new@ok.test", &fast);
-    long ms = run_until_answered(&fast, 1500);
-    cr_assert_eq(fast.calls, 1, "healthy destination not answered within 1.5 s");
+    long ms = run_until_answered(&fast, 10000);
+    cr_assert_eq(fast.calls, 1, "healthy destination not answered within 10 s");
     cr_assert_eq(fast.v.kind, VERDICT_VALID, "healthy destination got %s (%s) after %ld ms",
                  verdict_kind_name(fast.v.kind), fast.v.text, ms);
-    cr_assert(ms < 500, "healthy destination answered after %ld ms", ms);
+    /* with slack for a loaded machine, still before the 2 s answer budget a starved lookup waits */
+    cr_assert(ms < 1500, "healthy destination answered after %ld ms", ms);
     lookup(v, "other@ok2.test", &fast2);
-    run_until_answered(&fast2, 1500);
+    run_until_answered(&fast2, 10000);
     cr_assert_eq(fast2.v.kind, VERDICT_VALID);
     verifier_free(v);
     cr_assert_eq(fake_inflight, 0, "every tarpit probe cancelled");
@@ -338,10 +339,11 @@ Test(flight, flight_deadline_fails_and_frees)
     vc.answer_budget_ms = 3000;
     struct verifier *v = make_verifier();
     lookup(v, "stuck@tarpit.test", &r);
-    long ms = run_until_answered(&r, 2500);
+    long ms = run_until_answered(&r, 10000);
     cr_assert_eq(r.calls, 1);
     cr_assert_eq(r.v.kind, VERDICT_TEMPFAIL);
-    cr_assert(ms >= 250 && ms < 1000, "answered after %ld ms (deadline 300 ms)", ms);
+    /* the flight deadline with slack for a loaded machine, still before the 3 s answer budget */
+    cr_assert(ms >= 250 && ms < 2500, "answered after %ld ms (deadline 300 ms)", ms);
     cr_assert_eq(fake_inflight, 0, "the backend request was cancelled");
     struct verifier_stats st;
     verifier_get_stats(v, &st);
