@@ -625,13 +625,14 @@ Test(dns_noserver, silent_server_times_out_within_budget)
     cr_assert_eq(r.status, DNS_TEMPFAIL, "%d %s", r.status, r.errmsg);
     cr_assert(strstr(r.errmsg, "timed out"), "%s", r.errmsg);
     cr_assert_geq(ms, 350, "answered after %ld ms", ms);
-    cr_assert_leq(ms, 1000, "answered after %ld ms", ms);
+    /* the 400 ms deadline, with 2 s of slack for a loaded machine */
+    cr_assert_leq(ms, 2400, "answered after %ld ms", ms);
 
     t0 = now_ms();
     host("mx.two.test", &r);
     ms = now_ms() - t0;
     cr_assert_eq(r.status, DNS_TEMPFAIL, "%d %s", r.status, r.errmsg);
-    cr_assert_leq(ms, 1000, "answered after %ld ms", ms);
+    cr_assert_leq(ms, 2400, "answered after %ld ms", ms);
     close(fd);
 }
 
@@ -753,7 +754,7 @@ Test(dns_noserver, deadline_during_address_phase)
     mx("x.test", &r);
     cr_assert_eq(r.status, DNS_TEMPFAIL, "%d %s", r.status, r.errmsg);
     cr_assert(strstr(r.errmsg, "address queries"), "%s", r.errmsg);
-    cr_assert_leq(now_ms() - t0, 900);
+    cr_assert_leq(now_ms() - t0, 2300); /* the 300 ms deadline, 2 s of slack for a loaded machine */
     cr_assert_geq(sc.addr_queries, 2);
     event_free(ev);
     close(sc.fd);
