@@ -798,7 +798,8 @@ Test(smtp, tarpit_hits_rcpt_deadline)
     ms = ms_since(&start, &r.at);
     assert_verdict(&r, VERDICT_TEMPFAIL, 0,
                    "timeout after 500ms waiting for the RCPT TO reply from next hop");
-    cr_assert(ms >= 450 && ms < 2000, "answered after %ld ms", ms);
+    /* the deadline plus seconds of slack for a loaded machine, still before the 5 s reply */
+    cr_assert(ms >= 450 && ms < 4000, "answered after %ld ms", ms);
 }
 
 Test(smtp, tarpit_hits_greeting_deadline)
@@ -814,7 +815,8 @@ Test(smtp, tarpit_hits_greeting_deadline)
     ms = ms_since(&start, &r.at);
     assert_verdict(&r, VERDICT_TEMPFAIL, 0,
                    "timeout after 300ms waiting for the greeting reply from next hop");
-    cr_assert(ms >= 250 && ms < 2000, "answered after %ld ms", ms);
+    /* the deadline plus seconds of slack for a loaded machine, still before the 5 s greeting */
+    cr_assert(ms >= 250 && ms < 4000, "answered after %ld ms", ms);
 }
 
 Test(smtp, slow_but_within_deadline)
@@ -941,7 +943,8 @@ Test(smtp, connection_refused_is_quick_tempfail)
     gettimeofday(&start, NULL);
     verify(open_route("example.test smtp:[127.0.0.1]:%d"), "a@example.test", &r);
     assert_verdict(&r, VERDICT_TEMPFAIL, 0, "cannot connect to next hop: Connection refused");
-    cr_assert_lt(ms_since(&start, &r.at), 1000);
+    /* refused at once: well below the 5 s connect_timeout, with slack for a loaded machine */
+    cr_assert_lt(ms_since(&start, &r.at), 3000);
 }
 
 /* --- Postfix smtp-sink ------------------------------------------------ */
