@@ -126,6 +126,18 @@ static void base_params(void)
     param("timeout", "%s", "2s");
 }
 
+/*
+ * set_timeout - change base_params' search timeout: a test that bounds how
+ * soon something fails sets it far above the bound, so that a loaded machine
+ * has seconds of slack and a lookup that waited for the timeout still fails it
+ */
+static void set_timeout(const char *value)
+{
+    for (size_t i = 0; i < nparams; i++)
+        if (strcmp(params[i].name, "timeout") == 0)
+            snprintf(param_values[i], sizeof(param_values[i]), "%s", value);
+}
+
 /* try_open - open the route ldap:corp with the parameters so far; NULL + err on failure */
 static void *try_open(char *err, size_t errlen)
 {
@@ -430,6 +442,7 @@ Test(ldap, killed_then_back)
 {
     start_slapd(NULL);
     base_params();
+    set_timeout("8s");
     open_source();
     expect("alice", "example.test", VERDICT_VALID, NULL);
     /* killed with searches in flight: they fail at once (reset, then refused), not at timeout */
@@ -452,7 +465,7 @@ Test(ldap, killed_then_back)
         cr_assert_eq(r[i].v.kind, VERDICT_TEMPFAIL, "%s", r[i].v.text);
         cr_assert(r[i].v.flags & VERDICT_DEST_FAILURE);
     }
-    cr_assert_lt(ms, 1500, "waited for the deadline (%ldms) instead of noticing the reset", ms);
+    cr_assert_lt(ms, 4000, "waited for the deadline (%ldms) instead of noticing the reset", ms);
     /* while it is down (and the pool backs off): tempfail at once */
     struct verdict v = lookup("robert", "example.test");
     cr_assert_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
@@ -699,7 +712,7 @@ Test(ldap, host_name_resolver_stuck)
     param("server_host", "ldap://ldap.test:%d", slapd_port);
     param("search_base", "%s", TS_SLAPD_SUFFIX);
     param("domain", "%s", "example.test");
-    param("timeout", "%s", "1500ms");
+    param("timeout", "%s", "6s"); /* far above the bound below: only connect_timeout meets it */
     param("connect_timeout", "%s", "500ms");
     open_source();
     kill(dnsmasq_pid, SIGSTOP);
@@ -709,7 +722,7 @@ Test(ldap, host_name_resolver_stuck)
     gettimeofday(&t1, NULL);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
     cr_expect_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
-    cr_expect_lt(ms, 1400, "took %ldms: the resolve deadline (500ms) was not kept", ms);
+    cr_expect_lt(ms, 2500, "took %ldms: the resolve deadline (500ms) was not kept", ms);
     kill(dnsmasq_pid, SIGCONT);
 }
 
@@ -769,6 +782,7 @@ Test(ldap, filter_libldap_refuses)
     for (size_t i = 0; i < nparams; i++)
         if (strcmp(params[i].name, "query_filter") == 0)
             snprintf(param_values[i], sizeof(param_values[i]), "%s", "(&(mail=%s)(nonsense))");
+    set_timeout("8s");
     open_source();
     struct timeval t0, t1;
     gettimeofday(&t0, NULL);
@@ -777,7 +791,7 @@ Test(ldap, filter_libldap_refuses)
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
     cr_assert_eq(v.kind, VERDICT_TEMPFAIL, "%s", v.text);
     cr_assert_str_eq(v.text, "4.3.0 Directory lookup failed");
-    cr_assert_lt(ms, 1000, "answered only at the deadline (%ldms)", ms);
+    cr_assert_lt(ms, 4000, "answered only at the deadline (%ldms)", ms);
     cr_assert_eq(v.flags & VERDICT_DEST_FAILURE, 0);
 }
 
