@@ -366,6 +366,25 @@ e2e_start_policyd() {
     e2e_log "callahead-policyd pid $POLICYD_PID on 127.0.0.1:$POLICYD_PORT${POLICYD_WRAPPER:+ under ${wrapper[0]}}"
 }
 
+# e2e_policyd_reload CONF WHAT - SIGHUP the daemon and wait (at most 30 s, valgrind
+# is slow) for "reloaded CONF" in its log; a refused or failed reload fails at once
+e2e_policyd_reload() {
+    local conf=$1 what=$2 mark _ said
+    mark=$(($(stat -c %s "$POLICYD_LOG") + 1))
+    kill -HUP "$POLICYD_PID"
+    for _ in $(seq 1 300); do
+        said=$(tail -c +"$mark" "$POLICYD_LOG")
+        if grep -qF "reloaded $conf" <<<"$said"; then
+            e2e_log "ok: reloaded with $what"
+            return 0
+        fi
+        grep -q "reload refused\|reload failed" <<<"$said" &&
+            e2e_fail "reload with $what: $(grep "reload" <<<"$said")"
+        sleep 0.1
+    done
+    e2e_fail "no \"reloaded\" with $what within 30 s; the daemon logged [$(tail -c +"$mark" "$POLICYD_LOG")]"
+}
+
 # e2e_stop_policyd - SIGTERM; the daemon must exit 0 (under valgrind or ASan a
 # memory error or leak makes the exit status non-zero, and the scenario fails)
 e2e_stop_policyd() {
