@@ -1339,6 +1339,31 @@ static void config_wrap(FILE *fp, const char *s, int indent)
 }
 
 /*
+ * config_doc_entry - one parameter of -d (text) or -m (troff): its name after
+ * a prefix (troff_prefix is already troff), its default, whether a change
+ * needs a restart, and its sentence; the main and the LDAP tables share it
+ */
+static void config_doc_entry(FILE *fp, int troff, const char *troff_prefix, const char *text_prefix,
+                             const char *name, const char *def, int restart, const char *doc)
+{
+    const char *shown = *def ? def : "empty";
+    const char *note = restart ? "; a change needs a restart" : "";
+
+    if (troff) {
+        fprintf(fp, ".TP\n.B %s", troff_prefix);
+        config_troff_text(fp, name);
+        fputs("\n(default: ", fp);
+        config_troff_text(fp, shown);
+        fprintf(fp, "%s)\n", note);
+        config_troff_text(fp, doc);
+    } else {
+        fprintf(fp, "%s%s (default: %s%s)\n", text_prefix, name, shown, note);
+        config_wrap(fp, doc, 4);
+    }
+    fputc('\n', fp);
+}
+
+/*
  * config_print_ldap_doc - the parameters of a named LDAP source, from
  * ldap_conf.c's table, as ldap_NAME_PARAM
  */
@@ -1363,19 +1388,7 @@ static void config_print_ldap_doc(FILE *fp, int troff)
     }
     for (size_t i = 0; i < ldap_conf_nparams; i++) {
         const struct ldap_conf_param *p = &ldap_conf_params[i];
-        if (troff) {
-            fputs(".TP\n.B ldap_\\fINAME\\fB_", fp);
-            config_troff_text(fp, p->name);
-            fputs("\n(default: ", fp);
-            config_troff_text(fp, *p->def ? p->def : "empty");
-            fputs(")\n", fp);
-            config_troff_text(fp, p->doc);
-            fputc('\n', fp);
-        } else {
-            fprintf(fp, "ldap_NAME_%s (default: %s)\n", p->name, *p->def ? p->def : "empty");
-            config_wrap(fp, p->doc, 4);
-            fputc('\n', fp);
-        }
+        config_doc_entry(fp, troff, "ldap_\\fINAME\\fB_", "ldap_NAME_", p->name, p->def, 0, p->doc);
     }
 }
 
@@ -1383,20 +1396,7 @@ void config_print_doc(FILE *fp, int troff)
 {
     for (size_t i = 0; i < CONFIG_NPARAMS; i++) {
         const struct config_param *p = &config_params[i];
-        if (troff) {
-            fputs(".TP\n.B ", fp);
-            config_troff_text(fp, p->name);
-            fputs("\n(default: ", fp);
-            config_troff_text(fp, *p->def ? p->def : "empty");
-            fputs(p->restart ? "; a change needs a restart)\n" : ")\n", fp);
-            config_troff_text(fp, p->doc);
-            fputc('\n', fp);
-        } else {
-            fprintf(fp, "%s (default: %s%s)\n", p->name, *p->def ? p->def : "empty",
-                    p->restart ? "; a change needs a restart" : "");
-            config_wrap(fp, p->doc, 4);
-            fputc('\n', fp);
-        }
+        config_doc_entry(fp, troff, "", "", p->name, p->def, p->restart, p->doc);
     }
     config_print_ldap_doc(fp, troff);
 }
