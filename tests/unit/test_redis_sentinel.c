@@ -197,6 +197,15 @@ static void ask_cb(int status, const char *host, int port, void *arg)
 
 #define MASTER_AT_6390 "*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6390\r\n"
 
+/* master_at - a sentinel's get-master-addr-by-name answer: 127.0.0.1 and port, in RESP */
+static void master_at(char *buf, size_t size, int port)
+{
+    char digits[8];
+    int n = snprintf(digits, sizeof(digits), "%d", port);
+
+    snprintf(buf, size, "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n", n, digits);
+}
+
 TestSuite(redis_sentinel, .init = setup, .fini = teardown, .timeout = 30);
 
 Test(redis_sentinel, list_and_name_syntax)
@@ -363,8 +372,7 @@ Test(redis_sentinel, cache_connects_with_auth_and_select_and_leaves_a_readonly_m
     char list[100], reply[100], err[200];
 
     fake_start(&redis);
-    snprintf(reply, sizeof(reply), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
-             redis.port >= 10000 ? 5 : 4, redis.port);
+    master_at(reply, sizeof(reply), redis.port);
     sentinel.get_master = reply;
     fake_start(&sentinel);
     snprintf(list, sizeof(list), "127.0.0.1:%d", sentinel.port);
@@ -406,8 +414,7 @@ Test(redis_sentinel, cache_follows_switch_master_at_once)
 
     fake_start(&old);
     fake_start(&new);
-    snprintf(reply, sizeof(reply), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
-             old.port >= 10000 ? 5 : 4, old.port);
+    master_at(reply, sizeof(reply), old.port);
     sentinel.get_master = reply;
     fake_start(&sentinel);
     snprintf(list, sizeof(list), "127.0.0.1:%d", sentinel.port);
